@@ -1,0 +1,36 @@
+# Copyright 2026 qvla_ros authors. Apache-2.0.
+"""``qvla``: the ROS-free quantization pipeline (sensitivity, allocate, quantize, inspect)."""
+
+import argparse
+import sys
+from typing import List, Optional
+
+
+def cmd_version(args) -> int:
+    """Print the package version and the versions of the libraries it runs on."""
+    import torch
+    import qvla_ros
+    print(f'qvla_ros {qvla_ros.__version__} (torch {torch.__version__})')
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Return the argument parser of ``qvla``."""
+    parser = argparse.ArgumentParser(prog='qvla', description=__doc__)
+    sub = parser.add_subparsers(dest='command', required=True)
+    sub.add_parser('version', help='print versions').set_defaults(func=cmd_version)
+    return parser
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    """Entry point of ``qvla``."""
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (ValueError, RuntimeError, FileNotFoundError) as err:
+        print(f'qvla {args.command}: error: {err}', file=sys.stderr)
+        return 2
+
+
+if __name__ == '__main__':
+    sys.exit(main())

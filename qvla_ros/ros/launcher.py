@@ -1,0 +1,147 @@
+# Copyright 2026 qvla_ros authors. Apache-2.0.
+"""``qvla-ros launch``: start the executables of ``launch/*.launch.py`` without launch_ros.
+
+pip installs have no ``ros2 launch``. This runner starts the same console scripts with the same
+YAML parameter files, applies the loopback-only DDS environment to every child, forwards
+Ctrl-C, and exits non-zero as soon as a node dies. No rclpy import here.
+"""
+
+from dataclasses import dataclass
+import os
+from pathlib import Path
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from typing import Dict, List, Mapping, Optional, Sequence, Tuple
+
+from qvla_ros.ros.env import loopback_env, share_directory
+
+
+@dataclass(frozen=True)
+class NodeSpec:
+    """One node of a launch: executable, node name, params file and remappings."""
+
+    executable: str
+    name: str
+    params_file: str
+    remappings: Tuple[Tuple[str, str], ...] = ()
+
+
+# Mirrors launch/*.launch.py; test/ros/test_launcher.py checks that the two agree.
+LAUNCHES: Dict[str, Tuple[NodeSpec, ...]] = {
+    'policy': (NodeSpec('policy_node', 'policy_node', 'policy.yaml'),),
+    'demo': (
+        NodeSpec('synthetic_camera', 'synthetic_camera', 'demo.yaml'),
+        NodeSpec('policy_node', 'policy_node', 'demo.yaml', (
+            ('/policy_node/image', '/synthetic_camera/image'),
+            ('/policy_node/instruction', '/synthetic_camera/instruction'))),
+    ),
+}
+
+
+class LaunchError(RuntimeError):
+    """The launch could not be started; the text says what was expected."""
+
+
+def parse_overrides(items: Sequence[str]) -> List[Tuple[str, str]]:
+    """Parse ``name:=value`` arguments; raise LaunchError on anything else."""
+    out = []
+    for item in items:
+        name, sep, value = item.partition(':=')
+        if not sep or not name:
+            raise LaunchError(f'expected a parameter override of the form name:=value, '
+                              f'got {item!r}')
+        out.append((name, value))
+    return out
+
+
+def find_executable(name: str) -> str:
+    """Return the path of console script ``name``, next to this interpreter first."""
+    local = Path(sys.executable).parent / name
+    if local.is_file():
+        return str(local)
+    found = shutil.which(name)
+    if found is None:
+        raise LaunchError(f'executable {name!r} not found next to {sys.executable} or on PATH; '
+                          'is qvla_ros installed in this environment?')
+    return found
+
+
+def node_command(spec: NodeSpec, params_file: Path,
+                 overrides: Sequence[Tuple[str, str]]) -> List[str]:
+    """Return the argv that starts ``spec`` with its parameters and remappings."""
+    cmd = [find_executable(spec.executable), '--ros-args', '-r', f'__node:={spec.name}',
+           '--params-file', str(params_file)]
+    for src, dst in spec.remappings:
+        cmd += ['-r', f'{src}:={dst}']
+    for name, value in overrides:
+        cmd += ['-p', f'{name}:={value}']
+    return cmd
+
+
+def resolve_params(spec: NodeSpec, params: Optional[str]) -> Path:
+    """Return the params file: ``params`` if given, else the package's config default."""
+    path = Path(params) if params else share_directory() / 'config' / spec.params_file
+    if not path.is_file():
+        raise LaunchError(f'parameter file {path} does not exist; expected a ROS 2 YAML file '
+                          '(node -> ros__parameters)')
+    return path
+
+
+class Launch:
+    """A running group of node processes."""
+
+    def __init__(self, name: str, params: Optional[str] = None,
+                 overrides: Sequence[str] = (), domain_id: Optional[int] = None,
+                 base_env: Optional[Mapping[str, str]] = None):
+        if name not in LAUNCHES:
+            raise LaunchError(f'unknown launch {name!r}; expected one of {sorted(LAUNCHES)}')
+        self.name = name
+        self._env = loopback_env(os.environ if base_env is None else base_env, domain_id)
+        pairs = parse_overrides(overrides)
+        self._commands = [node_command(s, resolve_params(s, params), pairs)
+                          for s in LAUNCHES[name]]
+        self.procs: List[subprocess.Popen] = []
+
+    def start(self) -> 'Launch':
+        """Start every node process."""
+        for cmd in self._commands:
+            self.procs.append(subprocess.Popen(cmd, env=self._env))
+        return self
+
+    def poll(self) -> Optional[int]:
+        """Return the exit code of the first node that died, or None while all run."""
+        for proc in self.procs:
+            code = proc.poll()
+            if code is not None:
+                return code
+        return None
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Send SIGINT to every node, then SIGKILL any still alive after ``timeout``."""
+        for proc in self.procs:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGINT)
+        deadline = time.monotonic() + timeout
+        for proc in self.procs:
+            try:
+                proc.wait(max(0.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+    def run(self) -> int:
+        """Supervise until Ctrl-C (exit 0) or a node dies (its code, or 1 if it was 0)."""
+        self.start()
+        try:
+            while True:
+                code = self.poll()
+                if code is not None:
+                    return code if code != 0 else 1
+                time.sleep(0.2)
+        except KeyboardInterrupt:
+            return 0
+        finally:
+            self.stop()

@@ -1,0 +1,74 @@
+# Copyright 2026 qvla_ros authors. Apache-2.0.
+"""A small observer node: enables a policy node and collects the commands it publishes."""
+
+from dataclasses import dataclass
+import time
+from typing import List
+
+from geometry_msgs.msg import TwistStamped
+from qvla_ros_interfaces.msg import ActionChunk as ActionChunkMsg
+import rclpy
+from rclpy.executors import SingleThreadedExecutor
+from rclpy.node import Node
+from std_srvs.srv import SetBool
+
+from qvla_ros.ros import qos
+
+
+@dataclass(frozen=True)
+class Command:
+    """One TwistStamped received from the policy node, with its arrival time."""
+
+    t: float
+    linear: tuple
+    angular: tuple
+
+
+def collect_commands(policy: str, count: int, timeout: float) -> tuple:
+    """Enable ``policy`` and return (commands, chunks_received, elapsed seconds).
+
+    Raises TimeoutError naming what never arrived. Expects rclpy to be initialized.
+    """
+    node = Node('qvla_watch')
+    executor = SingleThreadedExecutor()
+    executor.add_node(node)
+    commands: List[Command] = []
+    chunks = []
+    node.create_subscription(
+        TwistStamped, f'{policy}/delta_twist_cmds',
+        lambda m: commands.append(Command(time.monotonic(),
+                                          (m.twist.linear.x, m.twist.linear.y, m.twist.linear.z),
+                                          (m.twist.angular.x, m.twist.angular.y,
+                                           m.twist.angular.z))),
+        qos.commands())
+    node.create_subscription(ActionChunkMsg, f'{policy}/action_chunk',
+                             lambda m: chunks.append(m), qos.commands())
+    client = node.create_client(SetBool, f'{policy}/enable')
+    start = time.monotonic()
+    try:
+        if not client.wait_for_service(timeout_sec=timeout):
+            raise TimeoutError(f'service {policy}/enable did not appear within {timeout} s')
+        future = client.call_async(SetBool.Request(data=True))
+        executor.spin_until_future_complete(future, timeout_sec=timeout)
+        if not future.done() or not future.result().success:
+            raise TimeoutError(f'{policy}/enable did not answer within {timeout} s')
+        while len(commands) < count:
+            if time.monotonic() - start > timeout:
+                raise TimeoutError(f'only {len(commands)} of {count} commands arrived on '
+                                   f'{policy}/delta_twist_cmds within {timeout} s')
+            executor.spin_once(timeout_sec=0.1)
+        return commands[:count], len(chunks), time.monotonic() - start
+    finally:
+        executor.remove_node(node)
+        node.destroy_node()
+
+
+def run_collect(policy: str, count: int, timeout: float, domain_id=None) -> tuple:
+    """Initialize rclpy in its own context, collect commands, shut down."""
+    from qvla_ros.ros.env import apply_loopback_env
+    apply_loopback_env(domain_id)
+    rclpy.init()
+    try:
+        return collect_commands(policy, count, timeout)
+    finally:
+        rclpy.try_shutdown()

@@ -1,0 +1,59 @@
+# Copyright 2026 qvla_ros authors. Apache-2.0.
+"""The pip launch runner mirrors launch/*.launch.py and fails loudly."""
+
+import ast
+from pathlib import Path
+
+import pytest
+
+from qvla_ros.ros import launcher
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _launch_file_nodes(path):
+    tree = ast.parse(path.read_text())
+    nodes, config = [], None
+    for call in ast.walk(tree):
+        if not isinstance(call, ast.Call):
+            continue
+        kwargs = {k.arg: k.value for k in call.keywords}
+        if getattr(call.func, 'id', '') == 'Node':
+            remaps = kwargs.get('remappings')
+            pairs = tuple(tuple(e.value for e in t.elts) for t in remaps.elts) if remaps else ()
+            nodes.append((kwargs['executable'].value, kwargs['name'].value, pairs))
+        if getattr(call.func, 'id', '') == 'PathJoinSubstitution':
+            config = call.args[0].elts[-1].value
+    return nodes, config
+
+
+@pytest.mark.parametrize('name', sorted(launcher.LAUNCHES))
+def test_runner_matches_launch_file(name):
+    nodes, config = _launch_file_nodes(ROOT / 'launch' / f'{name}.launch.py')
+    specs = launcher.LAUNCHES[name]
+    assert nodes == [(s.executable, s.name, s.remappings) for s in specs]
+    assert {s.params_file for s in specs} == {config}
+    assert (ROOT / 'config' / config).is_file()
+
+
+def test_every_launch_file_has_a_runner_entry():
+    files = {p.name[:-len('.launch.py')] for p in (ROOT / 'launch').glob('*.launch.py')}
+    assert files == set(launcher.LAUNCHES)
+
+
+def test_overrides_and_errors(tmp_path):
+    assert launcher.parse_overrides(['control_hz:=5.0']) == [('control_hz', '5.0')]
+    with pytest.raises(launcher.LaunchError, match='name:=value'):
+        launcher.parse_overrides(['control_hz=5'])
+    with pytest.raises(launcher.LaunchError, match='unknown launch'):
+        launcher.Launch('nope')
+    with pytest.raises(launcher.LaunchError, match='does not exist'):
+        launcher.Launch('policy', params=str(tmp_path / 'missing.yaml'))
+
+
+@pytest.mark.ros
+def test_runner_exits_nonzero_when_a_node_dies(tmp_path, domain_id):
+    params = tmp_path / 'bad.yaml'
+    params.write_text('policy_node:\n  ros__parameters:\n    model: no-such-model\n')
+    code = launcher.Launch('policy', params=str(params), domain_id=domain_id).run()
+    assert code != 0

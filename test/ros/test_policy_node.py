@@ -1,0 +1,57 @@
+# Copyright 2026 qvla_ros authors. Apache-2.0.
+"""policy_node across processes: dry run until enabled, then commands at control_hz."""
+
+import time
+
+from geometry_msgs.msg import TwistStamped
+import pytest
+
+from qvla_ros.ros import qos
+from qvla_ros.ros.launcher import Launch
+
+
+def _spin_for(executor, seconds):
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        executor.spin_once(timeout_sec=0.05)
+
+
+@pytest.mark.ros
+def test_dry_run_then_enabled_rate(rclpy_context, domain_id):
+    import rclpy
+    from rclpy.executors import SingleThreadedExecutor
+    from qvla_ros_interfaces.msg import ActionChunk
+    from std_srvs.srv import SetBool
+    launch = Launch('demo', domain_id=domain_id).start()
+    node = rclpy.create_node('policy_probe', context=rclpy_context)
+    executor = SingleThreadedExecutor(context=rclpy_context)
+    executor.add_node(node)
+    twists, chunks = [], []
+    node.create_subscription(TwistStamped, '/policy_node/delta_twist_cmds',
+                             lambda m: twists.append(time.monotonic()), qos.commands())
+    node.create_subscription(ActionChunk, '/policy_node/action_chunk', chunks.append,
+                             qos.commands())
+    client = node.create_client(SetBool, '/policy_node/enable')
+    try:
+        assert client.wait_for_service(timeout_sec=30), 'policy_node/enable never appeared'
+        deadline = time.monotonic() + 30
+        while not chunks and time.monotonic() < deadline:
+            executor.spin_once(timeout_sec=0.1)
+        assert chunks, 'no ActionChunk published in dry run'
+        _spin_for(executor, 1.5)
+        assert twists == [], 'policy_node actuated while disabled (dry run)'
+        future = client.call_async(SetBool.Request(data=True))
+        executor.spin_until_future_complete(future, timeout_sec=10)
+        assert future.result().success
+        _spin_for(executor, 0.5)
+        start = len(twists)
+        _spin_for(executor, 3.0)
+        window = twists[start:]
+        rate = (len(window) - 1) / (window[-1] - window[0])
+        assert rate == pytest.approx(10.0, rel=0.1), f'control rate {rate:.2f} Hz'
+        assert launch.poll() is None
+        chunk = chunks[-1]
+        assert list(chunk.shape) == [8, 7] and len(chunk.data) == 56
+    finally:
+        node.destroy_node()
+        launch.stop()
