@@ -20,6 +20,17 @@ def pytest_configure(config):
     os.environ.setdefault('TRANSFORMERS_OFFLINE', '1')
 
 
+def pytest_collection_modifyitems(config, items):
+    """Skip tests marked gpu when CUDA is absent, with the reason."""
+    import torch
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason='needs CUDA; run bench/gpu_check.sh on a GPU machine')
+    for item in items:
+        if 'gpu' in item.keywords:
+            item.add_marker(skip)
+
+
 @pytest.fixture
 def domain_id():
     """Return the ROS domain id of this test session."""

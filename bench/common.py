@@ -1,0 +1,99 @@
+# Copyright 2026 qvla_ros authors. Apache-2.0.
+"""Shared helpers of the benchmarks: timing, bit mixes, device names and atomic JSON."""
+
+import json
+import os
+from pathlib import Path
+import platform
+import statistics
+import subprocess
+import time
+
+import torch
+
+RESULTS = Path(__file__).resolve().parent / 'results'
+
+# name -> fractions of rows at (8, 4, 2, 0) bits; each averages to the named bits/param.
+MIXES = {
+    'u8': {8: 1.0},
+    'u4': {4: 1.0},
+    'u2': {2: 1.0},
+    'qvla4.0': {8: 0.20, 4: 0.45, 2: 0.30, 0: 0.05},
+}
+
+
+def bits_for_mix(n: int, mix: dict, seed: int = 0) -> torch.Tensor:
+    """Return (n,) bits with exact per-width counts (so layers of a shape share counts)."""
+    counts, assigned = {}, 0
+    for i, (b, frac) in enumerate(sorted(mix.items(), reverse=True)):
+        counts[b] = n - assigned if i == len(mix) - 1 else int(round(frac * n))
+        assigned += counts[b]
+    bits = torch.cat([torch.full((c,), b, dtype=torch.int64) for b, c in counts.items()])
+    perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
+    return bits[perm]
+
+
+def device_name() -> str:
+    """Return a short device name: the GPU's, else the CPU model."""
+    if torch.cuda.is_available():
+        return torch.cuda.get_device_name(0)
+    try:
+        for line in Path('/proc/cpuinfo').read_text().splitlines():
+            if line.startswith('model name'):
+                return line.split(':', 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or 'cpu'
+
+
+def git_commit() -> str:
+    """Return the current commit, or 'unknown' outside a checkout."""
+    try:
+        out = subprocess.run(['git', 'rev-parse', '--short', 'HEAD'], capture_output=True,
+                             text=True, cwd=Path(__file__).parent, timeout=5)
+        return out.stdout.strip() or 'unknown'
+    except (OSError, subprocess.SubprocessError):
+        return 'unknown'
+
+
+def time_cpu(fn, warmup: int = 3, reps: int = 20) -> float:
+    """Return the median wall time of ``fn()`` in milliseconds."""
+    for _ in range(warmup):
+        fn()
+    samples = []
+    for _ in range(reps):
+        start = time.perf_counter()
+        fn()
+        samples.append((time.perf_counter() - start) * 1e3)
+    return statistics.median(samples)
+
+
+def time_cuda(fn, warmup: int = 10, reps: int = 50) -> float:
+    """Return the median time of ``fn()`` in ms with CUDA events, L2 flushed between reps."""
+    flush = torch.empty(64 * 1024 * 1024, dtype=torch.int8, device='cuda')
+    for _ in range(warmup):
+        fn()
+    torch.cuda.synchronize()
+    samples = []
+    for _ in range(reps):
+        flush.zero_()
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        fn()
+        end.record()
+        torch.cuda.synchronize()
+        samples.append(start.elapsed_time(end))
+    return statistics.median(samples)
+
+
+def write_json(path: Path, data: dict) -> None:
+    """Write ``data`` to ``path`` atomically (temp file, then rename)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + '.tmp')
+    tmp.write_text(json.dumps(data, indent=1, sort_keys=True) + '\n')
+    os.replace(tmp, path)
+
+
+def slug(name: str) -> str:
+    """Return a file-name-safe lower-case version of ``name``."""
+    return ''.join(c if c.isalnum() else '-' for c in name.lower()).strip('-')

@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# Every GPU check in one call (under 8 minutes on an H100):
+#   1. kernel correctness tests in bf16/fp16 (test/kernels, test/quant) via pytest;
+#   2. the kernel benchmark against fp16 cuBLAS (bench/kernels.py --device cuda);
+#   3. the Llama-2-7B-shaped 600-token forward, bf16 vs QVLA-like 4.0 bits (bench/gpu_model.py).
+# Writes gpu-tests-<dev>.json, gpu-kernels-<dev>.json, gpu-model-<dev>.json to
+# ${RESULTS_DIR:-bench/results}. Needs torch with CUDA, triton and transformers; no install.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1
+PY=${PYTHON:-python3}
+RES=${RESULTS_DIR:-bench/results}
+mkdir -p "$RES"
+dev=$($PY -c "import torch; n=torch.cuda.get_device_name(0).lower(); print(''.join(c if c.isalnum() else '-' for c in n))") || { echo "no CUDA device"; exit 1; }
+nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader || true
+$PY -c "import torch, triton, transformers; print('torch', torch.__version__, 'triton', triton.__version__, 'transformers', transformers.__version__)"
+status=0
+
+start=$(date +%s)
+timeout 180 $PY -m pytest -q test/kernels test/quant \
+  --junitxml="$RES/gpu-tests-$dev.xml" 2>&1 | tail -n 25 || status=1
+$PY - "$RES/gpu-tests-$dev.xml" "$RES/gpu-tests-$dev.json" "$dev" <<'PYEOF'
+import json, sys, xml.etree.ElementTree as ET
+root = ET.parse(sys.argv[1]).getroot()
+suite = root if root.tag == 'testsuite' else root.find('testsuite')
+fails = [c.get('classname') + '::' + c.get('name') for c in suite.iter('testcase')
+         if c.find('failure') is not None or c.find('error') is not None]
+out = {k: int(suite.get(k, 0)) for k in ('tests', 'failures', 'errors', 'skipped')}
+out.update(device=sys.argv[3], failed=fails, time_s=float(suite.get('time', 0)),
+           command='bench/gpu_check.sh (pytest test/kernels test/quant)')
+json.dump(out, open(sys.argv[2], 'w'), indent=1)
+print('tests:', out)
+PYEOF
+echo "tests took $(( $(date +%s) - start )) s"
+
+start=$(date +%s)
+timeout 240 $PY bench/kernels.py --device cuda --budget-s 170 \
+  --out "$RES/gpu-kernels-$dev.json" || status=1
+echo "kernel bench took $(( $(date +%s) - start )) s"
+
+start=$(date +%s)
+timeout 200 $PY bench/gpu_model.py --out "$RES/gpu-model-$dev.json" || status=1
+echo "model bench took $(( $(date +%s) - start )) s"
+rm -f "$RES/gpu-tests-$dev.xml"
+exit $status

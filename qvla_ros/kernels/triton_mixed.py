@@ -1,0 +1,216 @@
+# Copyright 2026 qvla_ros authors. Apache-2.0.
+"""Fused dequantize-matmul over all bit groups of a packed layer, in one Triton launch.
+
+Contract: ``mixed_linear(x, layout)`` == ``reference_linear(x, layout)`` up to fp32
+accumulation order, for x (M, K) fp16/bf16 (fp32 too under TRITON_INTERPRET).
+
+Grid: (tiles over packed rows, tiles over M). Each program owns BLOCK_N consecutive rows of
+one bit group: tiles never straddle groups, so the program branches once on its group and
+runs a K loop specialised for that width (BITS is a constexpr in each branch). Codes are
+expanded in registers as (q - zero) * scale, multiplied with ``tl.dot`` into an fp32
+accumulator, and the epilogue adds the bias and writes column ``perm[row]``, undoing the
+row permutation. Pruned columns are pre-filled with the bias on the host.
+
+This module imports triton at import; import it only through ``qvla_ros.kernels.dispatch``.
+"""
+
+import functools
+import os
+
+import torch
+import triton
+import triton.language as tl
+
+from qvla_ros.kernels.format import PackedLayout
+
+
+@triton.jit
+def _load_x(x_ptr, stride_xm, offs_m, offs_k, M, K):
+    mask = (offs_m[:, None] < M) & (offs_k[None, :] < K)
+    return tl.load(x_ptr + offs_m[:, None] * stride_xm + offs_k[None, :], mask=mask, other=0.0)
+
+
+@triton.jit
+def _accumulate(acc, x, w, BLOCK_M: tl.constexpr):
+    if BLOCK_M == 1:  # GEMV: a dot would pad M to 16; a broadcast-multiply-sum is leaner
+        acc += tl.sum(w.to(tl.float32) * x.to(tl.float32), axis=1)[None, :]
+    else:
+        acc += tl.dot(x, tl.trans(w.to(x.dtype)))
+    return acc
+
+
+@triton.jit
+def _tile_dense(x_ptr, w_ptr, stride_xm, M, K, offs_m, rows, nrows,
+                BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr):
+    acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
+    mask_n = rows < nrows
+    for k0 in range(0, K, BLOCK_K):
+        offs_k = k0 + tl.arange(0, BLOCK_K)
+        x = _load_x(x_ptr, stride_xm, offs_m, offs_k, M, K)
+        w = tl.load(w_ptr + rows[:, None] * K + offs_k[None, :],
+                    mask=mask_n[:, None] & (offs_k[None, :] < K), other=0.0)
+        acc = _accumulate(acc, x, w, BLOCK_M)
+    return acc
+
+
+@triton.jit
+def _tile_quant(x_ptr, qw_ptr, s_ptr, z_ptr, stride_xm, M, K, G, GS, offs_m, rows, nrows,
+                word_start, wpr, qrow_start, BITS: tl.constexpr, PER_ROW: tl.constexpr,
+                BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr):
+    VPW: tl.constexpr = 32 // BITS
+    acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
+    mask_n = rows < nrows
+    qrows = qrow_start + rows
+    if PER_ROW:
+        s_row = tl.load(s_ptr + qrows * G, mask=mask_n, other=0.0).to(tl.float32)
+        z_row = tl.load(z_ptr + qrows * G, mask=mask_n, other=0.0).to(tl.float32)
+    for k0 in range(0, K, BLOCK_K):
+        offs_k = k0 + tl.arange(0, BLOCK_K)
+        mask = mask_n[:, None] & (offs_k[None, :] < K)
+        x = _load_x(x_ptr, stride_xm, offs_m, offs_k, M, K)
+        word = tl.load(qw_ptr + word_start + rows[:, None] * wpr + offs_k[None, :] // VPW,
+                       mask=mask, other=0)
+        q = ((word >> ((offs_k[None, :] % VPW) * BITS)) & ((1 << BITS) - 1)).to(tl.float32)
+        if PER_ROW:
+            w = (q - z_row[:, None]) * s_row[:, None]
+        else:
+            sidx = qrows[:, None] * G + offs_k[None, :] // GS
+            s = tl.load(s_ptr + sidx, mask=mask, other=0.0).to(tl.float32)
+            z = tl.load(z_ptr + sidx, mask=mask, other=0.0).to(tl.float32)
+            w = (q - z) * s
+        acc = _accumulate(acc, x, w, BLOCK_M)
+    return acc
+
+
+@triton.jit
+def _store(out_ptr, acc, perm_ptr, bias_ptr, stride_om, M, offs_m, packed_rows, rows, nrows,
+           HAS_BIAS: tl.constexpr):
+    mask_n = rows < nrows
+    cols = tl.load(perm_ptr + packed_rows, mask=mask_n, other=0)
+    if HAS_BIAS:
+        acc += tl.load(bias_ptr + cols, mask=mask_n, other=0.0).to(tl.float32)[None, :]
+    mask = (offs_m[:, None] < M) & mask_n[None, :]
+    tl.store(out_ptr + offs_m[:, None] * stride_om + cols[None, :],
+             acc.to(out_ptr.dtype.element_ty), mask=mask)
+
+
+_NO_SPECIALIZE = ['M', 'G', 'GS', 'n16', 'n8', 'n4', 'n3', 'n2', 'wpr8', 'wpr4', 'wpr3', 'wpr2']
+
+
+@triton.jit(do_not_specialize=_NO_SPECIALIZE)
+def _mixed_kernel(x_ptr, out_ptr, w16_ptr, qw_ptr, s_ptr, z_ptr, perm_ptr, bias_ptr,
+                  M, K, G, GS, stride_xm, stride_om,
+                  n16, n8, n4, n3, n2, wpr8, wpr4, wpr3, wpr2,
+                  HAS_BIAS: tl.constexpr, PER_ROW: tl.constexpr,
+                  BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr):
+    pid_n = tl.program_id(0)
+    offs_m = tl.program_id(1) * BLOCK_M + tl.arange(0, BLOCK_M)
+    t16 = tl.cdiv(n16, BLOCK_N)
+    t8 = t16 + tl.cdiv(n8, BLOCK_N)
+    t4 = t8 + tl.cdiv(n4, BLOCK_N)
+    t3 = t4 + tl.cdiv(n3, BLOCK_N)
+    local = tl.arange(0, BLOCK_N)
+    if pid_n < t16:
+        rows = pid_n * BLOCK_N + local
+        acc = _tile_dense(x_ptr, w16_ptr, stride_xm, M, K, offs_m, rows, n16,
+                          BLOCK_M, BLOCK_N, BLOCK_K)
+        _store(out_ptr, acc, perm_ptr, bias_ptr, stride_om, M, offs_m, rows, rows, n16,
+               HAS_BIAS)
+    elif pid_n < t8:
+        rows = (pid_n - t16) * BLOCK_N + local
+        acc = _tile_quant(x_ptr, qw_ptr, s_ptr, z_ptr, stride_xm, M, K, G, GS, offs_m, rows,
+                          n8, 0, wpr8, 0, 8, PER_ROW, BLOCK_M, BLOCK_N, BLOCK_K)
+        _store(out_ptr, acc, perm_ptr, bias_ptr, stride_om, M, offs_m, n16 + rows, rows, n8,
+               HAS_BIAS)
+    elif pid_n < t4:
+        rows = (pid_n - t8) * BLOCK_N + local
+        acc = _tile_quant(x_ptr, qw_ptr, s_ptr, z_ptr, stride_xm, M, K, G, GS, offs_m, rows,
+                          n4, n8 * wpr8, wpr4, n8, 4, PER_ROW, BLOCK_M, BLOCK_N, BLOCK_K)
+        _store(out_ptr, acc, perm_ptr, bias_ptr, stride_om, M, offs_m, n16 + n8 + rows, rows,
+               n4, HAS_BIAS)
+    elif pid_n < t3:
+        rows = (pid_n - t4) * BLOCK_N + local
+        acc = _tile_quant(x_ptr, qw_ptr, s_ptr, z_ptr, stride_xm, M, K, G, GS, offs_m, rows,
+                          n3, n8 * wpr8 + n4 * wpr4, wpr3, n8 + n4, 3, PER_ROW,
+                          BLOCK_M, BLOCK_N, BLOCK_K)
+        _store(out_ptr, acc, perm_ptr, bias_ptr, stride_om, M, offs_m, n16 + n8 + n4 + rows,
+               rows, n3, HAS_BIAS)
+    else:
+        rows = (pid_n - t3) * BLOCK_N + local
+        acc = _tile_quant(x_ptr, qw_ptr, s_ptr, z_ptr, stride_xm, M, K, G, GS, offs_m, rows,
+                          n2, n8 * wpr8 + n4 * wpr4 + n3 * wpr3, wpr2, n8 + n4 + n3, 2,
+                          PER_ROW, BLOCK_M, BLOCK_N, BLOCK_K)
+        _store(out_ptr, acc, perm_ptr, bias_ptr, stride_om, M, offs_m,
+               n16 + n8 + n4 + n3 + rows, rows, n2, HAS_BIAS)
+
+
+def _configs():
+    out = []
+    for bm, bn, bk, warps, stages in [
+            (1, 64, 128, 4, 2), (1, 128, 128, 4, 2), (1, 32, 256, 4, 2), (1, 64, 256, 4, 3),
+            (16, 64, 64, 4, 2), (16, 128, 64, 4, 3), (16, 64, 128, 4, 3),
+            (32, 64, 64, 4, 3), (32, 128, 64, 4, 3),
+            (64, 64, 64, 4, 3), (64, 128, 64, 4, 3), (64, 128, 32, 4, 4),
+            (128, 128, 32, 8, 3), (128, 128, 64, 8, 3), (128, 64, 64, 4, 3)]:
+        out.append(triton.Config({'BLOCK_M': bm, 'BLOCK_N': bn, 'BLOCK_K': bk},
+                                 num_warps=warps, num_stages=stages))
+    return out
+
+
+def prune_configs(configs, named_args, **kwargs):
+    """Keep configs whose BLOCK_M suits M: GEMV tiles for M == 1, dot tiles otherwise."""
+    m = named_args['M']
+    if m == 1:
+        return [c for c in configs if c.kwargs['BLOCK_M'] == 1]
+    fit = [c for c in configs if 1 < c.kwargs['BLOCK_M'] <= max(16, triton.next_power_of_2(m))]
+    return fit or [c for c in configs if c.kwargs['BLOCK_M'] > 1]
+
+
+def interpreting() -> bool:
+    """Return True under TRITON_INTERPRET=1 (CPU interpreter: one fixed config, no autotune)."""
+    return os.environ.get('TRITON_INTERPRET', '0') == '1'
+
+
+@functools.lru_cache(maxsize=1)
+def _autotuned():
+    def bench(fn, quantiles=None, **kwargs):
+        return triton.testing.do_bench(fn, warmup=5, rep=20, quantiles=quantiles)
+    return triton.autotune(configs=_configs(), key=['M', 'K', 'n16', 'n8', 'n4', 'n3', 'n2'],
+                           prune_configs_by={'early_config_prune': prune_configs},
+                           do_bench=bench)(_mixed_kernel)
+
+
+def mixed_linear(x: torch.Tensor, layout: PackedLayout, block=None) -> torch.Tensor:
+    """Return x (..., K) through the packed layer with one fused launch.
+
+    ``block`` = (BLOCK_M, BLOCK_N, BLOCK_K) fixes the tile (always used when interpreting).
+    """
+    lead = x.shape[:-1]
+    x2 = x.reshape(-1, layout.in_features).contiguous()
+    m, n, k = x2.shape[0], layout.out_features, layout.in_features
+    counts = list(layout.host_counts)
+    has_bias = layout.bias is not None
+    if sum(counts) < n:
+        out = x2.new_zeros(m, n)
+        if has_bias:  # copy_, never a view: the kernel writes into out
+            out.copy_(layout.bias.to(x.dtype).expand(m, n))
+    else:
+        out = x2.new_empty(m, n)
+    wpr = {g.bits: g.words_per_row for g in layout.groups()}
+    args = (x2, out, layout.weight16, layout.qweight, layout.scales, layout.zeros, layout.perm,
+            layout.bias if has_bias else layout.scales, m, k, k // layout.group_size,
+            layout.group_size, x2.stride(0), out.stride(0), *counts,
+            wpr.get(8, 0), wpr.get(4, 0), wpr.get(3, 0), wpr.get(2, 0))
+    flags = dict(HAS_BIAS=has_bias, PER_ROW=layout.group_size == k)
+    if block is None and interpreting():
+        block = (1 if m == 1 else 16, 32, 32)
+    if block is not None:
+        bm, bn, bk = block
+        grid = (sum(triton.cdiv(c, bn) for c in counts), triton.cdiv(m, bm))
+        _mixed_kernel[grid](*args, **flags, BLOCK_M=bm, BLOCK_N=bn, BLOCK_K=bk)
+    else:
+        def grid(meta):
+            return (sum(triton.cdiv(c, meta['BLOCK_N']) for c in counts),
+                    triton.cdiv(m, meta['BLOCK_M']))
+        _autotuned()[grid](*args, **flags)
+    return out.reshape(*lead, n)

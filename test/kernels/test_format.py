@@ -1,0 +1,107 @@
+# Copyright 2026 qvla_ros authors. Apache-2.0.
+"""Packed layout: bit packing, real byte counts, pruning, validation and the module."""
+
+import pytest
+import torch
+
+from qvla_ros.kernels.cpu import cpu_linear
+from qvla_ros.kernels.dispatch import Backend, choose_backend
+from qvla_ros.kernels.format import PackedLayout, reference_linear
+from qvla_ros.kernels.linear import MixedBitLinear
+from qvla_ros.kernels.packing import pack_rows, unpack_rows, words_per_row
+from qvla_ros.quant.primitives import fake_quant_rows
+from qvla_ros.quant.spec import QuantSpec
+
+
+@pytest.mark.parametrize('bits', [2, 3, 4, 8])
+@pytest.mark.parametrize('k', [1, 9, 31, 32, 33, 100])
+def test_pack_roundtrip(bits, k):
+    codes = torch.randint(0, 2 ** bits, (7, k), dtype=torch.uint8)
+    words = pack_rows(codes, bits)
+    assert words.dtype == torch.int32 and words.shape == (7, words_per_row(k, bits))
+    assert torch.equal(unpack_rows(words, bits, k), codes)
+
+
+def test_words_per_row_densities():
+    assert [words_per_row(320, b) for b in (2, 3, 4, 8)] == [20, 32, 40, 80]
+
+
+def _mix(n, seed=0):
+    p = torch.rand(n, generator=torch.Generator().manual_seed(seed))
+    return torch.where(p < 0.1, 8, torch.where(p < 0.6, 4, torch.where(
+        p < 0.75, 3, torch.where(p < 0.85, 2, torch.where(p < 0.95, 16, 0)))))
+
+
+@pytest.mark.parametrize('spec', [QuantSpec(), QuantSpec(group_size=32),
+                                  QuantSpec(scheme='symmetric')])
+def test_layout_matches_fake_quant(spec):
+    w, bits = torch.randn(90, 64), _mix(90)
+    layout = PackedLayout.from_float(w, bits, spec)
+    layout.validate()
+    ref = fake_quant_rows(w, bits, spec)
+    # fp16 scales and fp16 16-bit rows are the only difference from fp32 fake quant.
+    assert torch.allclose(layout.dequantize(), ref, atol=2e-3, rtol=2e-3)
+    assert torch.equal(layout.bits_per_row(), bits.to(torch.uint8))
+
+
+def test_real_bytes_two_bit_is_two_bits_and_pruned_is_gone():
+    k = 256
+    two = PackedLayout.from_float(torch.randn(64, k), torch.full((64,), 2))
+    assert two.qweight.numel() * 4 == 64 * k * 2 // 8
+    half = PackedLayout.from_float(torch.randn(64, k), torch.tensor([2, 0] * 32))
+    assert half.qweight.numel() * 4 == 32 * k * 2 // 8 and half.perm.numel() == 32
+    # scales + zeros (fp16) + perm (int32) + counts are all the overhead there is.
+    assert half.packed_bytes() == 32 * k // 4 + 32 * (2 + 2 + 4) + 5 * 4
+
+
+def test_pruned_rows_output_bias_or_zero():
+    lin = torch.nn.Linear(32, 8)
+    bits = torch.tensor([0, 4] * 4)
+    mod = MixedBitLinear.from_float(lin, bits, dense_dtype=torch.float32)
+    y = mod(torch.randn(3, 32))
+    assert torch.allclose(y[:, 0], lin.bias[0].expand(3))
+    lin.bias = None
+    assert torch.equal(MixedBitLinear.from_float(lin, bits)(torch.randn(3, 32))[:, 0],
+                       torch.zeros(3))
+
+
+@pytest.mark.parametrize('m', [1, 7, 64])
+@pytest.mark.parametrize('gs', [None, 32])
+def test_cpu_path_matches_reference(m, gs):
+    layout = PackedLayout.from_float(torch.randn(70, 96), _mix(70, 1), QuantSpec(group_size=gs),
+                                     bias=torch.randn(70))
+    x = torch.randn(m, 96)
+    ref = reference_linear(x, layout)
+    out = cpu_linear(x, layout, compute_dtype=torch.float32)
+    assert torch.allclose(out, ref, rtol=1e-4, atol=1e-4)
+    bf = cpu_linear(x, layout)  # default bf16 compute
+    assert ((bf - ref).abs().max() / ref.abs().max()) < 2e-2
+
+
+def test_module_roundtrip_and_validation(tmp_path):
+    lin = torch.nn.Linear(64, 40)
+    mod = MixedBitLinear.from_float(lin, _mix(40, 2))
+    path = tmp_path / 'layer.safetensors'
+    mod.save(path)
+    back = MixedBitLinear.load(path)
+    x = torch.randn(5, 64)
+    assert torch.equal(mod(x), back(x))
+    assert back.packed_bytes() == mod.packed_bytes()
+    assert not list(tmp_path.glob('*.tmp'))
+    tensors = mod.layout.tensors()
+    tensors['perm'] = tensors['perm'][:-1]
+    with pytest.raises(ValueError, match='perm must be int32'):
+        PackedLayout.from_tensors(tensors, 64, 40, 64)
+    with pytest.raises(ValueError, match='missing'):
+        PackedLayout.from_tensors({}, 64, 40, 64)
+    with pytest.raises(ValueError, match='expects inputs with 64 features'):
+        mod(torch.randn(2, 63))
+    with pytest.raises(ValueError, match='one per output row'):
+        MixedBitLinear.from_float(lin, torch.tensor([4, 4]))
+
+
+def test_dispatch_choice():
+    assert choose_backend('cpu') is Backend.CPU
+    assert choose_backend('cpu', Backend.REFERENCE) is Backend.REFERENCE
+    assert choose_backend('cuda') is Backend.TRITON
+    assert choose_backend('meta') is Backend.REFERENCE
