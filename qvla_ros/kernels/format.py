@@ -19,6 +19,7 @@ Layout (all rows of a layer, ``out_features`` N, ``in_features`` K):
 """
 
 from dataclasses import dataclass
+import functools
 from typing import Dict, List, Optional
 
 import torch
@@ -102,8 +103,15 @@ class PackedLayout:
             zeros=(torch.cat(zeros) if zeros else torch.zeros(0, ngroups, device=dev)).half(),
             bias=None if bias is None else bias.detach().to(device=dev, dtype=dense_dtype))
 
+    @functools.cached_property
+    def _groups(self) -> tuple:
+        return tuple(self._compute_groups())
+
     def groups(self) -> List[Group]:
         """Return the non-empty bit groups with their offsets, in packed order."""
+        return list(self._groups)
+
+    def _compute_groups(self) -> List[Group]:
         out, row, qrow, word = [], 0, 0, 0
         for b, n in zip(GROUP_BITS, self.host_counts):
             wpr = 0 if b == 16 else words_per_row(self.in_features, b)

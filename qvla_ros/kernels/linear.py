@@ -49,9 +49,18 @@ class MixedBitLinear(nn.Module):
                                          dense_dtype)
         return cls(layout, spec, backend)
 
+    def _apply(self, fn, *args, **kwargs):
+        self._layout = None  # buffers move or change dtype: rebuild the view on next use
+        return super()._apply(fn, *args, **kwargs)
+
     @property
     def layout(self) -> PackedLayout:
-        """The packed tensors of this layer (views of its buffers)."""
+        """The packed tensors of this layer (views of its buffers, cached)."""
+        if getattr(self, '_layout', None) is None:
+            self._layout = self._make_layout()
+        return self._layout
+
+    def _make_layout(self) -> PackedLayout:
         return PackedLayout(self.in_features, self.out_features, self.group_size,
                             bias=self.bias, host_counts=self._host_counts,
                             **{k: getattr(self, k) for k in STATE_KEYS})

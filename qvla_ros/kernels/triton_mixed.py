@@ -68,16 +68,24 @@ def _tile_quant(x_ptr, qw_ptr, s_ptr, z_ptr, stride_xm, M, K, G, GS, offs_m, row
         offs_k = k0 + tl.arange(0, BLOCK_K)
         mask = mask_n[:, None] & (offs_k[None, :] < K)
         x = _load_x(x_ptr, stride_xm, offs_m, offs_k, M, K)
-        word = tl.load(qw_ptr + word_start + rows[:, None] * wpr + offs_k[None, :] // VPW,
-                       mask=mask, other=0)
-        q = ((word >> ((offs_k[None, :] % VPW) * BITS)) & ((1 << BITS) - 1)).to(tl.float32)
+        if VPW == 10:  # 3-bit: 10 codes per word is not a power of two, gather per code
+            word = tl.load(qw_ptr + word_start + rows[:, None] * wpr + offs_k[None, :] // VPW,
+                           mask=mask, other=0)
+            q = (word >> ((offs_k[None, :] % VPW) * BITS)) & ((1 << BITS) - 1)
+        else:  # load each word once, expand its VPW codes in registers: (BN, BK/VPW, VPW)
+            offs_w = k0 // VPW + tl.arange(0, BLOCK_K // VPW)
+            word = tl.load(qw_ptr + word_start + rows[:, None] * wpr + offs_w[None, :],
+                           mask=mask_n[:, None] & (offs_w[None, :] < wpr), other=0)
+            shifts = tl.arange(0, VPW) * BITS
+            q = (word[:, :, None] >> shifts[None, None, :]) & ((1 << BITS) - 1)
+            q = tl.reshape(q, (BLOCK_N, BLOCK_K))
         if PER_ROW:
-            w = (q - z_row[:, None]) * s_row[:, None]
+            w = (q.to(tl.float32) - z_row[:, None]) * s_row[:, None]
         else:
             sidx = qrows[:, None] * G + offs_k[None, :] // GS
             s = tl.load(s_ptr + sidx, mask=mask, other=0.0).to(tl.float32)
             z = tl.load(z_ptr + sidx, mask=mask, other=0.0).to(tl.float32)
-            w = (q - z) * s
+            w = (q.to(tl.float32) - z) * s
         acc = _accumulate(acc, x, w, BLOCK_M)
     return acc
 

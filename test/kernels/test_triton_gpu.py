@@ -34,7 +34,9 @@ def test_kernel_matches_reference(dtype, tol, m, shape, gs):
                                      bias=torch.randn(n, device='cuda'), dense_dtype=dtype)
     from qvla_ros.kernels.triton_mixed import mixed_linear
     x = torch.randn(m, k, device='cuda', dtype=dtype)
-    y = mixed_linear(x, layout)
+    # A fixed tile keeps this matrix fast; test_module_on_cuda_dispatches_to_triton and the
+    # benchmark exercise the autotuned path.
+    y = mixed_linear(x, layout, block=(1, 64, 64) if m == 1 else (64, 64, 64))
     ref = reference_linear(x.float(), layout).float()
     rel = ((y.float() - ref).abs().max() / ref.abs().max()).item()
     assert rel <= tol, f'relative error {rel:.2e} > {tol}'
