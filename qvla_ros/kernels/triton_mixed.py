@@ -32,17 +32,19 @@ def _load_x(x_ptr, stride_xm, offs_m, offs_k, M, K):
 
 @triton.jit
 def _accumulate(acc, x, w, BLOCK_M: tl.constexpr):
+    # acc is (BLOCK_N, BLOCK_M): out^T = W x^T, so the weight tile, expanded in registers, is
+    # the MMA's A operand (Hopper's wgmma takes A from registers, B only from shared memory).
     if BLOCK_M == 1:  # GEMV: a dot would pad M to 16; a broadcast-multiply-sum is leaner
-        acc += tl.sum(w.to(tl.float32) * x.to(tl.float32), axis=1)[None, :]
+        acc += tl.sum(w.to(tl.float32) * x.to(tl.float32), axis=1)[:, None]
     else:
-        acc += tl.dot(x, tl.trans(w.to(x.dtype)))
+        acc += tl.dot(w.to(x.dtype), tl.trans(x))
     return acc
 
 
 @triton.jit
 def _tile_dense(x_ptr, w_ptr, stride_xm, M, K, offs_m, rows, nrows,
                 BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr):
-    acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
+    acc = tl.zeros((BLOCK_N, BLOCK_M), dtype=tl.float32)
     mask_n = rows < nrows
     for k0 in range(0, K, BLOCK_K):
         offs_k = k0 + tl.arange(0, BLOCK_K)
@@ -58,7 +60,7 @@ def _tile_quant(x_ptr, qw_ptr, s_ptr, z_ptr, stride_xm, M, K, G, GS, offs_m, row
                 word_start, wpr, qrow_start, BITS: tl.constexpr, PER_ROW: tl.constexpr,
                 BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr):
     VPW: tl.constexpr = 32 // BITS
-    acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
+    acc = tl.zeros((BLOCK_N, BLOCK_M), dtype=tl.float32)
     mask_n = rows < nrows
     qrows = qrow_start + rows
     if PER_ROW:
@@ -96,9 +98,9 @@ def _store(out_ptr, acc, perm_ptr, bias_ptr, stride_om, M, offs_m, packed_rows, 
     mask_n = rows < nrows
     cols = tl.load(perm_ptr + packed_rows, mask=mask_n, other=0)
     if HAS_BIAS:
-        acc += tl.load(bias_ptr + cols, mask=mask_n, other=0.0).to(tl.float32)[None, :]
-    mask = (offs_m[:, None] < M) & mask_n[None, :]
-    tl.store(out_ptr + offs_m[:, None] * stride_om + cols[None, :],
+        acc += tl.load(bias_ptr + cols, mask=mask_n, other=0.0).to(tl.float32)[:, None]
+    mask = mask_n[:, None] & (offs_m[None, :] < M)  # acc is (BLOCK_N, BLOCK_M)
+    tl.store(out_ptr + offs_m[None, :] * stride_om + cols[:, None],
              acc.to(out_ptr.dtype.element_ty), mask=mask)
 
 
@@ -155,7 +157,8 @@ def _mixed_kernel(x_ptr, out_ptr, w16_ptr, qw_ptr, s_ptr, z_ptr, perm_ptr, bias_
 def _configs():
     out = []
     for bm, bn, bk, warps, stages in [
-            (1, 64, 128, 4, 2), (1, 128, 128, 4, 2), (1, 32, 256, 4, 2), (1, 64, 256, 4, 3),
+            (1, 8, 512, 4, 2), (1, 16, 256, 4, 2), (1, 16, 512, 4, 3), (1, 32, 256, 4, 2),
+            (1, 64, 128, 4, 2), (1, 64, 256, 4, 3),
             (16, 64, 64, 4, 2), (16, 128, 64, 4, 3), (16, 64, 128, 4, 3),
             (32, 64, 64, 4, 3), (32, 128, 64, 4, 3),
             (64, 64, 64, 4, 3), (64, 128, 64, 4, 3), (64, 128, 32, 4, 4),
