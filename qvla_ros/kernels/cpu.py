@@ -1,13 +1,13 @@
 # Copyright 2026 qvla_ros authors. Apache-2.0.
 """CPU path for the packed layout: decode each bit group on the fly, in row chunks.
 
-Nothing dense is cached. Each call walks the bit groups in chunks of about ``CHUNK_ELEMENTS`` weights:
-the chunk's int32 words are split into codes with SWAR masks (one mask per code position of
-a byte, so 2-, 4- and 8-bit need no per-code shifts), dequantized in float32 as
-(q - zero) * scale, cast to the compute dtype (bf16: this CPU has AVX512-BF16 GEMMs), and
-multiplied. Chunking keeps the transient weight small enough to stay in cache and avoids
-page-faulting a fresh large buffer on every call. 3-bit codes straddle bytes and go through
-plain int32 shifts.
+Nothing dense is cached. Each call walks the bit groups in chunks of about
+``CHUNK_ELEMENTS`` weights: the chunk's int32 words are split into codes with SWAR masks (one
+mask per code position of a byte, so 2-, 4- and 8-bit need no per-code shifts), dequantized
+in float32 as (q - zero) * scale, cast to the compute dtype (bf16: this CPU has AVX512-BF16
+GEMMs), and multiplied. Chunking keeps the transient weight small enough to stay in cache
+and avoids page-faulting a fresh large buffer on every call. 3-bit codes straddle bytes and
+go through plain int32 shifts.
 """
 
 import torch
