@@ -67,8 +67,13 @@ class PackedLayout:
     @classmethod
     def from_float(cls, weight: torch.Tensor, bits_per_row, spec: QuantSpec = QuantSpec(),
                    bias: Optional[torch.Tensor] = None,
-                   dense_dtype: torch.dtype = torch.float16) -> 'PackedLayout':
-        """Quantize ``weight`` (N, K) row by row and pack it; ``bits_per_row`` (N,)."""
+                   dense_dtype: torch.dtype = torch.float16,
+                   qparams: Optional[tuple] = None) -> 'PackedLayout':
+        """Quantize ``weight`` (N, K) row by row and pack it; ``bits_per_row`` (N,).
+
+        ``qparams`` = (scale, zero), each (N, G), fixes every row's grid at its own bits (set
+        by GPTQ or AWQ); by default each row's grid comes from its range and ``spec``.
+        """
         n, k = weight.shape
         bits = torch.as_tensor(bits_per_row).reshape(-1).cpu()
         if bits.numel() != n:
@@ -87,7 +92,9 @@ class PackedLayout:
             counts.append(rows.numel())
             if b == 16 or rows.numel() == 0:
                 continue
-            qr = quantize_rows(w[rows.to(dev)], b, spec)
+            sel = rows.to(dev)
+            grid = None if qparams is None else (qparams[0][sel], qparams[1][sel])
+            qr = quantize_rows(w[sel], b, spec, qparams=grid)
             qwords.append(pack_rows(qr.codes, b).reshape(-1))
             scales.append(qr.scale)
             zeros.append(qr.zero)

@@ -8,7 +8,7 @@ Symmetric: s = absmax / (2^(b-1) - 1), z = 2^(b-1) (codes centred; -2^(b-1) is r
 """
 
 from dataclasses import dataclass
-from typing import Tuple
+from typing import Optional, Tuple
 
 import torch
 
@@ -56,20 +56,50 @@ def _encode(wg: torch.Tensor, scale: torch.Tensor, zero: torch.Tensor,
     return q.clamp(0, 2 ** bits - 1)
 
 
-def quantize_rows(w: torch.Tensor, bits: int, spec: QuantSpec = QuantSpec()) -> QuantizedRows:
-    """Quantize every row of ``w`` (N, K) to ``bits`` in {2, 3, 4, 8}."""
+def _check_quant_bits(bits: int) -> int:
     bits = check_bits(bits)
     if bits not in QUANT_BITS:
         raise ValueError(f'quantize_rows takes bits in {QUANT_BITS}; 0 (prune) and 16 '
                          f'(keep) are handled by fake_quant_rows, got {bits}')
+    return bits
+
+
+def row_qparams(w: torch.Tensor, bits: int, spec: QuantSpec = QuantSpec(),
+                clip_ratio: Optional[torch.Tensor] = None) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Return (scale, zero), each (N, G), for rows of ``w`` (N, K).
+
+    ``clip_ratio`` (N,) shrinks each row's range before the grid is chosen (AWQ-style
+    clipping searched by the caller); otherwise ``spec.clip_search`` may search one by MSE.
+    """
+    bits = _check_quant_bits(bits)
     if w.ndim != 2:
         raise ValueError(f'expected a 2-D weight (out, in), got shape {tuple(w.shape)}')
-    gs = spec.group_size or w.shape[1]
-    wg = _grouped(w.detach().float(), gs)  # (N, G, gs)
+    wg = _grouped(w.detach().float(), spec.group_size or w.shape[1])  # (N, G, gs)
     lo, hi = wg.amin(-1), wg.amax(-1)  # (N, G)
+    if clip_ratio is not None:
+        r = clip_ratio.to(lo).reshape(-1, 1)
+        return _qparams(lo * r, hi * r, bits, spec.scheme)
     scale, zero = _qparams(lo, hi, bits, spec.scheme)
     if spec.clip_search:
         scale, zero = _clip_search(wg, lo, hi, bits, spec, scale, zero)
+    return scale, zero
+
+
+def quantize_rows(w: torch.Tensor, bits: int, spec: QuantSpec = QuantSpec(),
+                  qparams: Optional[Tuple[torch.Tensor, torch.Tensor]] = None) -> QuantizedRows:
+    """Quantize every row of ``w`` (N, K) to ``bits`` in {2, 3, 4, 8}.
+
+    ``qparams`` = (scale, zero) (N, G) fixes the grid (GPTQ and AWQ choose their own);
+    by default it is derived from each row's range.
+    """
+    bits = _check_quant_bits(bits)
+    scale, zero = qparams if qparams is not None else row_qparams(w, bits, spec)
+    gs = spec.group_size or w.shape[1]
+    wg = _grouped(w.detach().float(), gs)  # (N, G, gs)
+    if scale.shape != wg.shape[:2] or zero.shape != wg.shape[:2]:
+        raise ValueError(f'qparams must be ({wg.shape[0]}, {wg.shape[1]}), got '
+                         f'{tuple(scale.shape)} and {tuple(zero.shape)}')
+    scale, zero = scale.float(), zero.float()
     codes = _encode(wg, scale, zero, bits)
     return QuantizedRows(codes.reshape(w.shape).to(torch.uint8), scale, zero, bits, gs)
 
@@ -101,10 +131,12 @@ def dequantize_rows(qr: QuantizedRows) -> torch.Tensor:
 
 
 def fake_quant_rows(w: torch.Tensor, bits_per_row: torch.Tensor,
-                    spec: QuantSpec = QuantSpec()) -> torch.Tensor:
+                    spec: QuantSpec = QuantSpec(),
+                    qparams: Optional[Tuple[torch.Tensor, torch.Tensor]] = None) -> torch.Tensor:
     """Return ``w`` (N, K) with row c quantized-dequantized at ``bits_per_row[c]``.
 
     16 keeps the row, 0 zeroes it (the layer output is then its bias). Output dtype = w's.
+    ``qparams`` (N, G) fixes the grid of every row, as in :func:`quantize_rows`.
     """
     bits_per_row = torch.as_tensor(bits_per_row).reshape(-1)
     if bits_per_row.numel() != w.shape[0]:
@@ -119,5 +151,6 @@ def fake_quant_rows(w: torch.Tensor, bits_per_row: torch.Tensor,
         if b == 0:
             out[rows] = 0
             continue
-        out[rows] = dequantize_rows(quantize_rows(w[rows], b, spec)).to(w.dtype)
+        grid = None if qparams is None else (qparams[0][rows], qparams[1][rows])
+        out[rows] = dequantize_rows(quantize_rows(w[rows], b, spec, grid)).to(w.dtype)
     return out

@@ -1,0 +1,135 @@
+# Copyright 2026 qvla_ros authors. Apache-2.0.
+"""Apply quantization results to a model: the one place modules are swapped.
+
+Every method (QVLA plans and all baselines) arrives as {layer: LayerQuant}. Two modes:
+
+* ``fake``: the layer keeps a dense weight holding the dequantized values (analysis);
+* ``packed``: the layer becomes a :class:`~qvla_ros.kernels.linear.MixedBitLinear` built from
+  exactly (weight, bits per row, quantizer spec[, grid]) -- the hand-off to the kernels.
+
+An input scale s (SmoothQuant/AWQ) and activation fake quantization (A8) wrap the layer in a
+:class:`QuantizedLinear` that computes inner(Q_a(x / s)); s is stored (fp16) and counted.
+"""
+
+from typing import Dict, Optional
+
+import torch
+from torch import nn
+
+from qvla_ros.kernels.format import PackedLayout
+from qvla_ros.kernels.linear import MixedBitLinear
+from qvla_ros.quant.activation import ActSpec, fake_quant_tokens
+from qvla_ros.quant.artifacts import QuantPlan
+from qvla_ros.quant.baselines import LayerQuant
+from qvla_ros.quant.primitives import fake_quant_rows
+from qvla_ros.quant.spec import QuantSpec
+
+MODES = ('fake', 'packed')
+
+
+class QuantizedLinear(nn.Module):
+    """inner(Q_a(x * inv_scale)): input scaling and activation quantization around a layer."""
+
+    def __init__(self, inner: nn.Module, inv_scale: Optional[torch.Tensor] = None,
+                 act: Optional[ActSpec] = None):
+        super().__init__()
+        self.inner = inner
+        self.act = act
+        self.register_buffer('inv_scale', None if inv_scale is None else inv_scale.half())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Return the quantized layer's output for x (..., K)."""
+        if self.inv_scale is not None:
+            x = x * self.inv_scale.to(x.dtype)
+        if self.act is not None:
+            x = fake_quant_tokens(x, self.act)
+        return self.inner(x)
+
+
+def plan_from_results(results: Dict[str, LayerQuant], layers: Dict[str, nn.Linear],
+                      spec: QuantSpec, method: str, target_bits: float,
+                      extra: Optional[dict] = None) -> QuantPlan:
+    """Return the QuantPlan (bits per row) of a set of results."""
+    return QuantPlan(spec, method, {k: v.bits.to(torch.uint8) for k, v in results.items()},
+                     {k: layers[k].in_features for k in results}, target_bits,
+                     extra=extra or {})
+
+
+def results_from_plan(plan: QuantPlan) -> Dict[str, LayerQuant]:
+    """Return plain per-row-RTN LayerQuants for the bits of ``plan`` (QVLA's quantizer)."""
+    return {k: LayerQuant(b) for k, b in plan.bits.items()}
+
+
+def check_plan_matches(layers: Dict[str, nn.Linear], plan: QuantPlan) -> None:
+    """Raise ValueError naming every layer or shape that differs between model and plan."""
+    problems = []
+    missing = sorted(set(plan.bits) - set(layers))
+    if missing:
+        problems.append(f'plan layers not in the model: {missing[:5]}')
+    for name, bits in plan.bits.items():
+        if name in layers:
+            lin = layers[name]
+            if (bits.numel(), plan.in_features[name]) != (lin.out_features, lin.in_features):
+                problems.append(f'{name}: plan has ({bits.numel()}, {plan.in_features[name]}), '
+                                f'model has ({lin.out_features}, {lin.in_features})')
+    if problems:
+        raise ValueError('the plan does not match the model: ' + '; '.join(problems))
+
+
+def _set_module(root: nn.Module, name: str, module: nn.Module) -> None:
+    parent, _, child = name.rpartition('.')
+    setattr(root.get_submodule(parent) if parent else root, child, module)
+
+
+def build_layer(linear: nn.Linear, lq: LayerQuant, spec: QuantSpec, mode: str,
+                act: Optional[ActSpec] = None,
+                dense_dtype: torch.dtype = torch.float16) -> nn.Module:
+    """Return the quantized replacement of one linear."""
+    if mode not in MODES:
+        raise ValueError(f'mode must be one of {MODES}, got {mode!r}')
+    weight = (lq.weight if lq.weight is not None else linear.weight).detach()
+    if lq.input_scale is not None:
+        weight = weight * lq.input_scale.to(weight)  # W diag(s)
+    if mode == 'fake':
+        inner = nn.Linear(linear.in_features, linear.out_features, linear.bias is not None)
+        inner = inner.to(device=weight.device, dtype=linear.weight.dtype)
+        with torch.no_grad():
+            inner.weight.copy_(fake_quant_rows(weight, lq.bits.long(), spec, lq.qparams))
+            if linear.bias is not None:
+                inner.bias.copy_(linear.bias)
+    else:
+        layout = PackedLayout.from_float(weight, lq.bits, spec, linear.bias, dense_dtype,
+                                         qparams=lq.qparams)
+        inner = MixedBitLinear(layout, spec)
+    if lq.input_scale is None and act is None:
+        return inner
+    inv = None if lq.input_scale is None else 1.0 / lq.input_scale
+    return QuantizedLinear(inner, inv, act)
+
+
+def quantize_(model: nn.Module, layers: Dict[str, nn.Linear], results: Dict[str, LayerQuant],
+              spec: QuantSpec, mode: str = 'packed', act: Optional[ActSpec] = None,
+              dense_dtype: torch.dtype = torch.float16) -> nn.Module:
+    """Replace every layer named in ``results`` inside ``model``, in place; return model."""
+    unknown = sorted(set(results) - set(layers))
+    if unknown:
+        raise ValueError(f'results name layers the model does not have: {unknown[:5]}')
+    for name, lq in results.items():
+        if lq.bits.numel() != layers[name].out_features:
+            raise ValueError(f'{name}: {lq.bits.numel()} bits for '
+                             f'{layers[name].out_features} rows')
+        _set_module(model, name, build_layer(layers[name], lq, spec, mode, act, dense_dtype))
+    return model
+
+
+def layer_bytes(module: nn.Module) -> int:
+    """Return the real bytes of a quantized replacement (packed weights + overhead)."""
+    total = 0
+    for mod in module.modules():
+        if isinstance(mod, MixedBitLinear):
+            total += mod.packed_bytes()
+        elif isinstance(mod, QuantizedLinear) and mod.inv_scale is not None:
+            total += mod.inv_scale.numel() * mod.inv_scale.element_size()
+        elif isinstance(mod, nn.Linear):
+            total += sum(p.numel() * 2 for p in mod.parameters())  # counted as fp16
+    return total

@@ -1,0 +1,250 @@
+# Copyright 2026 qvla_ros authors. Apache-2.0.
+"""Action-space channel sensitivity (paper Eq. 4): exact, first-order proxy, and hybrid.
+
+s[b, c] of layer L = E_x || A(x; only row c of L at b bits) - A(x; FP) ||^2, with A the whole
+normalized action chunk (B, H, A). Quantizing one row c changes only output channel c, by the
+known perturbation dy_c = x . (Q_b(w_c) - w_c), so:
+
+* exact: add dy_c to channel c through a forward hook and rerun the network, for a batch of
+  rows at once (one replica of the calibration batch per row), never once per row;
+* proxy: with K random projections v ~ N(0, I), g = d<v, A>/dy (one backward per v for all
+  layers), proxy[b, c] = mean_v (sum_t g_{c,t} dy_{b,c,t})^2, unbiased for ||J dy||^2
+  (no isotropy shortcut);
+* hybrid: proxy everywhere, then exact for the top ``refine_fraction`` of rows per bit,
+  ranked globally across layers.
+
+Exact work is split into shards (layer x row range x bit) that run independently and merge.
+"""
+
+from dataclasses import dataclass
+from enum import Enum
+from typing import Dict, Iterable, List, Tuple
+
+import torch
+from tqdm.auto import tqdm
+
+from qvla_ros.quant.policy import (Batch, batch_size, capture_io, hooked, QuantPolicy,
+                                   repeat_batch, split_batch)
+from qvla_ros.quant.primitives import fake_quant_rows
+from qvla_ros.quant.spec import check_bits, QuantSpec
+
+
+class Method(str, Enum):
+    """How sensitivities are measured."""
+
+    EXACT = 'exact'
+    PROXY = 'proxy'
+    HYBRID = 'hybrid'
+
+
+@dataclass(frozen=True)
+class SensitivityConfig:
+    """Knobs of the measurement; ``bits`` are the rows of every score tensor."""
+
+    bits: Tuple[int, ...] = (0, 2, 4, 8)
+    method: Method = Method.HYBRID
+    projections: int = 8
+    refine_fraction: float = 0.05
+    rows_per_pass: int = 64
+    samples_per_pass: int = 32
+    seed: int = 0
+    spec: QuantSpec = QuantSpec()
+    progress: bool = False
+    version: int = 1
+
+    def __post_init__(self):
+        object.__setattr__(self, 'method', Method(self.method))
+        object.__setattr__(self, 'bits', tuple(int(b) for b in self.bits))
+        for b in self.bits:
+            if check_bits(b) == 16:
+                raise ValueError('16 bits has zero sensitivity by definition; leave it out of '
+                                 'SensitivityConfig.bits')
+        if len(set(self.bits)) != len(self.bits) or not self.bits:
+            raise ValueError(f'SensitivityConfig.bits must be distinct and non-empty, got '
+                             f'{self.bits}')
+        if not 0.0 <= self.refine_fraction <= 1.0:
+            raise ValueError(f'refine_fraction must be in [0, 1], got {self.refine_fraction}')
+        for name in ('projections', 'rows_per_pass', 'samples_per_pass'):
+            if getattr(self, name) < 1:
+                raise ValueError(f'SensitivityConfig.{name} must be >= 1')
+
+
+@dataclass(frozen=True)
+class Shard:
+    """One independent unit of exact work: rows [start, stop) of ``layer`` at ``bits``."""
+
+    layer: str
+    start: int
+    stop: int
+    bits: int
+
+
+def weight_delta(weight: torch.Tensor, bits: int, spec: QuantSpec) -> torch.Tensor:
+    """Return Q_b(W) - W (N, K) with every row at ``bits`` (0: -W, the row removed)."""
+    full = torch.full((weight.shape[0],), bits, dtype=torch.int64)
+    return fake_quant_rows(weight, full, spec) - weight.detach()
+
+
+def make_shards(out_features: Dict[str, int], bits: Iterable[int],
+                rows_per_shard: int) -> List[Shard]:
+    """Cut every (layer, bit) into shards of at most ``rows_per_shard`` rows."""
+    return [Shard(name, s, min(s + rows_per_shard, n), b)
+            for name, n in out_features.items() for b in bits
+            for s in range(0, n, rows_per_shard)]
+
+
+def _exact_rows(policy: QuantPolicy, layer, x, batch: Batch, a_fp: torch.Tensor,
+                rows: torch.Tensor, delta: torch.Tensor) -> torch.Tensor:
+    """Return sum over samples of ||A_c - A_fp||^2 for each row in ``rows`` (R,).
+
+    x (B, ..., K) layer input; delta (R, K) = Q_b(w_c) - w_c for those rows.
+    """
+    r = rows.numel()
+    n = batch_size(batch)
+    dy = torch.einsum('b...k,rk->rb...', x, delta)  # (R, B, ...)
+
+    def hook(mod, args, out):
+        out = out.clone().view(r, n, *out.shape[1:])  # (R, B, ..., N)
+        for i in range(r):
+            out[i, ..., rows[i]] += dy[i]
+        return out.view(r * n, *out.shape[2:])
+    with torch.no_grad(), hooked(layer, hook):
+        a = policy.action_tensor(repeat_batch(batch, r))  # (R*B, H, A)
+    diff = a.view(r, n, *a.shape[1:]) - a_fp.unsqueeze(0)
+    return diff.pow(2).flatten(2).sum(-1).sum(-1)  # (R,)
+
+
+def run_shard(policy: QuantPolicy, batch: Batch, shard: Shard, cfg: SensitivityConfig,
+              rows: torch.Tensor = None) -> torch.Tensor:
+    """Return exact s for the shard's rows (stop - start,), or for ``rows`` if given."""
+    layer = policy.quantizable_layers()[shard.layer]
+    rows = torch.arange(shard.start, shard.stop) if rows is None else rows
+    delta_all = weight_delta(layer.weight[rows], shard.bits, cfg.spec)  # (R, K)
+    total = torch.zeros(rows.numel(), dtype=torch.float64)
+    n_total = 0
+    for part in split_batch(batch, cfg.samples_per_pass):
+        x, _ = capture_io(policy, layer, part)
+        with torch.no_grad():
+            a_fp = policy.action_tensor(part)
+        for i in range(0, rows.numel(), cfg.rows_per_pass):
+            sel = slice(i, i + cfg.rows_per_pass)
+            total[sel] += _exact_rows(policy, layer, x, part, a_fp, rows[sel],
+                                      delta_all[sel].to(x.dtype)).double()
+        n_total += batch_size(part)
+    return (total / n_total).float()
+
+
+def exact_sensitivity(policy: QuantPolicy, batch: Batch,
+                      cfg: SensitivityConfig) -> Dict[str, torch.Tensor]:
+    """Return {layer: (len(bits), N)} exact action-space sensitivities."""
+    layers = policy.quantizable_layers()
+    shards = make_shards({k: v.out_features for k, v in layers.items()}, cfg.bits,
+                         cfg.rows_per_pass * 4)
+    results = {}
+    for shard in tqdm(shards, desc='exact sensitivity', disable=not cfg.progress):
+        results[shard] = run_shard(policy, batch, shard, cfg)
+    return merge_shards(results, {k: v.out_features for k, v in layers.items()}, cfg.bits)
+
+
+def merge_shards(results: Dict[Shard, torch.Tensor], out_features: Dict[str, int],
+                 bits: Tuple[int, ...]) -> Dict[str, torch.Tensor]:
+    """Assemble shard results into {layer: (len(bits), N)}; every row must be covered."""
+    scores = {k: torch.full((len(bits), n), float('nan')) for k, n in out_features.items()}
+    for shard, values in results.items():
+        scores[shard.layer][bits.index(shard.bits), shard.start:shard.stop] = values
+    for name, s in scores.items():
+        if torch.isnan(s).any():
+            raise ValueError(f'shards do not cover every row of {name}: '
+                             f'{int(torch.isnan(s).sum())} entries missing')
+    return scores
+
+
+def proxy_sensitivity(policy: QuantPolicy, batch: Batch,
+                      cfg: SensitivityConfig) -> Dict[str, torch.Tensor]:
+    """Return {layer: (len(bits), N)} first-order proxies of the action-space sensitivity."""
+    layers = policy.quantizable_layers()
+    deltas = {k: torch.stack([weight_delta(m.weight, b, cfg.spec) for b in cfg.bits])
+              for k, m in layers.items()}  # (nb, N, K)
+    acc = {k: torch.zeros(len(cfg.bits), m.out_features, dtype=torch.float64)
+           for k, m in layers.items()}
+    gen = torch.Generator().manual_seed(cfg.seed)
+    count = 0
+    parts = split_batch(batch, cfg.samples_per_pass)
+    for part in tqdm(parts, desc='proxy sensitivity', disable=not cfg.progress):
+        inputs, outputs = {}, {}
+
+        def make_hook(name):
+            def hook(mod, args, out):
+                inputs[name] = args[0].detach()
+                leaf = torch.zeros_like(out, requires_grad=True)
+                outputs[name] = leaf
+                return out + leaf  # d(.)/d(leaf) == d(.)/d(out)
+            return hook
+        handles = [m.register_forward_hook(make_hook(k)) for k, m in layers.items()]
+        try:
+            with torch.enable_grad():
+                actions = policy.action_tensor(part)  # (B, H, A)
+        finally:
+            for h in handles:
+                h.remove()
+        names = list(layers)
+        for _ in range(cfg.projections):
+            v = torch.randn(actions.shape, generator=gen).to(actions)
+            grads = torch.autograd.grad((actions * v).sum(), [outputs[k] for k in names],
+                                        retain_graph=True, allow_unused=True)
+            for name, g in zip(names, grads):
+                if g is None:
+                    continue
+                dy = torch.einsum('b...k,znk->zb...n', inputs[name], deltas[name])
+                prod = g.unsqueeze(0) * dy  # (nb, B, ..., N)
+                inner = prod.reshape(*prod.shape[:2], -1, prod.shape[-1]).sum(2)  # (nb, B, N)
+                acc[name] += inner.double().pow(2).sum(1)
+        count += batch_size(part) * cfg.projections
+    return {k: (v / count).float() for k, v in acc.items()}
+
+
+def hybrid_sensitivity(policy: QuantPolicy, batch: Batch, cfg: SensitivityConfig):
+    """Return (scores, refined) where refined[layer] is a bool (len(bits), N) mask."""
+    scores = proxy_sensitivity(policy, batch, cfg)
+    refined = {k: torch.zeros_like(v, dtype=torch.bool) for k, v in scores.items()}
+    names = list(scores)
+    for bi, b in enumerate(cfg.bits):
+        flat = torch.cat([scores[k][bi] for k in names])  # all rows, globally
+        k_top = int(round(cfg.refine_fraction * flat.numel()))
+        if k_top == 0:
+            continue
+        top = torch.topk(flat, k_top).indices
+        offsets = torch.tensor([0] + [scores[k].shape[1] for k in names]).cumsum(0)
+        for li, name in enumerate(names):
+            rows = top[(top >= offsets[li]) & (top < offsets[li + 1])] - offsets[li]
+            if rows.numel() == 0:
+                continue
+            rows = rows.sort().values
+            shard = Shard(name, 0, 0, b)
+            scores[name][bi, rows] = run_shard(policy, batch, shard, cfg, rows=rows)
+            refined[name][bi, rows] = True
+    return scores, refined
+
+
+def measure(policy: QuantPolicy, batch: Batch, cfg: SensitivityConfig):
+    """Return (scores, refined mask or None) with the configured method."""
+    if cfg.method is Method.EXACT:
+        return exact_sensitivity(policy, batch, cfg), None
+    if cfg.method is Method.PROXY:
+        return proxy_sensitivity(policy, batch, cfg), None
+    return hybrid_sensitivity(policy, batch, cfg)
+
+
+def _ranks(v: torch.Tensor) -> torch.Tensor:
+    """Return 0-based ranks of a 1-D tensor, ties sharing their average rank."""
+    _, inverse, counts = torch.unique(v, return_inverse=True, return_counts=True)
+    start = torch.cumsum(counts, 0) - counts
+    return (start.double() + (counts.double() - 1) / 2)[inverse]
+
+
+def spearman(a: torch.Tensor, b: torch.Tensor) -> float:
+    """Return the Spearman rank correlation of two tensors of equal size."""
+    ra, rb = _ranks(a.flatten()), _ranks(b.flatten())
+    ra, rb = ra - ra.mean(), rb - rb.mean()
+    denom = (ra.norm() * rb.norm()).item()
+    return float((ra @ rb).item() / denom) if denom > 0 else 0.0
