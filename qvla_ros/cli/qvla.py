@@ -19,6 +19,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog='qvla', description=__doc__)
     sub = parser.add_subparsers(dest='command', required=True)
     sub.add_parser('version', help='print versions').set_defaults(func=cmd_version)
+    from qvla_ros.cli.quant_cmds import add_commands
+    add_commands(sub)
     return parser
 
 

@@ -29,11 +29,11 @@ from qvla_ros.runtime.types import ActionChunk, Observation
 
 
 def _load_policy(model: str, seed: int):
+    """Return (policy, model id): 'toy' is random-init with ``seed``, else a checkpoint."""
+    from qvla_ros.models.checkpoint import load_policy
     if model == 'toy':
-        from qvla_ros.models.toy import build_toy_policy
-        return build_toy_policy(seed)
-    raise ValueError(f"unknown model {model!r}; expected 'toy' (checkpoint loading arrives "
-                     'with the models issue)')
+        return load_policy(f'toy:{seed}'), f'toy:{seed}'
+    return load_policy(model), model
 
 
 class PolicyNode(Node):
@@ -43,8 +43,7 @@ class PolicyNode(Node):
         super().__init__('policy_node', **kwargs)
         self._declare()
         model = self.get_parameter('model').value
-        self._policy = _load_policy(model, self.get_parameter('seed').value)
-        self._model_id = f'{model}:{self.get_parameter("seed").value}'
+        self._policy, self._model_id = _load_policy(model, self.get_parameter('seed').value)
         self._runner = ChunkRunner(
             self._policy, ScheduleConfig(self.get_parameter('execute_steps').value))
         self._image: Optional[np.ndarray] = None
@@ -70,7 +69,8 @@ class PolicyNode(Node):
 
     def _declare(self):
         self.declare_parameter('model', 'toy', ParameterDescriptor(
-            description="policy to run: 'toy' is a tiny random-init model", read_only=True))
+            description="'toy' (tiny random-init model) or a checkpoint folder, FP or quantized",
+            read_only=True))
         self.declare_parameter('seed', 0, ParameterDescriptor(
             description='seed of the random-init toy model', read_only=True))
         self.declare_parameter('control_hz', 10.0, ParameterDescriptor(

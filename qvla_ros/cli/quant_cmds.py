@@ -1,0 +1,173 @@
+# Copyright 2026 qvla_ros authors. Apache-2.0.
+"""``qvla sensitivity | allocate | quantize | inspect``: argparse -> config -> library."""
+
+from pathlib import Path
+
+import numpy as np
+
+SYNTHETIC_INSTRUCTIONS = ('push the red block to the left', 'put the green block on the blue '
+                          'one', 'pick up the blue block', 'push the green block to the front')
+
+
+def _ints(text: str):
+    return tuple(int(v) for v in text.split(',') if v.strip())
+
+
+def calibration_batch(policy, dataset, synthetic: int, max_samples: int, stride: int, seed=0):
+    """Return a collated calibration batch from a rollout dataset or synthetic observations."""
+    from qvla_ros.quant.policy import collate
+    from qvla_ros.runtime.types import Observation
+    batches = []
+    if dataset:
+        from qvla_ros.data.rollouts import iter_steps, read_info
+        cam = read_info(dataset).cameras[0]
+        for entry, i, data in iter_steps(dataset, stride):
+            obs = Observation({cam: data[f'image.{cam}'][i]}, entry['instruction'],
+                              data['proprio'][i])
+            batches.append(policy.make_batch(obs))
+            if len(batches) >= max_samples:
+                break
+    else:
+        rng = np.random.default_rng(seed)
+        for i in range(synthetic):
+            img = rng.integers(0, 256, (96, 128, 3), dtype=np.uint8)
+            obs = Observation({'camera': img}, SYNTHETIC_INSTRUCTIONS[i % 4],
+                              rng.standard_normal(8).astype(np.float32))
+            batches.append(policy.make_batch(obs))
+    return collate(batches)
+
+
+def cmd_sensitivity(args) -> int:
+    """Measure action-space sensitivity and write the sensitivity file."""
+    from qvla_ros.models.checkpoint import load_policy
+    from qvla_ros.quant.artifacts import SensitivityFile
+    from qvla_ros.quant.sensitivity import measure, SensitivityConfig
+    from qvla_ros.quant.spec import QuantSpec
+    if not args.dataset and not args.synthetic:
+        raise ValueError('give --dataset DIR (a qvla-rollouts folder) or --synthetic N')
+    policy = load_policy(args.model)
+    batch = calibration_batch(policy, args.dataset, args.synthetic, args.max_samples,
+                              args.stride)
+    cfg = SensitivityConfig(bits=_ints(args.bits), method=args.method,
+                            projections=args.projections, refine_fraction=args.refine_fraction,
+                            spec=QuantSpec(group_size=args.group_size), progress=True)
+    scores, refined = measure(policy, batch, cfg)
+    n = next(iter(batch.values())).shape[0]
+    extra = {'model': args.model, 'projections': cfg.projections,
+             'refine_fraction': cfg.refine_fraction, 'spec': cfg.spec.to_dict()}
+    if refined is not None:
+        extra['refined_rows'] = {k: int(v.sum()) for k, v in refined.items()}
+    layers = policy.quantizable_layers()
+    SensitivityFile(cfg.bits, cfg.method.value, n, scores,
+                    {k: m.in_features for k, m in layers.items()}, extra).save(Path(args.out))
+    print(f'wrote {args.out}: {len(scores)} layers, {sum(s.shape[1] for s in scores.values())} '
+          f'rows, bits {cfg.bits}, method {cfg.method.value}, {n} samples')
+    return 0
+
+
+def cmd_allocate(args) -> int:
+    """Turn a sensitivity file into a plan at a target average bits per parameter."""
+    from qvla_ros.quant.allocation import AllocationConfig, greedy_allocate
+    from qvla_ros.quant.artifacts import QuantPlan, SensitivityFile
+    from qvla_ros.quant.baselines.layerwise import layerwise_allocate
+    from qvla_ros.quant.spec import QuantSpec
+    sens = SensitivityFile.load(Path(args.sensitivity))
+    spec = QuantSpec.from_dict(sens.extra['spec']) if 'spec' in sens.extra else QuantSpec()
+    cfg = AllocationConfig(target_bits=args.target_bits, candidates=_ints(args.candidates),
+                           budget=args.budget, max_prune_fraction=args.max_prune_fraction,
+                           prune_threshold=args.prune_threshold, group_size=spec.group_size)
+    alloc = (layerwise_allocate if args.layerwise else greedy_allocate)(
+        sens.scores, sens.bits, sens.in_features, cfg)
+    plan = QuantPlan(spec, 'layerwise' if args.layerwise else f'qvla-{sens.method}',
+                     alloc.bits, sens.in_features, args.target_bits,
+                     budget_bytes=int(alloc.budget) if args.budget == 'bytes' else None,
+                     candidates=cfg.candidates,
+                     extra={'sensitivity': str(args.sensitivity),
+                            'total_sensitivity': alloc.total_sensitivity,
+                            'max_prune_fraction': cfg.max_prune_fraction,
+                            'prune_threshold': cfg.prune_threshold})
+    plan.save(Path(args.out))
+    print(f'wrote {args.out}: achieved {plan.achieved_bits():.4f} bits/param (target '
+          f'{args.target_bits}), histogram {plan.histogram()}, plan id {plan.plan_id}')
+    return 0
+
+
+def cmd_quantize(args) -> int:
+    """Pack a policy with a plan and write a quantized checkpoint folder."""
+    from qvla_ros.models.checkpoint import load_policy, save_quantized
+    from qvla_ros.quant.apply import check_plan_matches, quantize_, results_from_plan
+    from qvla_ros.quant.artifacts import QuantPlan
+    policy = load_policy(args.model)
+    plan = QuantPlan.load(Path(args.plan))
+    layers = policy.quantizable_layers()
+    check_plan_matches(layers, plan)
+    fp_bytes = sum(m.weight.numel() * 2 for m in layers.values())
+    quantize_(policy, layers, results_from_plan(plan), plan.spec, mode='packed')
+    packed = sum(policy.get_submodule(k).packed_bytes() for k in plan.bits)
+    save_quantized(policy, plan, Path(args.out))
+    print(f'wrote {args.out}: quantized layers {packed} bytes vs {fp_bytes} fp16 bytes '
+          f'({packed / fp_bytes:.3f}), plan {plan.plan_id}')
+    return 0
+
+
+def cmd_inspect(args) -> int:
+    """Print the per-layer bit table and histogram; optionally write PNG plots."""
+    from qvla_ros.quant.artifacts import QuantPlan, SensitivityFile
+    plan = QuantPlan.load(Path(args.plan))
+    cands = sorted(plan.candidates)
+    print(f'plan {plan.plan_id}  method {plan.method}  spec {plan.spec.to_dict()}')
+    print(f'target {plan.target_bits} bits/param, achieved {plan.achieved_bits():.4f}')
+    print(f'{"layer":40s} {"out x in":>12s} ' + ' '.join(f'{b:>6d}b' for b in cands)
+          + '   avg')
+    for name, bits in sorted(plan.bits.items()):
+        hist = plan.histogram(name)
+        print(f'{name:40s} {bits.numel():>5d}x{plan.in_features[name]:<6d} '
+              + ' '.join(f'{hist[b]:>7d}' for b in cands)
+              + f'  {bits.float().mean():5.2f}')
+    total = plan.histogram()
+    rows = sum(total.values())
+    print('histogram: ' + ', '.join(f'{b} bits {total[b]} ({100 * total[b] / rows:.1f}%)'
+                                    for b in cands))
+    if args.plots:
+        sens = SensitivityFile.load(Path(args.sensitivity)) if args.sensitivity else None
+        from qvla_ros.quant.report import write_plots
+        for path in write_plots(plan, sens, Path(args.plots)):
+            print(f'wrote {path}')
+    return 0
+
+
+def add_commands(sub) -> None:
+    """Register the quantization subcommands on an argparse subparsers object."""
+    p = sub.add_parser('sensitivity', help='measure action-space channel sensitivity')
+    p.add_argument('--model', required=True, help='toy, toy:SEED or a checkpoint folder')
+    p.add_argument('--dataset', help='rollout dataset folder (qvla-rollouts)')
+    p.add_argument('--synthetic', type=int, default=0, help='use N synthetic observations')
+    p.add_argument('--max-samples', type=int, default=64)
+    p.add_argument('--stride', type=int, default=5, help='take every k-th step')
+    p.add_argument('--method', default='hybrid', choices=['exact', 'proxy', 'hybrid'])
+    p.add_argument('--bits', default='0,2,4,8')
+    p.add_argument('--projections', type=int, default=8)
+    p.add_argument('--refine-fraction', type=float, default=0.05)
+    p.add_argument('--group-size', type=int, default=None)
+    p.add_argument('--out', required=True)
+    p.set_defaults(func=cmd_sensitivity)
+    p = sub.add_parser('allocate', help='greedy Eq. 8 bit allocation -> plan folder')
+    p.add_argument('--sensitivity', required=True)
+    p.add_argument('--target-bits', type=float, required=True)
+    p.add_argument('--budget', default='params', choices=['params', 'bytes'])
+    p.add_argument('--candidates', default='0,2,4,8,16')
+    p.add_argument('--max-prune-fraction', type=float, default=0.5)
+    p.add_argument('--prune-threshold', type=float, default=None)
+    p.add_argument('--layerwise', action='store_true', help='one width per layer (ablation)')
+    p.add_argument('--out', required=True)
+    p.set_defaults(func=cmd_allocate)
+    p = sub.add_parser('quantize', help='pack a model with a plan -> quantized checkpoint')
+    p.add_argument('--model', required=True)
+    p.add_argument('--plan', required=True)
+    p.add_argument('--out', required=True)
+    p.set_defaults(func=cmd_quantize)
+    p = sub.add_parser('inspect', help='print a plan; --plots DIR writes PNGs')
+    p.add_argument('plan')
+    p.add_argument('--sensitivity')
+    p.add_argument('--plots')
+    p.set_defaults(func=cmd_inspect)

@@ -1,0 +1,133 @@
+# Copyright 2026 qvla_ros authors. Apache-2.0.
+"""Policy checkpoints: FP and packed-quantized folders, and the ``--model`` spec parser.
+
+A folder holds ``config.json`` (format, version, model name and config, and for quantized
+checkpoints ``quantization_config``), ``model.safetensors`` and ``norm_stats.json``.
+A quantized folder also holds ``plan.json``; loading it never needs the FP checkpoint: the
+packed layers are rebuilt from their own tensors and ``load_state_dict(strict=True)`` checks
+that every tensor is accounted for. Written atomically; no pickle.
+"""
+
+from dataclasses import asdict
+import json
+import os
+from pathlib import Path
+import shutil
+from typing import Optional
+
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from qvla_ros.kernels.format import PackedLayout
+from qvla_ros.kernels.linear import MixedBitLinear
+from qvla_ros.models.toy import build_toy_policy, ToyConfig, ToyPolicy
+from qvla_ros.quant.activation import ActSpec
+from qvla_ros.quant.apply import QuantizedLinear
+from qvla_ros.quant.artifacts import QuantPlan
+from qvla_ros.quant.spec import QuantSpec
+
+FORMAT, VERSION = 'qvla-checkpoint', 1
+
+
+def _write_folder(out: Path, files: dict) -> None:
+    """Write files into a temp sibling folder, then swap it in place of ``out``."""
+    out = Path(out)
+    tmp = out.with_name(f'.{out.name}.tmp')
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir(parents=True)
+    for name, writer in files.items():
+        writer(tmp / name)
+    if out.exists():
+        old = out.with_name(f'.{out.name}.old')
+        os.replace(out, old)
+        os.replace(tmp, out)
+        shutil.rmtree(old)
+    else:
+        os.replace(tmp, out)
+
+
+def _norm_stats(policy: ToyPolicy) -> dict:
+    return {'default': {'action': {'q01': policy.action_low.tolist(),
+                                   'q99': policy.action_high.tolist()}}}
+
+
+def save_policy(policy: ToyPolicy, out: Path) -> None:
+    """Write an FP checkpoint folder."""
+    config = {'format': FORMAT, 'version': VERSION, 'model': 'toy',
+              'config': asdict(policy.config)}
+    state = {k: v.detach().contiguous() for k, v in policy.state_dict().items()}
+    _write_folder(out, {
+        'config.json': lambda p: p.write_text(json.dumps(config, indent=1)),
+        'model.safetensors': lambda p: save_file(state, str(p)),
+        'norm_stats.json': lambda p: p.write_text(json.dumps(_norm_stats(policy), indent=1))})
+
+
+def save_quantized(policy: ToyPolicy, plan: QuantPlan, out: Path,
+                   act: Optional[ActSpec] = None) -> None:
+    """Write a packed-quantized checkpoint of ``policy`` (already passed through quantize_)."""
+    config = {'format': FORMAT, 'version': VERSION, 'model': 'toy',
+              'config': asdict(policy.config),
+              'quantization_config': {'plan_id': plan.plan_id, 'method': plan.method,
+                                      'spec': plan.spec.to_dict(),
+                                      'act_bits': act.bits if act else None,
+                                      'achieved_bits_per_param': plan.achieved_bits(),
+                                      'layers': {k: {'in_features': plan.in_features[k],
+                                                     'out_features': int(b.numel())}
+                                                 for k, b in plan.bits.items()}}}
+    state = {k: v.detach().contiguous() for k, v in policy.state_dict().items()}
+    summary = json.dumps(plan.summary(), indent=1, sort_keys=True)
+    _write_folder(out, {
+        'config.json': lambda p: p.write_text(json.dumps(config, indent=1)),
+        'model.safetensors': lambda p: save_file(state, str(p)),
+        'plan.json': lambda p: p.write_text(summary),
+        'norm_stats.json': lambda p: p.write_text(json.dumps(_norm_stats(policy), indent=1))})
+
+
+def _shell(state: dict, name: str, info: dict, spec: QuantSpec, act) -> nn.Module:
+    wrapped = f'{name}.inner.counts' in state
+    prefix = f'{name}.inner.' if wrapped else f'{name}.'
+    tensors = {k[len(prefix):]: v for k, v in state.items()
+               if k.startswith(prefix) and '.' not in k[len(prefix):]}
+    k_in = info['in_features']
+    if 'scales' not in tensors:
+        raise ValueError(f'model.safetensors has no packed tensors for layer {name}')
+    gs = k_in // tensors['scales'].shape[1]  # scales is (rows, G) even with no rows
+    inner = MixedBitLinear(PackedLayout.from_tensors(tensors, k_in, info['out_features'], gs),
+                           spec)
+    if not wrapped:
+        return inner
+    inv = state.get(f'{name}.inv_scale')
+    return QuantizedLinear(inner, None if inv is None else inv.float(), act)
+
+
+def load_policy(spec: str) -> nn.Module:
+    """Return a policy from ``toy``, ``toy:SEED`` or a checkpoint folder (FP or quantized)."""
+    if spec == 'toy' or spec.startswith('toy:'):
+        seed = spec.partition(':')[2]
+        if seed and not seed.isdigit():
+            raise ValueError(f'expected toy or toy:SEED with an integer seed, got {spec!r}')
+        return build_toy_policy(int(seed or 0))
+    folder = Path(spec)
+    path = folder / 'config.json'
+    if not path.is_file():
+        raise FileNotFoundError(f'{path} does not exist; expected toy, toy:SEED or a '
+                                'checkpoint folder with config.json and model.safetensors')
+    config = json.loads(path.read_text())
+    if config.get('format') != FORMAT or config.get('version') != VERSION:
+        raise ValueError(f'{path}: expected format {FORMAT!r} version {VERSION}, got '
+                         f'{config.get("format")!r} version {config.get("version")!r}')
+    if config.get('model') != 'toy':
+        raise ValueError(f'{path}: unknown model {config.get("model")!r}; expected toy')
+    policy = ToyPolicy(ToyConfig(**config['config']))
+    state = load_file(str(folder / 'model.safetensors'))
+    qc = config.get('quantization_config')
+    if qc:
+        spec_q = QuantSpec.from_dict(qc['spec'])
+        act = ActSpec(qc['act_bits']) if qc.get('act_bits') else None
+        for name, info in qc['layers'].items():
+            parent, _, child = name.rpartition('.')
+            setattr(policy.get_submodule(parent) if parent else policy, child,
+                    _shell(state, name, info, spec_q, act))
+    policy.load_state_dict(state, strict=True)
+    return policy.eval()

@@ -1,0 +1,76 @@
+# Copyright 2026 qvla_ros authors. Apache-2.0.
+"""The qvla CLI end to end: sensitivity -> allocate -> quantize -> load, and its errors."""
+
+import json
+
+import numpy as np
+import pytest
+
+from qvla_ros.cli.qvla import main
+from qvla_ros.data.rollouts import DatasetInfo, RolloutWriter
+from qvla_ros.models.checkpoint import load_policy
+from qvla_ros.quant.artifacts import QuantPlan
+from qvla_ros.runtime.types import Observation
+
+
+def _dataset(root, episodes=2, steps=6):
+    writer = RolloutWriter(root, DatasetInfo(7, 8, 10.0, ('front',)))
+    rng = np.random.default_rng(0)
+    for e in range(episodes):
+        writer.add_episode({'front': rng.integers(0, 256, (steps, 48, 64, 3), dtype=np.uint8)},
+                           rng.standard_normal((steps, 8)).astype(np.float32),
+                           rng.standard_normal((steps, 7)).astype(np.float32),
+                           np.arange(steps, dtype=np.int64) * 100_000_000,
+                           f'push the red block {e}', True, 'sim', 'expert')
+    return root
+
+
+def test_pipeline_from_dataset(tmp_path, capsys):
+    data = _dataset(tmp_path / 'data')
+    sens, plan, ckpt = tmp_path / 's.safetensors', tmp_path / 'plan', tmp_path / 'ckpt'
+    assert main(['sensitivity', '--model', 'toy:1', '--dataset', str(data), '--stride', '2',
+                 '--method', 'exact', '--out', str(sens)]) == 0
+    assert main(['allocate', '--sensitivity', str(sens), '--target-bits', '3.0',
+                 '--out', str(plan)]) == 0
+    loaded = QuantPlan.load(plan)
+    assert loaded.achieved_bits() <= 3.0
+    assert main(['quantize', '--model', 'toy:1', '--plan', str(plan), '--out', str(ckpt)]) == 0
+    assert main(['inspect', str(plan)]) == 0
+    out = capsys.readouterr().out
+    assert 'histogram:' in out and 'vision.0' in out
+    config = json.loads((ckpt / 'config.json').read_text())
+    assert config['quantization_config']['plan_id'] == loaded.plan_id
+    q, fp = load_policy(str(ckpt)), load_policy('toy:1')
+    obs = Observation({'front': np.zeros((48, 64, 3), np.uint8)}, 'push the red block')
+    a, b = q.predict(obs).actions, fp.predict(obs).actions
+    assert np.abs(a - b).max() < 0.2 * np.abs(b).max() + 1e-6  # close, not identical
+    assert not np.array_equal(a, b)
+    assert np.array_equal(load_policy(str(ckpt)).predict(obs).actions, a)  # reload is exact
+
+
+def test_errors_name_what_was_expected(tmp_path, capsys):
+    assert main(['sensitivity', '--model', 'toy', '--out', str(tmp_path / 's')]) == 2
+    assert '--dataset DIR' in capsys.readouterr().err
+    assert main(['sensitivity', '--model', 'nowhere', '--synthetic', '2',
+                 '--out', str(tmp_path / 's')]) == 2
+    assert 'config.json' in capsys.readouterr().err
+    assert main(['allocate', '--sensitivity', str(tmp_path / 'missing'), '--target-bits', '4',
+                 '--out', str(tmp_path / 'p')]) == 2
+    assert 'qvla-sensitivity' in capsys.readouterr().err
+    sens = tmp_path / 's.safetensors'
+    assert main(['sensitivity', '--model', 'toy', '--synthetic', '4', '--method', 'proxy',
+                 '--out', str(sens)]) == 0
+    assert main(['allocate', '--sensitivity', str(sens), '--target-bits', '4',
+                 '--out', str(tmp_path / 'p')]) == 0
+    plan = QuantPlan.load(tmp_path / 'p')
+    plan.bits['vision.0'] = plan.bits['vision.0'][:10]
+    plan.save(tmp_path / 'bad')
+    assert main(['quantize', '--model', 'toy', '--plan', str(tmp_path / 'bad'),
+                 '--out', str(tmp_path / 'c')]) == 2
+    assert 'does not match the model' in capsys.readouterr().err
+    assert not (tmp_path / 'c').exists()
+
+
+def test_toy_spec_parsing():
+    with pytest.raises(ValueError, match='integer seed'):
+        load_policy('toy:x')
