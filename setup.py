@@ -49,7 +49,8 @@ setup(
     name=PACKAGE,
     version='0.1.0',
     packages=find_packages(exclude=['test', 'test.*', 'bench']),
-    package_data={'qvla_ros.ros': ['fastdds_loopback_only.xml']},
+    package_data={'qvla_ros.ros': ['fastdds_loopback_only.xml'],
+                  'qvla_ros.kernels': ['cpu_ext.cpp']},
     data_files=[
         ('share/ament_index/resource_index/packages', ['resource/' + PACKAGE]),
         ('share/' + PACKAGE, ['package.xml']),

@@ -57,21 +57,61 @@ def dequantize_group(layout: PackedLayout, g: Group, dtype: torch.dtype) -> torc
     return dequantize_rows_of(layout, g, 0, g.rows, dtype)
 
 
+SMALL_M = 16  # at or below this many tokens the fused extension GEMV wins (bench/kernels.py)
+
+
 def cpu_linear(x: torch.Tensor, layout: PackedLayout,
                compute_dtype: torch.dtype = torch.bfloat16,
-               chunk_elements: int = CHUNK_ELEMENTS) -> torch.Tensor:
-    """Return x (..., K) through the packed layer, computing in ``compute_dtype``."""
-    chunk_rows = max(16, chunk_elements // layout.in_features)
+               chunk_elements: int = CHUNK_ELEMENTS, use_ext: bool = True) -> torch.Tensor:
+    """Return x (..., K) through the packed layer, computing in ``compute_dtype``.
+
+    With the compiled extension (``cpu_ext``): M <= SMALL_M runs one fused decode-and-dot
+    pass in float32; larger M decodes each chunk to bf16 in C++ and runs a bf16 GEMM.
+    Without it, or for float32 compute at large M, the pure-torch decode below is used.
+    """
     lead = x.shape[:-1]
-    x2 = x.reshape(-1, layout.in_features).to(compute_dtype)  # (M, K)
+    x2 = x.reshape(-1, layout.in_features)
+    ext = _extension() if use_ext else None
+    if ext is not None and x2.shape[0] <= SMALL_M:
+        y = ext.mixed_gemv(x2.float().contiguous(), layout.counts.cpu(), layout.perm,
+                           layout.weight16, layout.qweight, layout.scales, layout.zeros,
+                           layout.bias, layout.out_features, layout.group_size)
+        return y.to(x.dtype).reshape(*lead, layout.out_features)
+    x2 = x2.to(compute_dtype)  # (M, K)
+    fast = ext is not None and compute_dtype == torch.bfloat16
     y = x2.new_zeros(x2.shape[0], layout.out_features)  # pruned columns stay 0 (+ bias)
+    if fast and layout.weight16.dtype == torch.bfloat16 and (
+            layout.perm.numel() * layout.in_features <= chunk_elements):
+        # Small layer: decode every group at once, one GEMM, one scatter of the columns.
+        w = ext.dequant_all(layout.counts.cpu(), layout.weight16, layout.qweight,
+                            layout.scales, layout.zeros, layout.in_features, layout.group_size)
+        y.index_copy_(1, layout.perm.long(), F.linear(x2, w))
+        return _finish(y, x, layout, lead)
+    chunk_rows = max(16, chunk_elements // layout.in_features)
     for g in layout.groups():
         for start in range(0, g.rows, chunk_rows):
             stop = min(start + chunk_rows, g.rows)
-            part = F.linear(x2, dequantize_rows_of(layout, g, start, stop, compute_dtype))
+            if fast and g.bits != 16:
+                w0 = g.word_start + start * g.words_per_row
+                words = layout.qweight[w0:w0 + (stop - start) * g.words_per_row]
+                rows = slice(g.qrow_start + start, g.qrow_start + stop)
+                w = ext.dequant_rows(words.view(stop - start, g.words_per_row), g.bits,
+                                     layout.scales[rows], layout.zeros[rows],
+                                     layout.in_features, layout.group_size)
+            else:
+                w = dequantize_rows_of(layout, g, start, stop, compute_dtype)
             cols = layout.perm[g.row_start + start:g.row_start + stop].long()
-            y.index_copy_(1, cols, part)
+            y.index_copy_(1, cols, F.linear(x2, w))
+    return _finish(y, x, layout, lead)
+
+
+def _finish(y: torch.Tensor, x: torch.Tensor, layout: PackedLayout, lead) -> torch.Tensor:
     y = y.to(x.dtype)
     if layout.bias is not None:  # added in the output dtype: a pruned column is its bias
         y = y + layout.bias.to(x.dtype)
     return y.reshape(*lead, layout.out_features)
+
+
+def _extension():
+    from qvla_ros.kernels import cpu_ext
+    return cpu_ext.load()

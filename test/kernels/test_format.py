@@ -4,6 +4,7 @@
 import pytest
 import torch
 
+from qvla_ros.kernels import cpu_ext
 from qvla_ros.kernels.cpu import cpu_linear
 from qvla_ros.kernels.dispatch import Backend, choose_backend
 from qvla_ros.kernels.format import PackedLayout, reference_linear
@@ -65,16 +66,20 @@ def test_pruned_rows_output_bias_or_zero():
                        torch.zeros(3))
 
 
+@pytest.mark.parametrize('use_ext', [True, False], ids=['extension', 'torch'])
 @pytest.mark.parametrize('m', [1, 7, 64])
 @pytest.mark.parametrize('gs', [None, 32])
-def test_cpu_path_matches_reference(m, gs):
-    layout = PackedLayout.from_float(torch.randn(70, 96), _mix(70, 1), QuantSpec(group_size=gs),
-                                     bias=torch.randn(70))
-    x = torch.randn(m, 96)
+def test_cpu_path_matches_reference(m, gs, use_ext):
+    if use_ext and cpu_ext.load() is None:
+        pytest.fail(f'the CPU extension did not build: {cpu_ext.status()}')
+    # K = 104 is not a whole number of 2-, 3- or 4-bit words: the tail path is exercised.
+    layout = PackedLayout.from_float(torch.randn(70, 104), _mix(70, 1),
+                                     QuantSpec(group_size=gs and 8), bias=torch.randn(70))
+    x = torch.randn(m, 104)
     ref = reference_linear(x, layout)
-    out = cpu_linear(x, layout, compute_dtype=torch.float32)
+    out = cpu_linear(x, layout, compute_dtype=torch.float32, use_ext=use_ext)
     assert torch.allclose(out, ref, rtol=1e-4, atol=1e-4)
-    bf = cpu_linear(x, layout)  # default bf16 compute
+    bf = cpu_linear(x, layout, use_ext=use_ext)  # default bf16 compute at large M
     assert ((bf - ref).abs().max() / ref.abs().max()) < 2e-2
 
 
