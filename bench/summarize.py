@@ -1,0 +1,81 @@
+# Copyright 2026 qvla_ros authors. Apache-2.0.
+"""Print markdown tables of the JSON results in bench/results (used for the README).
+
+    python bench/summarize.py
+"""
+
+import json
+from pathlib import Path
+import sys
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.common import RESULTS  # noqa: E402
+
+
+def _load(name):
+    path = RESULTS / name
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def kernels_table(data, key, label):
+    """Return a markdown table of one kernels-*.json for the QVLA-like 4.0-bit mix."""
+    ms = sorted({c['M'] for c in data['cases']})
+    lines = [f'{label} ({data["device"]}, torch {data["torch"]}), mix qvla4.0 '
+             '(20 % 8-bit, 45 % 4-bit, 30 % 2-bit, 5 % pruned):', '',
+             '| shape (N x K) | bytes / fp16 | ' + ' | '.join(f'M={m}' for m in ms) + ' |',
+             '|---|---|' + '---|' * len(ms)]
+    shapes = []
+    for c in data['cases']:
+        if c['mix'] == 'qvla4.0' and c['shape'] not in shapes:
+            shapes.append(c['shape'])
+    for s in shapes:
+        cases = {c['M']: c for c in data['cases'] if c['shape'] == s and c['mix'] == 'qvla4.0'}
+        first = next(iter(cases.values()))
+        lines.append(f'| {s} ({first["N"]}x{first["K"]}) | {first["packed_over_fp16"]:.3f} | '
+                     + ' | '.join(f'{cases[m][key]:.2f}' if m in cases else '-' for m in ms)
+                     + ' |')
+    return '\n'.join(lines)
+
+
+def main() -> int:
+    """Print every table whose results exist."""
+    for path in sorted(RESULTS.glob('kernels-*.json')):
+        print(kernels_table(json.loads(path.read_text()), 'mixed_over_fp32',
+                            'CPU, 2 threads: packed time / fp32 F.linear time (lower is better)'))
+        print()
+    for path in sorted(RESULTS.glob('gpu-kernels-*.json')):
+        print(kernels_table(json.loads(path.read_text()), 'speedup_vs_fp16',
+                            'GPU: fp16 cuBLAS time / fused kernel time (higher is better)'))
+        print()
+    for path in sorted(RESULTS.glob('gpu-model-*.json')):
+        d = json.loads(path.read_text())
+        print(f'Llama-2-7B-shaped forward, {d["tokens"]} tokens, {d["device"]}: bf16 '
+              f'{d["bf16"]["latency_ms"]:.1f} ms, peak {d["bf16"]["peak_bytes"] / 2**30:.2f} GiB;'
+              f' QVLA-like {d["avg_bits_per_param"]:.2f} bits {d["quantized"]["latency_ms"]:.1f} '
+              f'ms, peak {d["quantized"]["peak_bytes"] / 2**30:.2f} GiB '
+              f'(peak ratio {d["peak_ratio"]:.3f}, speed-up {d["speedup"]:.2f}x)\n')
+    alloc = _load('allocation.json')
+    if alloc:
+        o = alloc['openvla_sized']
+        times = ', '.join(f'{t} bits: {v["seconds"]:.1f} s' for t, v in o['greedy'].items())
+        gaps = [g['relative_gap'] for g in alloc['optimality_gap']]
+        print(f'Allocation: {o["rows"]} rows x {o["levels"]} levels ({times}); greedy vs '
+              f'Lagrangian lower bound on {len(gaps)} synthetic instances: max gap '
+              f'{100 * max(gaps):.2f} %\n')
+    sens = _load('sensitivity.json')
+    if sens:
+        print(f'Sensitivity, {sens["model"]} ({sens["rows"]} rows, {sens["samples"]} samples): '
+              'Spearman(proxy, exact) by bits')
+        print('\n| method | ' + ' | '.join(f'{b} bits' for b in sens['bits']) + ' | seconds |')
+        print('|---|' + '---|' * (len(sens['bits']) + 1))
+        for key in ('proxy_k4', 'proxy_k16', 'proxy_k64', 'hybrid_k16_refine0.05'):
+            rho = sens[key]['spearman']
+            print(f'| {key} | ' + ' | '.join(f'{rho[str(b)]["all"]:.3f}' for b in sens['bits'])
+                  + f' | {sens[key]["seconds"]:.2f} |')
+        print(f'| exact | 1 | 1 | 1 | 1 | {sens["exact_seconds"]:.2f} |')
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
