@@ -101,6 +101,15 @@ def _shell(state: dict, name: str, info: dict, spec: QuantSpec, act) -> nn.Modul
     return QuantizedLinear(inner, None if inv is None else inv.float(), act)
 
 
+def plan_id_of(spec: str) -> str:
+    """Return the plan id of a quantized checkpoint folder, or '' for FP models."""
+    path = Path(spec) / 'config.json'
+    if not path.is_file():
+        return ''
+    qc = json.loads(path.read_text()).get('quantization_config') or {}
+    return str(qc.get('plan_id', ''))
+
+
 def load_policy(spec: str) -> nn.Module:
     """Return a policy from ``toy``, ``toy:SEED`` or a checkpoint folder (FP or quantized)."""
     if spec == 'toy' or spec.startswith('toy:'):

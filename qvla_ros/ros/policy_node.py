@@ -29,11 +29,11 @@ from qvla_ros.runtime.types import ActionChunk, Observation
 
 
 def _load_policy(model: str, seed: int):
-    """Return (policy, model id): 'toy' is random-init with ``seed``, else a checkpoint."""
-    from qvla_ros.models.checkpoint import load_policy
+    """Return (policy, model id, plan id): 'toy' is random-init with ``seed``, else a folder."""
+    from qvla_ros.models.checkpoint import load_policy, plan_id_of
     if model == 'toy':
-        return load_policy(f'toy:{seed}'), f'toy:{seed}'
-    return load_policy(model), model
+        return load_policy(f'toy:{seed}'), f'toy:{seed}', ''
+    return load_policy(model), model, plan_id_of(model)
 
 
 class PolicyNode(Node):
@@ -43,7 +43,8 @@ class PolicyNode(Node):
         super().__init__('policy_node', **kwargs)
         self._declare()
         model = self.get_parameter('model').value
-        self._policy, self._model_id = _load_policy(model, self.get_parameter('seed').value)
+        self._policy, self._model_id, self._plan_id = _load_policy(
+            model, self.get_parameter('seed').value)
         self._runner = ChunkRunner(
             self._policy, ScheduleConfig(self.get_parameter('execute_steps').value))
         self._image: Optional[np.ndarray] = None
@@ -173,6 +174,7 @@ class PolicyNode(Node):
         msg.shape = [int(s) for s in chunk.actions.shape]
         msg.data = chunk.actions.astype(np.float32).ravel().tolist()
         msg.model_id = self._model_id
+        msg.plan_id = self._plan_id
         return msg
 
     def _publish_status(self):
@@ -183,6 +185,7 @@ class PolicyNode(Node):
         status.state_name = {v: k for k, v in vars(PolicyStatus).items()
                              if k.isupper() and isinstance(v, int)}.get(self._state, '')
         status.model_id = self._model_id
+        status.plan_id = self._plan_id
         status.latency_p50_ms = float(np.percentile(lat, 50))
         status.latency_p99_ms = float(np.percentile(lat, 99))
         status.control_rate_hz = float(self.get_parameter('control_hz').value)
