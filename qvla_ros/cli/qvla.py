@@ -14,6 +14,15 @@ def cmd_version(args) -> int:
     return 0
 
 
+def cmd_sim_collect(args) -> int:
+    """Record scripted-expert episodes into a rollout dataset."""
+    from qvla_ros.sim.collect import collect
+    summary = collect(args.suite, args.episodes, args.out, args.seed, progress=True)
+    print(f'wrote {summary["written"]} episodes to {args.out}; expert success '
+          f'{summary["successes"]}/{summary["episodes"]}')
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Return the argument parser of ``qvla``."""
     parser = argparse.ArgumentParser(prog='qvla', description=__doc__)
@@ -21,6 +30,14 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser('version', help='print versions').set_defaults(func=cmd_version)
     from qvla_ros.cli.quant_cmds import add_commands
     add_commands(sub)
+    p = sub.add_parser('sim', help='simulation tools')
+    sim = p.add_subparsers(dest='sim_command', required=True)
+    c = sim.add_parser('collect', help='record scripted-expert episodes as a rollout dataset')
+    c.add_argument('--suite', default='tabletop', choices=['tabletop'])
+    c.add_argument('--episodes', type=int, required=True)
+    c.add_argument('--seed', type=int, default=0, help='first episode seed')
+    c.add_argument('--out', required=True)
+    c.set_defaults(func=cmd_sim_collect)
     return parser
 
 
