@@ -2,8 +2,8 @@
 """Proxy vs exact action-space sensitivity: Spearman rank correlation per bit-width and per
 layer type, and the cost of each method.
 
-Runs on the toy policy (random init) until the reference VLA exists; --model takes any
-checkpoint the CLI accepts.
+Runs on a random-init qvla-ref (tiny) by default, until a trained reference checkpoint
+exists; --model takes any model spec or checkpoint folder the CLI accepts.
 
     python bench/sensitivity.py     # writes bench/results/sensitivity.json
 """
@@ -25,8 +25,9 @@ from qvla_ros.quant.sensitivity import (exact_sensitivity, hybrid_sensitivity,  
 
 
 def layer_type(name: str) -> str:
-    """Return the module family of a layer path (first component)."""
-    return name.split('.')[0]
+    """Return '<tower>.<linear>' of a layer path, e.g. 'language.q_proj' or 'vision.fc1'."""
+    parts = name.split('.')
+    return f'{parts[0]}.{parts[-1]}' if not parts[-1].isdigit() else parts[0]
 
 
 def correlations(ex, other, bits):
@@ -47,8 +48,8 @@ def correlations(ex, other, bits):
 def main(argv=None) -> int:
     """Run the benchmark and write its JSON."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument('--model', default='toy:0')
-    parser.add_argument('--samples', type=int, default=64)
+    parser.add_argument('--model', default='ref-tiny:0')
+    parser.add_argument('--samples', type=int, default=16)
     parser.add_argument('--threads', type=int, default=2)
     parser.add_argument('--out', default=str(RESULTS / 'sensitivity.json'))
     args = parser.parse_args(argv)

@@ -23,6 +23,20 @@ def cmd_sim_collect(args) -> int:
     return 0
 
 
+def cmd_train(args) -> int:
+    """Behaviour-clone qvla-ref on a rollout dataset."""
+    from qvla_ros.models.reference import CONFIGS
+    from qvla_ros.models.training import train, TrainConfig
+    if args.config not in CONFIGS:
+        raise ValueError(f'unknown config {args.config!r}; expected one of {sorted(CONFIGS)}')
+    cfg = TrainConfig(steps=args.steps, batch_size=args.batch_size, lr=args.lr,
+                      seed=args.seed, bf16=not args.fp32, val_every=args.val_every,
+                      save_every=args.save_every)
+    summary = train(args.dataset, CONFIGS[args.config], args.out, cfg, progress=True)
+    print(f'wrote {args.out}: {summary}')
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Return the argument parser of ``qvla``."""
     parser = argparse.ArgumentParser(prog='qvla', description=__doc__)
@@ -30,6 +44,18 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser('version', help='print versions').set_defaults(func=cmd_version)
     from qvla_ros.cli.quant_cmds import add_commands
     add_commands(sub)
+    p = sub.add_parser('train', help='behaviour-clone qvla-ref on a rollout dataset')
+    p.add_argument('--dataset', required=True)
+    p.add_argument('--config', default='small', help='tiny | small | openvla-oft-7b')
+    p.add_argument('--out', required=True, help='checkpoint folder (resumes if interrupted)')
+    p.add_argument('--steps', type=int, default=3000)
+    p.add_argument('--batch-size', type=int, default=32)
+    p.add_argument('--lr', type=float, default=3e-4)
+    p.add_argument('--seed', type=int, default=0)
+    p.add_argument('--val-every', type=int, default=250)
+    p.add_argument('--save-every', type=int, default=250)
+    p.add_argument('--fp32', action='store_true', help='disable bf16 autocast')
+    p.set_defaults(func=cmd_train)
     p = sub.add_parser('sim', help='simulation tools')
     sim = p.add_subparsers(dest='sim_command', required=True)
     c = sim.add_parser('collect', help='record scripted-expert episodes as a rollout dataset')

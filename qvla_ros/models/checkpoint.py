@@ -20,6 +20,8 @@ from torch import nn
 
 from qvla_ros.kernels.format import PackedLayout
 from qvla_ros.kernels.linear import MixedBitLinear
+from qvla_ros.models.normalization import ActionNormalizer
+from qvla_ros.models.reference import build_reference, CONFIGS, RefConfig, ReferenceVLA
 from qvla_ros.models.toy import build_toy_policy, ToyConfig, ToyPolicy
 from qvla_ros.quant.activation import ActSpec
 from qvla_ros.quant.apply import QuantizedLinear
@@ -47,14 +49,39 @@ def _write_folder(out: Path, files: dict) -> None:
         os.replace(tmp, out)
 
 
-def _norm_stats(policy: ToyPolicy) -> dict:
-    return {'default': {'action': {'q01': policy.action_low.tolist(),
-                                   'q99': policy.action_high.tolist()}}}
+MODELS = ('toy', 'qvla-ref')
+UNNORM_KEY = 'default'
 
 
-def save_policy(policy: ToyPolicy, out: Path) -> None:
+def _model_name(policy: nn.Module) -> str:
+    if isinstance(policy, ReferenceVLA):
+        return 'qvla-ref'
+    if isinstance(policy, ToyPolicy):
+        return 'toy'
+    raise ValueError(f'cannot save a {type(policy).__name__}; expected one of {MODELS}')
+
+
+def _norm_stats(policy: nn.Module) -> dict:
+    if isinstance(policy, ReferenceVLA):
+        return policy.normalizer.to_stats(UNNORM_KEY)
+    return {UNNORM_KEY: {'action': {'q01': policy.action_low.tolist(),
+                                    'q99': policy.action_high.tolist()}}}
+
+
+def _build(name: str, config: dict, folder: Path) -> nn.Module:
+    if name == 'toy':
+        return ToyPolicy(ToyConfig(**config))
+    stats_path = folder / 'norm_stats.json'
+    if not stats_path.is_file():
+        raise FileNotFoundError(f'{stats_path} does not exist; qvla-ref checkpoints need their '
+                                'action normalization statistics')
+    stats = json.loads(stats_path.read_text())
+    return ReferenceVLA(RefConfig(**config), ActionNormalizer.from_stats(stats, UNNORM_KEY))
+
+
+def save_policy(policy: nn.Module, out: Path) -> None:
     """Write an FP checkpoint folder."""
-    config = {'format': FORMAT, 'version': VERSION, 'model': 'toy',
+    config = {'format': FORMAT, 'version': VERSION, 'model': _model_name(policy),
               'config': asdict(policy.config)}
     state = {k: v.detach().contiguous() for k, v in policy.state_dict().items()}
     _write_folder(out, {
@@ -63,10 +90,10 @@ def save_policy(policy: ToyPolicy, out: Path) -> None:
         'norm_stats.json': lambda p: p.write_text(json.dumps(_norm_stats(policy), indent=1))})
 
 
-def save_quantized(policy: ToyPolicy, plan: QuantPlan, out: Path,
+def save_quantized(policy: nn.Module, plan: QuantPlan, out: Path,
                    act: Optional[ActSpec] = None) -> None:
     """Write a packed-quantized checkpoint of ``policy`` (already passed through quantize_)."""
-    config = {'format': FORMAT, 'version': VERSION, 'model': 'toy',
+    config = {'format': FORMAT, 'version': VERSION, 'model': _model_name(policy),
               'config': asdict(policy.config),
               'quantization_config': {'plan_id': plan.plan_id, 'method': plan.method,
                                       'spec': plan.spec.to_dict(),
@@ -110,25 +137,40 @@ def plan_id_of(spec: str) -> str:
     return str(qc.get('plan_id', ''))
 
 
-def load_policy(spec: str) -> nn.Module:
-    """Return a policy from ``toy``, ``toy:SEED`` or a checkpoint folder (FP or quantized)."""
-    if spec == 'toy' or spec.startswith('toy:'):
-        seed = spec.partition(':')[2]
-        if seed and not seed.isdigit():
-            raise ValueError(f'expected toy or toy:SEED with an integer seed, got {spec!r}')
+def _random_init(spec: str) -> Optional[nn.Module]:
+    """Return a random-init model for 'toy[:SEED]' or 'ref-<config>[:SEED]', else None."""
+    name, _, seed = spec.partition(':')
+    if name != 'toy' and not name.startswith('ref-'):
+        return None
+    if seed and not seed.isdigit():
+        raise ValueError(f'expected {name}:SEED with an integer seed, got {spec!r}')
+    if name == 'toy':
         return build_toy_policy(int(seed or 0))
+    if name[4:] not in CONFIGS:
+        raise ValueError(f'unknown qvla-ref config {name[4:]!r}; expected one of '
+                         f'{sorted(CONFIGS)}')
+    return build_reference(CONFIGS[name[4:]], int(seed or 0))
+
+
+def load_policy(spec: str) -> nn.Module:
+    """Return a policy: toy[:SEED], ref-<tiny|small|...>[:SEED] or a checkpoint folder."""
+    model = _random_init(spec)
+    if model is not None:
+        return model
     folder = Path(spec)
     path = folder / 'config.json'
     if not path.is_file():
-        raise FileNotFoundError(f'{path} does not exist; expected toy, toy:SEED or a '
-                                'checkpoint folder with config.json and model.safetensors')
+        raise FileNotFoundError(f'{path} does not exist; expected toy[:SEED], '
+                                'ref-<config>[:SEED] or a checkpoint folder with config.json '
+                                'and model.safetensors')
     config = json.loads(path.read_text())
     if config.get('format') != FORMAT or config.get('version') != VERSION:
         raise ValueError(f'{path}: expected format {FORMAT!r} version {VERSION}, got '
                          f'{config.get("format")!r} version {config.get("version")!r}')
-    if config.get('model') != 'toy':
-        raise ValueError(f'{path}: unknown model {config.get("model")!r}; expected toy')
-    policy = ToyPolicy(ToyConfig(**config['config']))
+    if config.get('model') not in MODELS:
+        raise ValueError(f'{path}: unknown model {config.get("model")!r}; expected one of '
+                         f'{MODELS}')
+    policy = _build(config['model'], config['config'], folder)
     state = load_file(str(folder / 'model.safetensors'))
     qc = config.get('quantization_config')
     if qc:

@@ -188,6 +188,10 @@ def proxy_sensitivity(policy: QuantPolicy, batch: Batch,
             for h in handles:
                 h.remove()
         names = list(layers)
+        silent = [k for k in names if k not in outputs]
+        if silent:
+            raise ValueError(f'layers never called by action_tensor: {silent[:5]}; leave them '
+                             'out of quantizable_layers()')
         for _ in range(cfg.projections):
             v = torch.randn(actions.shape, generator=gen).to(actions)
             grads = torch.autograd.grad((actions * v).sum(), [outputs[k] for k in names],

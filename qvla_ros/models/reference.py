@@ -1,0 +1,190 @@
+# Copyright 2026 qvla_ros authors. Apache-2.0.
+"""``qvla-ref``: an OpenVLA-OFT-shaped reference VLA built from transformers' classes.
+
+Layout (qvla-method.md 2.1): SigLIP vision tower -> 2-layer GELU MLP projector -> a Llama
+backbone over [vision tokens, instruction tokens, one proprio token, H x A action query
+slots] -> an L1-regression MLP head that maps each step's A query states to its A actions, so
+the whole (H, A) chunk comes out of one parallel forward pass (OFT style). Differences from
+OpenVLA-OFT, on purpose: one vision tower (SigLIP, no DINOv2 fusion), a causal mask (the
+queries come last, so they see all context), and an offline hashed word tokenizer instead of
+the Llama SentencePiece model.
+"""
+
+from dataclasses import asdict, dataclass
+import time
+from typing import Dict, Optional
+import zlib
+
+import numpy as np
+import torch
+from torch import nn
+import torch.nn.functional as F
+
+from qvla_ros.models.normalization import ActionNormalizer
+from qvla_ros.runtime.types import ActionChunk, Observation
+
+EE_DELTA_NAMES = ('x', 'y', 'z', 'roll', 'pitch', 'yaw', 'gripper')
+
+
+@dataclass(frozen=True)
+class RefConfig:
+    """Sizes of qvla-ref; see CONFIGS for the named presets."""
+
+    image_size: int = 128
+    patch_size: int = 16
+    vision_hidden: int = 256
+    vision_layers: int = 6
+    vision_heads: int = 4
+    vision_mlp: int = 1024
+    hidden: int = 384
+    layers: int = 4
+    heads: int = 6
+    mlp: int = 1536
+    vocab: int = 4096
+    max_text_tokens: int = 16
+    proprio_dim: int = 4
+    action_dim: int = 7
+    chunk_size: int = 8
+    head_hidden: int = 512
+    control_hz: float = 10.0
+    version: int = 1
+
+    def __post_init__(self):
+        if self.image_size % self.patch_size:
+            raise ValueError(f'image_size {self.image_size} must be a multiple of patch_size '
+                             f'{self.patch_size}')
+        if self.hidden % self.heads or self.vision_hidden % self.vision_heads:
+            raise ValueError('hidden sizes must be divisible by their head counts')
+        if self.version != 1:
+            raise ValueError(f'RefConfig.version must be 1, got {self.version}')
+
+    @property
+    def num_patches(self) -> int:
+        """Vision tokens per image."""
+        return (self.image_size // self.patch_size) ** 2
+
+    @property
+    def num_tokens(self) -> int:
+        """Tokens into the Llama backbone."""
+        return self.num_patches + self.max_text_tokens + 1 + self.chunk_size * self.action_dim
+
+
+CONFIGS = {
+    'tiny': RefConfig(image_size=64, patch_size=16, vision_hidden=64, vision_layers=2,
+                      vision_heads=2, vision_mlp=128, hidden=64, layers=2, heads=2, mlp=128,
+                      vocab=512, head_hidden=64),
+    'small': RefConfig(),
+    'openvla-oft-7b': RefConfig(image_size=224, patch_size=14, vision_hidden=1152,
+                                vision_layers=27, vision_heads=16, vision_mlp=4304,
+                                hidden=4096, layers=32, heads=32, mlp=11008, vocab=32000,
+                                max_text_tokens=32, proprio_dim=8, head_hidden=4096),
+}
+
+
+def tokenize(text: str, vocab: int, max_tokens: int):
+    """Return (ids (max_tokens,), mask (max_tokens,)): lower-cased words hashed into vocab."""
+    words = text.lower().split()[:max_tokens]
+    ids = [1 + zlib.crc32(w.encode()) % (vocab - 1) for w in words]  # 0 is padding
+    mask = [1.0] * len(ids) + [0.0] * (max_tokens - len(ids))
+    return (torch.tensor(ids + [0] * (max_tokens - len(ids)), dtype=torch.long),
+            torch.tensor(mask))
+
+
+class ReferenceVLA(nn.Module):
+    """The qvla-ref policy; implements the policy interface of architecture.md 3.5."""
+
+    def __init__(self, config: RefConfig, normalizer: Optional[ActionNormalizer] = None):
+        super().__init__()
+        from transformers import LlamaConfig, LlamaModel, SiglipVisionConfig, SiglipVisionModel
+        c = self.config = config
+        self.vision = SiglipVisionModel(SiglipVisionConfig(
+            hidden_size=c.vision_hidden, intermediate_size=c.vision_mlp,
+            num_hidden_layers=c.vision_layers, num_attention_heads=c.vision_heads,
+            image_size=c.image_size, patch_size=c.patch_size, vision_use_head=False))
+        self.projector = nn.Sequential(nn.Linear(c.vision_hidden, c.hidden), nn.GELU(),
+                                       nn.Linear(c.hidden, c.hidden))
+        llama = LlamaConfig(vocab_size=c.vocab, hidden_size=c.hidden, intermediate_size=c.mlp,
+                            num_hidden_layers=c.layers, num_attention_heads=c.heads,
+                            num_key_value_heads=c.heads, max_position_embeddings=c.num_tokens,
+                            pad_token_id=0)
+        llama._attn_implementation = 'sdpa'
+        self.language = LlamaModel(llama)
+        self.proprio_proj = nn.Linear(c.proprio_dim, c.hidden)
+        self.action_queries = nn.Parameter(torch.randn(c.chunk_size * c.action_dim, c.hidden)
+                                           * 0.02)
+        self.action_head = nn.Sequential(
+            nn.LayerNorm(c.action_dim * c.hidden), nn.Linear(c.action_dim * c.hidden,
+                                                             c.head_hidden),
+            nn.GELU(), nn.Linear(c.head_hidden, c.action_dim))
+        self.normalizer = normalizer or ActionNormalizer(
+            np.full(c.action_dim, -1.0, np.float32), np.ones(c.action_dim, np.float32),
+            np.ones(c.action_dim, bool))
+
+    def quantizable_layers(self, include: tuple = ('vision', 'language')) -> Dict[str, nn.Linear]:
+        """Return vision and language linears; projector and action head stay unquantized."""
+        return {n: m for n, m in self.named_modules()
+                if isinstance(m, nn.Linear) and n.split('.')[0] in include}
+
+    def action_tensor(self, batch: Dict[str, torch.Tensor]) -> torch.Tensor:
+        """Return normalized actions (B, H, A), differentiable.
+
+        batch: image float (B, 3, S, S) in [0, 1], tokens long (B, T), mask float (B, T),
+        proprio float (B, P).
+        """
+        c = self.config
+        pixels = batch['image'] * 2.0 - 1.0  # SigLIP expects [-1, 1]
+        vis = self.projector(self.vision(pixel_values=pixels).last_hidden_state)  # (B, P, D)
+        text = self.language.embed_tokens(batch['tokens'])  # (B, T, D)
+        prop = self.proprio_proj(batch['proprio']).unsqueeze(1)  # (B, 1, D)
+        queries = self.action_queries.unsqueeze(0).expand(vis.shape[0], -1, -1)  # (B, HA, D)
+        tokens = torch.cat([vis, text, prop, queries], dim=1)  # (B, N, D)
+        ones = torch.ones(vis.shape[0], vis.shape[1], device=vis.device)
+        mask = torch.cat([ones, batch['mask'], ones[:, :1],
+                          ones.new_ones(vis.shape[0], queries.shape[1])], dim=1)
+        hidden = self.language(inputs_embeds=tokens, attention_mask=mask).last_hidden_state
+        q = hidden[:, -queries.shape[1]:].reshape(-1, c.chunk_size, c.action_dim * c.hidden)
+        return self.action_head(q)  # (B, H, A)
+
+    def make_batch(self, obs: Observation) -> Dict[str, torch.Tensor]:
+        """Convert one observation into a batch of size 1."""
+        c = self.config
+        if not obs.images:
+            raise ValueError('observation has no image; qvla-ref needs one camera')
+        image = next(iter(obs.images.values()))
+        if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+            raise ValueError(f'expected a uint8 (H, W, 3) image, got {image.dtype} '
+                             f'{tuple(image.shape)}')
+        img = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float() / 255.0
+        if img.shape[1:] != (c.image_size, c.image_size):
+            img = F.interpolate(img[None], size=(c.image_size, c.image_size), mode='bilinear',
+                                align_corners=False)[0]
+        ids, mask = tokenize(obs.instruction, c.vocab, c.max_text_tokens)
+        proprio = np.zeros(c.proprio_dim, np.float32)
+        n = min(c.proprio_dim, obs.proprio.size)
+        proprio[:n] = obs.proprio.reshape(-1)[:n]
+        return {'image': img[None], 'tokens': ids[None], 'mask': mask[None],
+                'proprio': torch.from_numpy(proprio)[None]}
+
+    @torch.no_grad()
+    def predict(self, obs: Observation) -> ActionChunk:
+        """Return the de-normalized (H, A) chunk for one observation."""
+        normed = self.action_tensor(self.make_batch(obs))[0].clamp(-1, 1)
+        actions = self.normalizer.unnormalize(normed.float().cpu().numpy())
+        names = EE_DELTA_NAMES if self.config.action_dim == 7 else ()
+        return ActionChunk(actions=actions.astype(np.float32), dt=1.0 / self.config.control_hz,
+                           stamp_ns=obs.stamp_ns or time.time_ns(), dimension_names=names)
+
+    def metadata(self) -> dict:
+        """Return what nodes validate their parameters against."""
+        c = self.config
+        return {'action_dim': c.action_dim, 'chunk_size': c.chunk_size,
+                'image_size': c.image_size, 'control_hz': c.control_hz, 'config': asdict(c)}
+
+
+def build_reference(config: RefConfig, seed: int = 0,
+                    normalizer: Optional[ActionNormalizer] = None) -> ReferenceVLA:
+    """Return a deterministic random-init qvla-ref in eval mode."""
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        model = ReferenceVLA(config, normalizer)
+    return model.eval()

@@ -1,0 +1,235 @@
+# Copyright 2026 qvla_ros authors. Apache-2.0.
+"""Behaviour cloning of qvla-ref on a rollout dataset: L1 on normalized action chunks.
+
+Image augmentation (random crop and colour jitter), AdamW with linear warm-up and cosine
+decay, bf16 autocast on CPU, periodic validation on held-out episodes. Deterministic given the
+seed: the batch of step s is drawn from a generator seeded by (seed, s), so a run resumed from
+its last saved state (every ``save_every`` steps, written atomically, no pickle) continues
+exactly as if it had never stopped.
+"""
+
+from dataclasses import asdict, dataclass
+import json
+import math
+import os
+from pathlib import Path
+from typing import Callable, Dict, List, Optional
+
+import numpy as np
+from safetensors.torch import load_file, save_file
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from qvla_ros.data.rollouts import episodes, read_episode, read_info
+from qvla_ros.models.normalization import ActionNormalizer
+from qvla_ros.models.reference import build_reference, RefConfig, tokenize
+
+STATE = 'train_state'
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Optimisation settings of ``qvla train``."""
+
+    steps: int = 3000
+    batch_size: int = 32
+    lr: float = 3e-4
+    weight_decay: float = 0.01
+    warmup: int = 100
+    val_every: int = 250
+    save_every: int = 250
+    val_fraction: float = 0.1
+    crop_scale: float = 0.9
+    jitter: float = 0.1
+    bf16: bool = True
+    seed: int = 0
+    version: int = 1
+
+    def __post_init__(self):
+        if self.steps < 1 or self.batch_size < 1 or self.lr <= 0:
+            raise ValueError(f'invalid TrainConfig: {self}')
+        if not 0.0 <= self.val_fraction < 1.0:
+            raise ValueError(f'val_fraction must be in [0, 1), got {self.val_fraction}')
+
+
+class ChunkDataset:
+    """Every step of every episode as (image, instruction tokens, proprio, action chunk)."""
+
+    def __init__(self, root: Path, config: RefConfig, entries: List[dict],
+                 normalizer: ActionNormalizer):
+        cam = read_info(root).cameras[0]
+        images, tokens, masks, proprio, chunks = [], [], [], [], []
+        h = config.chunk_size
+        for entry in entries:
+            data = read_episode(root, entry)
+            acts = data['action']  # (T, A)
+            t = acts.shape[0]
+            ids, mask = tokenize(entry['instruction'], config.vocab, config.max_text_tokens)
+            for i in range(t):
+                idx = np.minimum(np.arange(i, i + h), t - 1)  # pad with the last action
+                chunks.append(normalizer.normalize(acts[idx]))
+            images.append(data[f'image.{cam}'])
+            proprio.append(data['proprio'][:, :config.proprio_dim])
+            tokens.append(ids.expand(t, -1))
+            masks.append(mask.expand(t, -1))
+        if not chunks:
+            raise ValueError(f'{root}: no samples in the selected episodes')
+        self.images = torch.from_numpy(np.concatenate(images))  # (N, H, W, 3) uint8
+        self.tokens, self.masks = torch.cat(tokens), torch.cat(masks)
+        self.proprio = torch.from_numpy(np.concatenate(proprio)).float()
+        self.chunks = torch.from_numpy(np.stack(chunks)).float()  # (N, H, A)
+        self.size = config.image_size
+
+    def __len__(self) -> int:
+        return self.chunks.shape[0]
+
+    def batch(self, idx: torch.Tensor, gen: Optional[torch.Generator], cfg: TrainConfig):
+        """Return (batch dict, normalized targets) for sample indices ``idx``."""
+        img = self.images[idx].permute(0, 3, 1, 2).float() / 255.0  # (B, 3, H, W)
+        img = augment(img, gen, cfg, self.size) if gen is not None else F.interpolate(
+            img, size=(self.size, self.size), mode='bilinear', align_corners=False)
+        return ({'image': img, 'tokens': self.tokens[idx], 'mask': self.masks[idx],
+                 'proprio': self.proprio[idx]}, self.chunks[idx])
+
+
+def augment(img: torch.Tensor, gen: torch.Generator, cfg: TrainConfig,
+            size: int) -> torch.Tensor:
+    """Random crop (area ``crop_scale``) resized to ``size``, then colour jitter; (B, 3, S, S)."""
+    b, _, h, w = img.shape
+    side = math.sqrt(cfg.crop_scale)
+    ch, cw = int(h * side), int(w * side)
+    out = []
+    for i in range(b):
+        y = int(torch.randint(0, h - ch + 1, (1,), generator=gen))
+        x = int(torch.randint(0, w - cw + 1, (1,), generator=gen))
+        out.append(img[i:i + 1, :, y:y + ch, x:x + cw])
+    img = F.interpolate(torch.cat(out), size=(size, size), mode='bilinear', align_corners=False)
+    j = cfg.jitter
+    bright = 1 + (torch.rand(b, 1, 1, 1, generator=gen) * 2 - 1) * j
+    contrast = 1 + (torch.rand(b, 1, 1, 1, generator=gen) * 2 - 1) * j
+    sat = 1 + (torch.rand(b, 1, 1, 1, generator=gen) * 2 - 1) * j
+    img = img * bright
+    mean = img.mean(dim=(1, 2, 3), keepdim=True)
+    img = (img - mean) * contrast + mean
+    gray = img.mean(dim=1, keepdim=True)
+    return ((img - gray) * sat + gray).clamp(0, 1)
+
+
+def _split(root: Path, val_fraction: float):
+    entries = episodes(root)
+    n_val = int(round(val_fraction * len(entries)))
+    if len(entries) - n_val < 1:
+        raise ValueError(f'{root} has {len(entries)} episodes: not enough to train')
+    return entries[:len(entries) - n_val], entries[len(entries) - n_val:]
+
+
+def _fit_normalizer(root: Path, entries: List[dict], action_dim: int) -> ActionNormalizer:
+    acts = np.concatenate([read_episode(root, e)['action'] for e in entries])
+    mask = [True] * action_dim
+    if action_dim == 7:
+        mask[-1] = False  # the gripper stays in its own units, as upstream OpenVLA does
+    return ActionNormalizer.fit(acts, mask)
+
+
+def _lr_lambda(cfg: TrainConfig) -> Callable[[int], float]:
+    def f(step):
+        if step < cfg.warmup:
+            return (step + 1) / cfg.warmup
+        progress = (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup)
+        return 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
+    return f
+
+
+def _save_state(out: Path, model, opt, step: int, log: list) -> None:
+    tensors = {f'model.{k}': v.detach().contiguous() for k, v in model.state_dict().items()}
+    opt_state = opt.state_dict()
+    for idx, st in opt_state['state'].items():
+        for name, v in st.items():
+            tensors[f'opt.{idx}.{name}'] = torch.as_tensor(v).contiguous()
+    meta = {'step': step, 'param_groups': opt_state['param_groups'], 'log': log}
+    state = out / STATE
+    state.mkdir(parents=True, exist_ok=True)
+    for name, write in (('tensors.safetensors', lambda p: save_file(tensors, str(p))),
+                        ('meta.json', lambda p: p.write_text(json.dumps(meta)))):
+        tmp = state / f'.{name}.tmp'
+        write(tmp)
+        os.replace(tmp, state / name)
+
+
+def _load_state(out: Path, model, opt):
+    state = out / STATE
+    meta = json.loads((state / 'meta.json').read_text())
+    tensors = load_file(str(state / 'tensors.safetensors'))
+    model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith('model.')})
+    opt_state = {'state': {}, 'param_groups': meta['param_groups']}
+    for k, v in tensors.items():
+        if k.startswith('opt.'):
+            _, idx, name = k.split('.', 2)
+            opt_state['state'].setdefault(int(idx), {})[name] = v
+    opt.load_state_dict(opt_state)
+    return meta['step'], meta['log']
+
+
+def train(root: Path, config: RefConfig, out: Path, cfg: TrainConfig,
+          progress: bool = False) -> Dict:
+    """Train qvla-ref on the dataset at ``root``; write the checkpoint to ``out``."""
+    from qvla_ros.models.checkpoint import save_policy
+    root, out = Path(root), Path(out)
+    train_eps, val_eps = _split(root, cfg.val_fraction)
+    normalizer = _fit_normalizer(root, train_eps, config.action_dim)
+    data = ChunkDataset(root, config, train_eps, normalizer)
+    val = ChunkDataset(root, config, val_eps, normalizer) if val_eps else None
+    model = build_reference(config, cfg.seed, normalizer).train()
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(cfg))
+    step, log = 0, []
+    if (out / STATE / 'meta.json').is_file():
+        step, log = _load_state(out, model, opt)
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(cfg), last_epoch=step - 1)
+    bar = tqdm(total=cfg.steps, initial=step, desc='train', disable=not progress)
+    while step < cfg.steps:
+        gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + step)
+        idx = torch.randint(0, len(data), (cfg.batch_size,), generator=gen)
+        batch, target = data.batch(idx, gen, cfg)
+        with torch.autocast('cpu', dtype=torch.bfloat16, enabled=cfg.bf16):
+            pred = model.action_tensor(batch)
+        loss = F.l1_loss(pred.float(), target)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        sched.step()
+        step += 1
+        entry = {'step': step, 'loss': loss.item()}
+        if val is not None and (step % cfg.val_every == 0 or step == cfg.steps):
+            entry['val_loss'] = evaluate(model, val, cfg)
+        log.append(entry)
+        bar.update(1)
+        bar.set_postfix(loss=f'{entry["loss"]:.4f}')
+        if step % cfg.save_every == 0 or step == cfg.steps:
+            _save_state(out, model, opt, step, log)
+    bar.close()
+    model.eval()
+    save_policy(model, out)
+    (out / 'train_log.json').write_text(json.dumps({'train_config': asdict(cfg),
+                                                    'model_config': asdict(config),
+                                                    'log': log}, indent=1))
+    return {'steps': step, 'final_loss': log[-1]['loss'] if log else None,
+            'val_loss': next((e['val_loss'] for e in reversed(log) if 'val_loss' in e), None)}
+
+
+@torch.no_grad()
+def evaluate(model, data: ChunkDataset, cfg: TrainConfig, max_samples: int = 256) -> float:
+    """Return the mean L1 loss on up to ``max_samples`` samples, without augmentation."""
+    was_training = model.training
+    model.eval()
+    idx = torch.arange(min(len(data), max_samples))
+    losses = []
+    for part in idx.split(cfg.batch_size):
+        batch, target = data.batch(part, None, cfg)
+        with torch.autocast('cpu', dtype=torch.bfloat16, enabled=cfg.bf16):
+            pred = model.action_tensor(batch)
+        losses.append(F.l1_loss(pred.float(), target, reduction='sum').item())
+    model.train(was_training)
+    return sum(losses) / (len(idx) * data.chunks.shape[1] * data.chunks.shape[2])
