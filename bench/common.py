@@ -56,8 +56,8 @@ def git_commit() -> str:
         return 'unknown'
 
 
-def time_cpu(fn, warmup: int = 3, reps: int = 20) -> float:
-    """Return the median wall time of ``fn()`` in milliseconds."""
+def sample_cpu(fn, warmup: int = 3, reps: int = 20) -> list:
+    """Return ``reps`` wall times of ``fn()`` in milliseconds, after ``warmup`` calls."""
     for _ in range(warmup):
         fn()
     samples = []
@@ -65,7 +65,12 @@ def time_cpu(fn, warmup: int = 3, reps: int = 20) -> float:
         start = time.perf_counter()
         fn()
         samples.append((time.perf_counter() - start) * 1e3)
-    return statistics.median(samples)
+    return samples
+
+
+def time_cpu(fn, warmup: int = 3, reps: int = 20) -> float:
+    """Return the median wall time of ``fn()`` in milliseconds."""
+    return statistics.median(sample_cpu(fn, warmup, reps))
 
 
 def time_cuda(fn, warmup: int = 10, reps: int = 50) -> float:

@@ -16,7 +16,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import device_name, git_commit, RESULTS, write_json  # noqa: E402
+from bench.common import (device_name, git_commit, RESULTS, sample_cpu,  # noqa: E402
+                          write_json)
 from qvla_ros.models.reference import build_reference, CONFIGS, ReferenceVLA  # noqa: E402
 from qvla_ros.runtime.types import Observation  # noqa: E402
 
@@ -25,13 +26,7 @@ def _latency(model, obs, bf16: bool, reps: int = 20) -> dict:
     def step():
         with torch.autocast('cpu', dtype=torch.bfloat16, enabled=bf16):
             model.predict(obs)
-    for _ in range(5):
-        step()
-    samples = []
-    for _ in range(reps):
-        t0 = time.perf_counter()
-        step()
-        samples.append((time.perf_counter() - t0) * 1e3)
+    samples = sample_cpu(step, warmup=5, reps=reps)
     return {'median_ms': statistics.median(samples), 'p90_ms': float(np.percentile(samples, 90))}
 
 

@@ -18,12 +18,10 @@ import zlib
 import numpy as np
 import torch
 from torch import nn
-import torch.nn.functional as F
 
+from qvla_ros.models.inputs import dimension_names, image_tensor, proprio_tensor
 from qvla_ros.models.normalization import ActionNormalizer
 from qvla_ros.runtime.types import ActionChunk, Observation
-
-EE_DELTA_NAMES = ('x', 'y', 'z', 'roll', 'pitch', 'yaw', 'gripper')
 
 
 @dataclass(frozen=True)
@@ -148,31 +146,18 @@ class ReferenceVLA(nn.Module):
     def make_batch(self, obs: Observation) -> Dict[str, torch.Tensor]:
         """Convert one observation into a batch of size 1."""
         c = self.config
-        if not obs.images:
-            raise ValueError('observation has no image; qvla-ref needs one camera')
-        image = next(iter(obs.images.values()))
-        if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
-            raise ValueError(f'expected a uint8 (H, W, 3) image, got {image.dtype} '
-                             f'{tuple(image.shape)}')
-        img = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float() / 255.0
-        if img.shape[1:] != (c.image_size, c.image_size):
-            img = F.interpolate(img[None], size=(c.image_size, c.image_size), mode='bilinear',
-                                align_corners=False)[0]
         ids, mask = tokenize(obs.instruction, c.vocab, c.max_text_tokens)
-        proprio = np.zeros(c.proprio_dim, np.float32)
-        n = min(c.proprio_dim, obs.proprio.size)
-        proprio[:n] = obs.proprio.reshape(-1)[:n]
-        return {'image': img[None], 'tokens': ids[None], 'mask': mask[None],
-                'proprio': torch.from_numpy(proprio)[None]}
+        return {'image': image_tensor(obs, c.image_size), 'tokens': ids[None],
+                'mask': mask[None], 'proprio': proprio_tensor(obs, c.proprio_dim)}
 
     @torch.no_grad()
     def predict(self, obs: Observation) -> ActionChunk:
         """Return the de-normalized (H, A) chunk for one observation."""
         normed = self.action_tensor(self.make_batch(obs))[0].clamp(-1, 1)
         actions = self.normalizer.unnormalize(normed.float().cpu().numpy())
-        names = EE_DELTA_NAMES if self.config.action_dim == 7 else ()
         return ActionChunk(actions=actions.astype(np.float32), dt=1.0 / self.config.control_hz,
-                           stamp_ns=obs.stamp_ns or time.time_ns(), dimension_names=names)
+                           stamp_ns=obs.stamp_ns or time.time_ns(),
+                           dimension_names=dimension_names(self.config.action_dim))
 
     def metadata(self) -> dict:
         """Return what nodes validate their parameters against."""

@@ -16,9 +16,8 @@ import torch
 from torch import nn
 import torch.nn.functional as F
 
+from qvla_ros.models.inputs import dimension_names, image_tensor, proprio_tensor
 from qvla_ros.runtime.types import ActionChunk, Observation
-
-EE_DELTA_NAMES = ('x', 'y', 'z', 'roll', 'pitch', 'yaw', 'gripper')
 
 
 @dataclass(frozen=True)
@@ -93,22 +92,10 @@ class ToyPolicy(nn.Module):
     def make_batch(self, obs: Observation) -> Dict[str, torch.Tensor]:
         """Convert one observation into a batch of size 1 for :meth:`action_tensor`."""
         c = self.config
-        if not obs.images:
-            raise ValueError('observation has no image; the toy policy needs one camera')
-        image = next(iter(obs.images.values()))
-        if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
-            raise ValueError(f'expected a uint8 (H, W, 3) image, got {image.dtype} '
-                             f'{tuple(image.shape)}')
-        img = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float() / 255.0
-        img = F.interpolate(img[None], size=(c.image_size, c.image_size), mode='bilinear',
-                            align_corners=False)
         tokens, count = tokenize(obs.instruction, c.vocab_buckets)
         mask = (torch.arange(tokens.numel()) < count).float()
-        proprio = np.zeros(c.proprio_dim, np.float32)
-        n = min(c.proprio_dim, obs.proprio.size)
-        proprio[:n] = obs.proprio.reshape(-1)[:n]
-        return {'image': img, 'tokens': tokens[None], 'mask': mask[None],
-                'proprio': torch.from_numpy(proprio)[None]}
+        return {'image': image_tensor(obs, c.image_size), 'tokens': tokens[None],
+                'mask': mask[None], 'proprio': proprio_tensor(obs, c.proprio_dim)}
 
     def unnormalize(self, actions: torch.Tensor) -> torch.Tensor:
         """Map normalized actions in [-1, 1] to the q01/q99 bounds (OpenVLA BOUNDS_Q99)."""
@@ -122,8 +109,7 @@ class ToyPolicy(nn.Module):
         actions = self.unnormalize(norm).numpy().astype(np.float32)
         return ActionChunk(actions=actions, dt=1.0 / self.config.control_hz,
                            stamp_ns=obs.stamp_ns or time.time_ns(),
-                           dimension_names=EE_DELTA_NAMES[:self.config.action_dim]
-                           if self.config.action_dim <= len(EE_DELTA_NAMES) else ())
+                           dimension_names=dimension_names(self.config.action_dim))
 
     def metadata(self) -> dict:
         """Return the model metadata that nodes validate their parameters against."""
