@@ -37,6 +37,24 @@ def cmd_train(args) -> int:
     return 0
 
 
+def cmd_from_bag(args) -> int:
+    """Import a rosbag2 recording into a rollout dataset."""
+    from qvla_ros.data.align import SplitRule
+    from qvla_ros.data.bag import BagTopics, import_bag
+    split = set(args.split.split(','))
+    unknown = split - {'instruction', 'gap', 'marker'}
+    if unknown:
+        raise ValueError(f'--split takes instruction, gap and/or marker, got {sorted(unknown)}')
+    rule = SplitRule('instruction' in split, args.max_gap if 'gap' in split else None,
+                     'marker' in split)
+    topics = BagTopics(args.image_topic, args.instruction_topic, args.action_topic,
+                       args.gripper_topic, args.proprio_topic, args.marker_topic)
+    summary = import_bag(args.bag, topics, args.out, args.control_hz, rule, args.camera,
+                         args.policy)
+    print(f'wrote {summary["episodes"]} episodes ({summary["steps"]} steps) to {args.out}')
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Return the argument parser of ``qvla``."""
     parser = argparse.ArgumentParser(prog='qvla', description=__doc__)
@@ -56,6 +74,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument('--save-every', type=int, default=250)
     p.add_argument('--fp32', action='store_true', help='disable bf16 autocast')
     p.set_defaults(func=cmd_train)
+    p = sub.add_parser('calibrate', help='calibration data tools')
+    cal = p.add_subparsers(dest='calibrate_command', required=True)
+    c = cal.add_parser('from-bag', help='rosbag2 (sqlite3 or mcap) -> rollout dataset')
+    c.add_argument('bag')
+    c.add_argument('--image-topic', required=True)
+    c.add_argument('--instruction-topic', required=True)
+    c.add_argument('--action-topic', required=True, help='executed TwistStamped commands')
+    c.add_argument('--gripper-topic')
+    c.add_argument('--proprio-topic', help='JointState or PoseStamped')
+    c.add_argument('--marker-topic', help="std_msgs/String 'start' / 'end' episode markers")
+    c.add_argument('--split', default='instruction,gap', help='instruction,gap,marker')
+    c.add_argument('--max-gap', type=float, default=1.0, help='seconds')
+    c.add_argument('--control-hz', type=float, required=True)
+    c.add_argument('--camera', default='front')
+    c.add_argument('--policy', default='expert', help='who acted: expert, fp or a plan id')
+    c.add_argument('--out', required=True)
+    c.set_defaults(func=cmd_from_bag)
     p = sub.add_parser('sim', help='simulation tools')
     sim = p.add_subparsers(dest='sim_command', required=True)
     c = sim.add_parser('collect', help='record scripted-expert episodes as a rollout dataset')
