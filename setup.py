@@ -70,6 +70,7 @@ setup(
             'qvla = qvla_ros.cli.qvla:main',
             'qvla-ros = qvla_ros.cli.qvla_ros:main',
             'policy_node = qvla_ros.ros.policy_node:main',
+            'calibration_node = qvla_ros.ros.calibration_node:main',
             'synthetic_camera = qvla_ros.ros.synthetic_camera:main',
         ],
     },

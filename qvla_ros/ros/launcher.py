@@ -32,6 +32,7 @@ class NodeSpec:
 # Mirrors launch/*.launch.py; test/ros/test_launcher.py checks that the two agree.
 LAUNCHES: Dict[str, Tuple[NodeSpec, ...]] = {
     'policy': (NodeSpec('policy_node', 'policy_node', 'policy.yaml'),),
+    'calibration': (NodeSpec('calibration_node', 'calibration_node', 'calibration.yaml'),),
     'demo': (
         NodeSpec('synthetic_camera', 'synthetic_camera', 'demo.yaml'),
         NodeSpec('policy_node', 'policy_node', 'demo.yaml', (
