@@ -1,12 +1,16 @@
 # Copyright 2026 qvla_ros authors. Apache-2.0.
-"""policy_node: camera + instruction in, end-effector commands out, dry run until enabled.
+"""policy_node: a lifecycle node that turns camera frames and an instruction into commands.
 
-Callbacks only convert and store; the control timer runs the runtime. Outputs:
-``~/delta_twist_cmds`` (TwistStamped, delta / dt), ``~/gripper_cmd`` (Float64),
-``~/action_chunk`` (qvla_ros_interfaces/ActionChunk) and ``~/status`` (DiagnosticArray plus
-PolicyStatus on ``~/policy_status``).
+configure loads the checkpoint (FP or packed) and checks it against the parameters;
+activate starts the inference and control timers in separate callback groups, run by a
+multi-threaded executor when ``executor_threads`` > 1. Subscriptions only convert and store.
+It starts in dry run: the ActionChunk and status are published, nothing actuates until
+``~/enable``. Clamps, a stale-input watchdog and NaN/exception handling publish zero twist
+and hold the gripper instead of acting on garbage. With ``autostart`` (pip installs have no
+lifecycle manager) it configures and activates itself.
 """
 
+import threading
 import time
 from typing import Optional
 
@@ -14,9 +18,10 @@ from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from geometry_msgs.msg import TwistStamped
 import numpy as np
 from qvla_ros_interfaces.msg import ActionChunk as ActionChunkMsg, PolicyStatus
-from rcl_interfaces.msg import FloatingPointRange, ParameterDescriptor
 import rclpy
-from rclpy.node import Node
+from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
+from rclpy.executors import MultiThreadedExecutor, SingleThreadedExecutor
+from rclpy.lifecycle import LifecycleNode, TransitionCallbackReturn
 from sensor_msgs.msg import Image
 from std_msgs.msg import Float64, String
 from std_srvs.srv import SetBool
@@ -24,11 +29,16 @@ from std_srvs.srv import SetBool
 from qvla_ros.ros import qos
 from qvla_ros.ros.conversions import ConversionError, image_to_rgb, validate_instruction
 from qvla_ros.ros.env import apply_loopback_env
-from qvla_ros.runtime.runner import ChunkRunner, ScheduleConfig
+from qvla_ros.ros.policy_params import declare, read_config
+from qvla_ros.runtime.chunking import ActionSchedule
 from qvla_ros.runtime.types import ActionChunk, Observation
 
+STATE_NAMES = {PolicyStatus.UNCONFIGURED: 'UNCONFIGURED', PolicyStatus.INACTIVE: 'INACTIVE',
+               PolicyStatus.DRY_RUN: 'DRY_RUN', PolicyStatus.ACTIVE: 'ACTIVE',
+               PolicyStatus.WARN: 'WARN', PolicyStatus.ERROR: 'ERROR'}
 
-def _load_policy(model: str, seed: int):
+
+def load_for_node(model: str, seed: int):
     """Return (policy, model id, plan id): 'toy' is random-init with ``seed``, else a folder."""
     from qvla_ros.models.checkpoint import load_policy, plan_id_of
     if model == 'toy':
@@ -36,61 +46,103 @@ def _load_policy(model: str, seed: int):
     return load_policy(model), model, plan_id_of(model)
 
 
-class PolicyNode(Node):
+class PolicyNode(LifecycleNode):
     """Run a VLA policy at ``control_hz`` and publish its actions, safely."""
 
     def __init__(self, **kwargs):
         super().__init__('policy_node', **kwargs)
-        self._declare()
-        model = self.get_parameter('model').value
-        self._policy, self._model_id, self._plan_id = _load_policy(
-            model, self.get_parameter('seed').value)
-        self._runner = ChunkRunner(
-            self._policy, ScheduleConfig(self.get_parameter('execute_steps').value))
+        declare(self)
+        self._data_lock = threading.Lock()
+        self._policy = None
+        self._model_id = self._plan_id = ''
         self._image: Optional[np.ndarray] = None
         self._image_time = 0.0
+        self._image_used = True
         self._instruction: Optional[str] = None
         self._enabled = False
+        self._health = PolicyStatus.UNCONFIGURED
         self._last_error = ''
-        self._latencies = []
-        self._state = PolicyStatus.DRY_RUN
-        self._twist_pub = self.create_publisher(TwistStamped, '~/delta_twist_cmds',
-                                                qos.commands())
-        self._grip_pub = self.create_publisher(Float64, '~/gripper_cmd', qos.commands())
-        self._chunk_pub = self.create_publisher(ActionChunkMsg, '~/action_chunk',
-                                                qos.commands())
-        self._diag_pub = self.create_publisher(DiagnosticArray, '~/status', qos.commands())
+        self._latencies, self._ticks = [], []
+        self._frames_dropped = 0
+        self._loop_timers, self._pubs = [], {}
         self._status_pub = self.create_publisher(PolicyStatus, '~/policy_status',
                                                  qos.commands())
+        self._diag_pub = self.create_publisher(DiagnosticArray, '~/status', qos.commands())
         self.create_subscription(Image, '~/image', self._on_image, qos.sensor())
         self.create_subscription(String, '~/instruction', self._on_instruction, qos.latched())
         self.create_service(SetBool, '~/enable', self._on_enable)
-        self.create_timer(1.0 / self.get_parameter('control_hz').value, self._on_tick)
         self.create_timer(1.0, self._publish_status)
 
-    def _declare(self):
-        self.declare_parameter('model', 'toy', ParameterDescriptor(
-            description="'toy' (tiny random-init model) or a checkpoint folder, FP or quantized",
-            read_only=True))
-        self.declare_parameter('seed', 0, ParameterDescriptor(
-            description='seed of the random-init toy model', read_only=True))
-        self.declare_parameter('control_hz', 10.0, ParameterDescriptor(
-            description='rate at which actions are published',
-            floating_point_range=[FloatingPointRange(from_value=0.5, to_value=200.0)],
-            read_only=True))
-        self.declare_parameter('execute_steps', 4, ParameterDescriptor(
-            description='actions executed from each chunk before replanning', read_only=True))
-        self.declare_parameter('image_timeout', 0.5, ParameterDescriptor(
-            description='seconds after which a silent camera stops actuation'))
-        self.declare_parameter('frame_id', 'base_link', ParameterDescriptor(
-            description='frame_id stamped on published commands'))
+    # -- lifecycle ---------------------------------------------------------------------------
+    def on_configure(self, state) -> TransitionCallbackReturn:
+        """Load the checkpoint and validate it against the parameters."""
+        try:
+            self.config = read_config(self)
+            policy, self._model_id, self._plan_id = load_for_node(self.config.model,
+                                                                  self.config.seed)
+            self.config.check_model(policy.metadata())
+        except (ValueError, FileNotFoundError, OSError, KeyError) as err:
+            self._last_error = f'configure failed: {err}'
+            self.get_logger().error(self._last_error)
+            return TransitionCallbackReturn.FAILURE
+        self._policy = policy
+        self._schedule = ActionSchedule(self.config.schedule)
+        self._pubs = {
+            'twist': self.create_publisher(TwistStamped, '~/delta_twist_cmds', qos.commands()),
+            'gripper': self.create_publisher(Float64, '~/gripper_cmd', qos.commands()),
+            'chunk': self.create_publisher(ActionChunkMsg, '~/action_chunk', qos.commands())}
+        self._health, self._last_error = PolicyStatus.INACTIVE, ''
+        return TransitionCallbackReturn.SUCCESS
 
+    def on_activate(self, state) -> TransitionCallbackReturn:
+        """Start the inference and control timers in their own callback groups."""
+        period = 1.0 / self.config.control_hz
+        self._loop_timers = [
+            self.create_timer(period, self._on_infer, MutuallyExclusiveCallbackGroup()),
+            self.create_timer(period, self._on_control, MutuallyExclusiveCallbackGroup())]
+        self._health = PolicyStatus.DRY_RUN
+        return super().on_activate(state)
+
+    def on_deactivate(self, state) -> TransitionCallbackReturn:
+        """Stop the timers and command zero motion."""
+        self._stop_timers()
+        self._publish_hold()
+        self._health = PolicyStatus.INACTIVE
+        return super().on_deactivate(state)
+
+    def on_cleanup(self, state) -> TransitionCallbackReturn:
+        """Free the model and the output publishers."""
+        self._stop_timers()
+        for pub in self._pubs.values():
+            self.destroy_publisher(pub)
+        self._pubs, self._policy = {}, None
+        self._health = PolicyStatus.UNCONFIGURED
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_shutdown(self, state) -> TransitionCallbackReturn:
+        """Stop everything; command zero motion if outputs exist."""
+        self._stop_timers()
+        if self._pubs:
+            self._publish_hold()
+        return TransitionCallbackReturn.SUCCESS
+
+    def _stop_timers(self):
+        for timer in self._loop_timers:
+            self.destroy_timer(timer)
+        self._loop_timers = []
+
+    # -- inputs (convert and store only) -----------------------------------------------------
     def _on_image(self, msg: Image):
         try:
-            self._image = image_to_rgb(msg.height, msg.width, msg.encoding, msg.step, msg.data)
-            self._image_time = time.monotonic()
+            rgb = image_to_rgb(msg.height, msg.width, msg.encoding, msg.step, msg.data,
+                               self.get_parameter('max_image_pixels').value)
         except ConversionError as err:
             self._last_error = f'image rejected: {err}'
+            return
+        with self._data_lock:
+            if not self._image_used:
+                self._frames_dropped += 1
+            self._image, self._image_time, self._image_used = rgb, time.monotonic(), False
 
     def _on_instruction(self, msg: String):
         try:
@@ -98,17 +150,23 @@ class PolicyNode(Node):
         except ConversionError as err:
             self._last_error = f'instruction rejected: {err}'
             return
-        if text != self._instruction:
-            self._runner.reset()
-        self._instruction = text
+        with self._data_lock:
+            if text != self._instruction and self._policy is not None:
+                self._schedule.clear()
+            self._instruction = text
 
     def _on_enable(self, request, response):
-        self._enabled = bool(request.data)
-        self._runner.reset()
+        if self._health == PolicyStatus.UNCONFIGURED:
+            response.success, response.message = False, 'not configured'
+            return response
+        with self._data_lock:
+            self._enabled = bool(request.data)
+            self._schedule.clear()
         response.success = True
         response.message = 'actuation enabled' if self._enabled else 'dry run'
         return response
 
+    # -- inference and control ---------------------------------------------------------------
     def _stale(self) -> Optional[str]:
         if self._instruction is None:
             return 'waiting for an instruction on ~/instruction'
@@ -116,42 +174,56 @@ class PolicyNode(Node):
             return 'waiting for a frame on ~/image'
         age = time.monotonic() - self._image_time
         if age > self.get_parameter('image_timeout').value:
-            return f'camera frame is {age:.2f} s old'
+            return f'camera frame is {age:.2f} s old (image_timeout ' \
+                   f'{self.get_parameter("image_timeout").value} s)'
         return None
 
-    def _on_tick(self):
-        reason = self._stale()
-        if reason is not None:
-            self._state = PolicyStatus.WARN
-            self._last_error = reason
-            self._runner.reset()
-            self._publish_action(np.zeros(7, np.float32), hold_gripper=True, dt=1.0)
-            return
+    def _on_infer(self):
+        now = time.time_ns()
+        with self._data_lock:
+            if self._stale() is not None or not self._schedule.needs_plan(now):
+                return
+            obs = Observation({'camera': self._image}, self._instruction, stamp_ns=now)
+            self._image_used = True
+        start = time.perf_counter()
         try:
-            if self._runner.needs_plan:
-                obs = Observation({'camera': self._image}, self._instruction,
-                                  stamp_ns=time.time_ns())
-                chunk = self._runner.plan(obs)
-                self._latencies = (self._latencies + [self._runner.last_latency_s])[-200:]
-                self._chunk_pub.publish(self._chunk_msg(chunk))
-            action = self._runner.next_action()
+            chunk = self._policy.predict(obs)
         except Exception as err:  # noqa: B902 - a model failure must not kill the node
-            self._state = PolicyStatus.ERROR
-            self._last_error = f'model error: {err!r}'
-            self._runner.reset()
-            self._publish_action(np.zeros(7, np.float32), hold_gripper=True, dt=1.0)
+            self._fail(f'model error: {err!r}')
             return
-        if not np.all(np.isfinite(action)):
-            self._state = PolicyStatus.ERROR
-            self._last_error = 'non-finite action from the model'
-            self._runner.reset()
-            self._publish_action(np.zeros(7, np.float32), hold_gripper=True, dt=1.0)
-            return
-        self._state = PolicyStatus.ACTIVE if self._enabled else PolicyStatus.DRY_RUN
-        self._publish_action(action, hold_gripper=False, dt=self._runner.last_chunk.dt)
+        self._latencies = (self._latencies + [time.perf_counter() - start])[-500:]
+        with self._data_lock:
+            self._schedule.add(chunk, now)  # step 0 applies from the observation's time
+        self._pubs['chunk'].publish(self._chunk_msg(chunk))
 
-    def _publish_action(self, action: np.ndarray, hold_gripper: bool, dt: float):
-        if not self._enabled:
+    def _on_control(self):
+        self._ticks = (self._ticks + [time.monotonic()])[-100:]
+        with self._data_lock:
+            reason = self._stale()
+            if reason is not None:
+                self._schedule.clear()
+            action = None if reason else self._schedule.action_at(time.time_ns())
+        if reason is not None:
+            self._health, self._last_error = PolicyStatus.WARN, reason
+            self._publish_hold()
+            return
+        if action is None:
+            return  # waiting for the first chunk
+        safe = self.config.limits.apply(action)
+        if safe is None:
+            self._fail('non-finite action from the model')
+            return
+        self._health = PolicyStatus.ACTIVE if self._enabled else PolicyStatus.DRY_RUN
+        self._publish(safe, dt=1.0 / self.config.control_hz)
+
+    def _fail(self, message: str):
+        self._health, self._last_error = PolicyStatus.ERROR, message
+        with self._data_lock:
+            self._schedule.clear()
+        self._publish_hold()
+
+    def _publish(self, action: np.ndarray, dt: float, hold_gripper: bool = False):
+        if not self._enabled or not self._pubs:
             return
         twist = TwistStamped()
         twist.header.stamp = self.get_clock().now().to_msg()
@@ -160,58 +232,72 @@ class PolicyNode(Node):
         ang = action[3:6] / dt if action.size >= 6 else np.zeros(3)
         twist.twist.linear.x, twist.twist.linear.y, twist.twist.linear.z = map(float, lin)
         twist.twist.angular.x, twist.twist.angular.y, twist.twist.angular.z = map(float, ang)
-        self._twist_pub.publish(twist)
+        self._pubs['twist'].publish(twist)
         if not hold_gripper and action.size >= 7:
-            self._grip_pub.publish(Float64(data=float(action[6])))
+            self._pubs['gripper'].publish(Float64(data=float(action[6])))
+
+    def _publish_hold(self):
+        """Zero twist; the gripper keeps its last command (nothing is sent)."""
+        self._publish(np.zeros(7, np.float32), dt=1.0, hold_gripper=True)
 
     def _chunk_msg(self, chunk: ActionChunk) -> ActionChunkMsg:
         msg = ActionChunkMsg()
         msg.header.stamp = self.get_clock().now().to_msg()
         msg.header.frame_id = self.get_parameter('frame_id').value
-        msg.action_space = chunk.action_space
-        msg.dt = float(chunk.dt)
+        msg.action_space, msg.dt = chunk.action_space, float(chunk.dt)
         msg.dimension_names = list(chunk.dimension_names)
         msg.shape = [int(s) for s in chunk.actions.shape]
         msg.data = chunk.actions.astype(np.float32).ravel().tolist()
-        msg.model_id = self._model_id
-        msg.plan_id = self._plan_id
+        msg.model_id, msg.plan_id = self._model_id, self._plan_id
         return msg
 
+    # -- status ------------------------------------------------------------------------------
     def _publish_status(self):
         lat = np.array(self._latencies) * 1e3 if self._latencies else np.zeros(1)
-        status = PolicyStatus()
+        ticks = self._ticks[-50:]
+        rate = (len(ticks) - 1) / (ticks[-1] - ticks[0]) if len(ticks) > 1 and \
+            ticks[-1] > ticks[0] else 0.0
+        status = PolicyStatus(state=self._health, state_name=STATE_NAMES[self._health],
+                              model_id=self._model_id, plan_id=self._plan_id,
+                              latency_p50_ms=float(np.percentile(lat, 50)),
+                              latency_p99_ms=float(np.percentile(lat, 99)),
+                              control_rate_hz=float(rate),
+                              frames_dropped=self._frames_dropped, last_error=self._last_error)
         status.header.stamp = self.get_clock().now().to_msg()
-        status.state = self._state
-        status.state_name = {v: k for k, v in vars(PolicyStatus).items()
-                             if k.isupper() and isinstance(v, int)}.get(self._state, '')
-        status.model_id = self._model_id
-        status.plan_id = self._plan_id
-        status.latency_p50_ms = float(np.percentile(lat, 50))
-        status.latency_p99_ms = float(np.percentile(lat, 99))
-        status.control_rate_hz = float(self.get_parameter('control_hz').value)
-        status.last_error = self._last_error
         self._status_pub.publish(status)
-        level = {PolicyStatus.WARN: DiagnosticStatus.WARN,
-                 PolicyStatus.ERROR: DiagnosticStatus.ERROR}.get(self._state,
-                                                                 DiagnosticStatus.OK)
+        level = {PolicyStatus.WARN: DiagnosticStatus.WARN, PolicyStatus.ERROR:
+                 DiagnosticStatus.ERROR}.get(self._health, DiagnosticStatus.OK)
+        values = [KeyValue(key=k, value=str(v)) for k, v in (
+            ('latency_p50_ms', f'{status.latency_p50_ms:.2f}'),
+            ('latency_p99_ms', f'{status.latency_p99_ms:.2f}'),
+            ('control_rate_hz', f'{rate:.2f}'), ('frames_dropped', self._frames_dropped),
+            ('plan_id', self._plan_id), ('last_error', self._last_error))]
         diag = DiagnosticArray()
         diag.header.stamp = status.header.stamp
-        diag.status = [DiagnosticStatus(
-            level=level, name='qvla_ros/policy_node', message=status.state_name,
-            hardware_id=self._model_id,
-            values=[KeyValue(key='latency_p50_ms', value=f'{status.latency_p50_ms:.2f}'),
-                    KeyValue(key='latency_p99_ms', value=f'{status.latency_p99_ms:.2f}'),
-                    KeyValue(key='last_error', value=self._last_error)])]
+        diag.status = [DiagnosticStatus(level=level, name='qvla_ros/policy_node',
+                                        message=status.state_name, hardware_id=self._model_id,
+                                        values=values)]
         self._diag_pub.publish(diag)
 
 
 def main(args=None):
-    """Run the policy node until shutdown."""
+    """Run the policy node on a multi-threaded executor until shutdown."""
     apply_loopback_env()
     rclpy.init(args=args)
     node = PolicyNode()
+    threads = node.get_parameter('executor_threads').value
+    # With rclpy 9.1 on 2 cores the MultiThreadedExecutor (3 threads) starved the camera
+    # subscription (frames 0.5-2.5 s old, control 1-5 Hz) where one thread held 10.0 Hz
+    # (measured with the demo), so one thread is the default.
+    executor = MultiThreadedExecutor(num_threads=threads) if threads > 1 else \
+        SingleThreadedExecutor()
+    executor.add_node(node)
+    if node.get_parameter('autostart').value:
+        node.trigger_configure()
+        if node._health == PolicyStatus.INACTIVE:
+            node.trigger_activate()
     try:
-        rclpy.spin(node)
+        executor.spin()
     except (KeyboardInterrupt, rclpy.executors.ExternalShutdownException):
         pass
     finally:

@@ -54,6 +54,8 @@ def test_overrides_and_errors(tmp_path):
 @pytest.mark.ros
 def test_runner_exits_nonzero_when_a_node_dies(tmp_path, domain_id):
     params = tmp_path / 'bad.yaml'
-    params.write_text('policy_node:\n  ros__parameters:\n    model: no-such-model\n')
+    # A parameter of the wrong type makes the node exit at start (a bad model does not: the
+    # lifecycle node then stays up, unconfigured; see test_policy_node).
+    params.write_text('policy_node:\n  ros__parameters:\n    control_hz: fast\n')
     code = launcher.Launch('policy', params=str(params), domain_id=domain_id).run()
     assert code != 0

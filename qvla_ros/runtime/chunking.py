@@ -1,0 +1,91 @@
+# Copyright 2026 qvla_ros authors. Apache-2.0.
+"""Action schedules: which action to execute at time t, given the chunks predicted so far.
+
+* ``replan``: execute the first ``execute_steps`` actions of the newest chunk, then replan;
+* ``ensemble``: temporal ensembling (ACT): every chunk covering t votes for the action at t,
+  combined by a named aggregator (``latest``, ``mean`` or ``exp`` with weights
+  exp(-decay * age_in_steps), oldest first, as in ACT).
+"""
+
+from collections import deque
+from dataclasses import dataclass
+from typing import Deque, Optional, Tuple
+
+import numpy as np
+
+from qvla_ros.runtime.types import ActionChunk
+
+AGGREGATORS = ('latest', 'mean', 'exp')
+MODES = ('replan', 'ensemble')
+
+
+@dataclass(frozen=True)
+class ScheduleSpec:
+    """Which schedule to run and its knobs."""
+
+    mode: str = 'replan'
+    execute_steps: int = 4
+    aggregator: str = 'exp'
+    decay: float = 0.1
+    version: int = 1
+
+    def __post_init__(self):
+        if self.mode not in MODES:
+            raise ValueError(f'schedule mode must be one of {MODES}, got {self.mode!r}')
+        if self.aggregator not in AGGREGATORS:
+            raise ValueError(f'aggregator must be one of {AGGREGATORS}, got {self.aggregator!r}')
+        if self.execute_steps < 1 or self.decay < 0:
+            raise ValueError('execute_steps must be >= 1 and decay >= 0')
+
+
+class ActionSchedule:
+    """Chunks stamped with their start time (ns); ``action_at`` picks the action for t."""
+
+    def __init__(self, spec: ScheduleSpec):
+        self.spec = spec
+        self._chunks: Deque[Tuple[int, ActionChunk]] = deque()
+
+    def add(self, chunk: ActionChunk, t0_ns: int) -> None:
+        """Register a chunk whose step 0 is due at ``t0_ns``."""
+        if self.spec.mode == 'replan':
+            while len(self._chunks) > 1:
+                self._chunks.popleft()
+        self._chunks.append((t0_ns, chunk))
+
+    def clear(self) -> None:
+        """Drop every chunk (watchdog trip, new instruction, re-enable)."""
+        self._chunks.clear()
+
+    @staticmethod
+    def _index(t_ns: int, t0: int, chunk: ActionChunk) -> int:
+        return int((t_ns - t0) // int(chunk.dt * 1e9))
+
+    def needs_plan(self, t_ns: int) -> bool:
+        """Return True when a new chunk should be predicted for time ``t_ns``."""
+        if self.spec.mode == 'ensemble' or not self._chunks:
+            return True
+        t0, chunk = self._chunks[-1]
+        return self._index(t_ns, t0, chunk) >= min(self.spec.execute_steps, chunk.horizon) - 1
+
+    def action_at(self, t_ns: int) -> Optional[np.ndarray]:
+        """Return the action (A,) to execute at ``t_ns``, or None if no chunk covers it.
+
+        Replan uses the newest chunk that covers t; if a replan is late it keeps executing
+        that chunk past ``execute_steps`` (up to its horizon) rather than stalling.
+        """
+        votes = []
+        for t0, chunk in list(self._chunks):
+            i = self._index(t_ns, t0, chunk)
+            if 0 <= i < chunk.horizon:
+                votes.append(chunk.actions[i])
+            elif i >= chunk.horizon:
+                self._chunks.remove((t0, chunk))
+        if not votes:
+            return None
+        if self.spec.mode == 'replan' or self.spec.aggregator == 'latest':
+            return votes[-1]
+        stack = np.stack(votes)  # (V, A), oldest first
+        if self.spec.aggregator == 'mean':
+            return stack.mean(0)
+        w = np.exp(-self.spec.decay * np.arange(len(votes)))  # ACT: oldest gets weight 1
+        return (w[:, None] * stack).sum(0) / w.sum()
