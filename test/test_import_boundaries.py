@@ -8,7 +8,7 @@ import sys
 import pytest
 
 CORE = ['qvla_ros.quant', 'qvla_ros.kernels', 'qvla_ros.models', 'qvla_ros.runtime',
-        'qvla_ros.models.toy', 'qvla_ros.runtime.runner', 'qvla_ros.ros.env',
+        'qvla_ros.models.toy', 'qvla_ros.runtime.chunking', 'qvla_ros.ros.env',
         'qvla_ros.ros.interfaces', 'qvla_ros.ros.launcher']
 
 

@@ -5,7 +5,6 @@ import numpy as np
 import torch
 
 from qvla_ros.models.toy import build_toy_policy
-from qvla_ros.runtime.runner import ChunkRunner, ScheduleConfig
 from qvla_ros.runtime.types import Observation
 
 
@@ -33,12 +32,3 @@ def test_instruction_matters_and_gradients_flow():
     assert all(g is not None and torch.isfinite(g).all() and g.abs().sum() > 0 for g in grads)
     assert 'action_head' not in policy.quantizable_layers()
 
-
-def test_runner_executes_k_then_replans():
-    policy = build_toy_policy(0)
-    runner = ChunkRunner(policy, ScheduleConfig(execute_steps=3))
-    assert runner.needs_plan
-    chunk = runner.plan(_obs())
-    got = [runner.next_action() for _ in range(3)]
-    np.testing.assert_array_equal(np.stack(got), chunk.actions[:3])
-    assert runner.needs_plan

@@ -1,0 +1,53 @@
+# Copyright 2026 qvla_ros authors. Apache-2.0.
+"""Action schedules and safety limits."""
+
+import numpy as np
+import pytest
+
+from qvla_ros.runtime.chunking import ActionSchedule, ScheduleSpec
+from qvla_ros.runtime.safety import ActionLimits
+from qvla_ros.runtime.types import ActionChunk
+
+DT = 100_000_000  # 0.1 s in ns
+
+
+def _chunk(value, h=8):
+    return ActionChunk(np.full((h, 2), value, np.float32) + np.arange(h)[:, None], 0.1)
+
+
+def test_replan_executes_k_steps_then_asks_for_a_plan():
+    s = ActionSchedule(ScheduleSpec('replan', execute_steps=3))
+    assert s.needs_plan(0) and s.action_at(0) is None
+    s.add(_chunk(0.0), 0)
+    assert [s.action_at(i * DT)[0] for i in range(3)] == [0.0, 1.0, 2.0]
+    assert not s.needs_plan(1 * DT) and s.needs_plan(2 * DT)
+    # A late replan keeps executing the old chunk instead of stalling.
+    assert s.action_at(4 * DT)[0] == 4.0
+    s.add(_chunk(10.0), 4 * DT)
+    assert s.action_at(4 * DT)[0] == 10.0
+    assert s.action_at(20 * DT) is None  # beyond every horizon
+
+
+@pytest.mark.parametrize('aggregator,expected', [
+    ('latest', 20.0), ('mean', (2.0 + 11.0 + 20.0) / 3),
+    ('exp', (2.0 + np.exp(-0.5) * 11.0 + np.exp(-1.0) * 20.0) / (1 + np.exp(-0.5) + np.exp(-1)))])
+def test_temporal_ensembling(aggregator, expected):
+    s = ActionSchedule(ScheduleSpec('ensemble', aggregator=aggregator, decay=0.5))
+    for k, value in enumerate((0.0, 10.0, 20.0)):
+        s.add(_chunk(value), k * DT)  # at t = 2: steps 2, 1, 0 of the three chunks
+    assert s.needs_plan(2 * DT)
+    assert s.action_at(2 * DT)[0] == pytest.approx(expected)
+
+
+def test_spec_and_limits_validation():
+    with pytest.raises(ValueError, match='schedule mode'):
+        ScheduleSpec('later')
+    with pytest.raises(ValueError, match='aggregator'):
+        ScheduleSpec(aggregator='median')
+    lim = ActionLimits((-1.0, -1.0), (1.0, 1.0))
+    np.testing.assert_array_equal(lim.apply(np.array([2.0, -3.0])), [1.0, -1.0])
+    assert lim.apply(np.array([np.nan, 0.0])) is None
+    with pytest.raises(ValueError, match='model predicts 7'):
+        lim.check_dim(7)
+    with pytest.raises(ValueError, match='<='):
+        ActionLimits((1.0,), (0.0,))
