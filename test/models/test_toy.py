@@ -31,4 +31,3 @@ def test_instruction_matters_and_gradients_flow():
     grads = [m.weight.grad for m in policy.quantizable_layers().values()]
     assert all(g is not None and torch.isfinite(g).all() and g.abs().sum() > 0 for g in grads)
     assert 'action_head' not in policy.quantizable_layers()
-
