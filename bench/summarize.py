@@ -63,6 +63,22 @@ def main() -> int:
         print(f'Allocation: {o["rows"]} rows x {o["levels"]} levels ({times}); greedy vs '
               f'Lagrangian lower bound on {len(gaps)} synthetic instances: max gap '
               f'{100 * max(gaps):.2f} %\n')
+    models = _load('models.json')
+    if models:
+        print('qvla-ref: ' + ', '.join(f'{k} {v["total"] / 1e6:.2f} M params ({v["tokens"]} '
+                                       'tokens)' for k, v in models['params'].items())
+              + f'; small policy step on {models["threads"]} threads: fp32 '
+              f'{models["small_step_fp32"]["median_ms"]:.1f} ms, bf16 autocast '
+              f'{models["small_step_bf16"]["median_ms"]:.1f} ms; training '
+              f'{models["train_samples_per_s_small_bf16"]:.1f} samples/s\n')
+    soak = _load('ros_soak.json')
+    if soak:
+        print(f'ROS soak, {soak["minutes"]} min, 30 Hz camera, 10 Hz control, '
+              f'{soak["bad_messages_sent"]} malformed messages mixed in: node alive '
+              f'{soak["node_alive_at_end"]}, missed ticks '
+              f'{100 * soak["missed_tick_fraction"]:.2f} %, RSS growth '
+              f'{100 * soak["rss_growth_fraction"]:.2f} %, status counts '
+              f'{soak["status_counts"]}\n')
     sens = _load('sensitivity.json')
     if sens:
         print(f'Sensitivity, {sens["model"]} ({sens["rows"]} rows, {sens["samples"]} samples): '
