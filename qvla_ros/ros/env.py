@@ -102,8 +102,9 @@ def loopback_env(base: Mapping[str, str], domain_id: Optional[int] = None) -> di
     env['FASTDDS_DEFAULT_PROFILES_FILE'] = str(profile_path())
     if domain_id is not None:
         env['ROS_DOMAIN_ID'] = str(validate_domain_id(domain_id))
+    ours = ament_prefixes()
     existing = [p for p in env.get('AMENT_PREFIX_PATH', '').split(os.pathsep) if p]
-    prefixes = ament_prefixes() + [p for p in existing if p not in ament_prefixes()]
+    prefixes = ours + [p for p in existing if p not in ours]
     env['AMENT_PREFIX_PATH'] = os.pathsep.join(prefixes)
     return env
 

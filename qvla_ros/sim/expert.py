@@ -61,5 +61,5 @@ class Expert:
             self._grip = grip
         action = np.zeros(7, np.float32)
         action[:3] = delta
-        action[6] = self._grip if grip == self._grip else self._grip
+        action[6] = self._grip
         return action
