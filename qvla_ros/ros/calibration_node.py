@@ -18,7 +18,6 @@ from typing import Optional
 from geometry_msgs.msg import PoseStamped, TwistStamped
 import numpy as np
 from rcl_interfaces.msg import ParameterDescriptor
-import rclpy
 from rclpy.node import Node
 from sensor_msgs.msg import Image, JointState
 from std_msgs.msg import Float64, String
@@ -28,7 +27,7 @@ from qvla_ros.data.align import align, SplitRule, Stream, twist_to_action
 from qvla_ros.data.rollouts import DatasetInfo, RolloutWriter
 from qvla_ros.ros import qos
 from qvla_ros.ros.conversions import ConversionError, image_to_rgb, validate_instruction
-from qvla_ros.ros.env import apply_loopback_env
+from qvla_ros.ros.node_main import run_node
 
 PROPRIO_TYPES = ('none', 'joint_state', 'pose')
 
@@ -193,13 +192,4 @@ class CalibrationNode(Node):
 
 def main(args=None):
     """Run the calibration node until shutdown."""
-    apply_loopback_env()
-    rclpy.init(args=args)
-    node = CalibrationNode()
-    try:
-        rclpy.spin(node)
-    except (KeyboardInterrupt, rclpy.executors.ExternalShutdownException):
-        pass
-    finally:
-        node.destroy_node()
-        rclpy.try_shutdown()
+    run_node(CalibrationNode, args)

@@ -18,7 +18,6 @@ from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from geometry_msgs.msg import TwistStamped
 import numpy as np
 from qvla_ros_interfaces.msg import ActionChunk as ActionChunkMsg, PolicyStatus
-import rclpy
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.executors import MultiThreadedExecutor, SingleThreadedExecutor
 from rclpy.lifecycle import LifecycleNode, TransitionCallbackReturn
@@ -28,7 +27,7 @@ from std_srvs.srv import SetBool
 
 from qvla_ros.ros import qos
 from qvla_ros.ros.conversions import ConversionError, image_to_rgb, validate_instruction
-from qvla_ros.ros.env import apply_loopback_env
+from qvla_ros.ros.node_main import run_node
 from qvla_ros.ros.policy_params import declare, read_config
 from qvla_ros.runtime.chunking import ActionSchedule
 from qvla_ros.runtime.types import ActionChunk, Observation
@@ -280,26 +279,22 @@ class PolicyNode(LifecycleNode):
         self._diag_pub.publish(diag)
 
 
-def main(args=None):
-    """Run the policy node on a multi-threaded executor until shutdown."""
-    apply_loopback_env()
-    rclpy.init(args=args)
-    node = PolicyNode()
-    threads = node.get_parameter('executor_threads').value
+def _executor(node: PolicyNode):
     # With rclpy 9.1 on 2 cores the MultiThreadedExecutor (3 threads) starved the camera
     # subscription (frames 0.5-2.5 s old, control 1-5 Hz) where one thread held 10.0 Hz
     # (measured with the demo), so one thread is the default.
-    executor = MultiThreadedExecutor(num_threads=threads) if threads > 1 else \
+    threads = node.get_parameter('executor_threads').value
+    return MultiThreadedExecutor(num_threads=threads) if threads > 1 else \
         SingleThreadedExecutor()
-    executor.add_node(node)
+
+
+def _autostart(node: PolicyNode):
     if node.get_parameter('autostart').value:
         node.trigger_configure()
         if node._health == PolicyStatus.INACTIVE:
             node.trigger_activate()
-    try:
-        executor.spin()
-    except (KeyboardInterrupt, rclpy.executors.ExternalShutdownException):
-        pass
-    finally:
-        node.destroy_node()
-        rclpy.try_shutdown()
+
+
+def main(args=None):
+    """Run the policy node until shutdown (configured and activated with autostart)."""
+    run_node(PolicyNode, args, make_executor=_executor, before_spin=_autostart)

@@ -6,14 +6,13 @@ Stands in for a real camera in the demo and in tests.
 
 import numpy as np
 from rcl_interfaces.msg import ParameterDescriptor
-import rclpy
 from rclpy.node import Node
 from sensor_msgs.msg import Image
 from std_msgs.msg import String
 
 from qvla_ros.ros import qos
 from qvla_ros.ros.conversions import rgb_to_image_fields
-from qvla_ros.ros.env import apply_loopback_env
+from qvla_ros.ros.node_main import run_node
 
 
 def test_pattern(height: int, width: int, t: int) -> np.ndarray:
@@ -58,13 +57,4 @@ class SyntheticCamera(Node):
 
 def main(args=None):
     """Run the synthetic camera until shutdown."""
-    apply_loopback_env()
-    rclpy.init(args=args)
-    node = SyntheticCamera()
-    try:
-        rclpy.spin(node)
-    except (KeyboardInterrupt, rclpy.executors.ExternalShutdownException):
-        pass
-    finally:
-        node.destroy_node()
-        rclpy.try_shutdown()
+    run_node(SyntheticCamera, args)

@@ -86,6 +86,11 @@ def test_node_entry_point_applies_env_itself():
     out = subprocess.run([sys.executable, '-c', code], env=clean, capture_output=True,
                          text=True)
     assert out.returncode == 0 and out.stdout.strip().endswith('ok'), out.stderr
-    src = (Path(ros_env.__file__).parent / 'policy_node.py').read_text()
-    main = src[src.index('def main('):]
-    assert main.index('apply_loopback_env()') < main.index('rclpy.init(')
+    ros_dir = Path(ros_env.__file__).parent
+    src = (ros_dir / 'node_main.py').read_text()
+    body = src[src.index('def run_node('):]
+    assert body.index('apply_loopback_env()') < body.index('rclpy.init(')
+    for node in ('policy_node.py', 'calibration_node.py', 'synthetic_camera.py'):
+        main = (ros_dir / node).read_text().split('def main(', 1)[1]
+        assert 'run_node(' in main, f'{node} main() must start through run_node'
+        assert 'rclpy.init' not in main

@@ -58,18 +58,11 @@ def test_dry_run_then_enabled_rate(rclpy_context, domain_id):
 
 
 @pytest.mark.ros
-def test_serves_a_packed_quantized_checkpoint(rclpy_context, domain_id, tmp_path):
+def test_serves_a_packed_quantized_checkpoint(rclpy_context, domain_id, quantized_toy):
     import rclpy
     from rclpy.executors import SingleThreadedExecutor
     from qvla_ros_interfaces.msg import ActionChunk
-    from qvla_ros.cli.qvla import main as qvla
-    ckpt = tmp_path / 'ckpt'
-    assert qvla(['sensitivity', '--model', 'toy', '--synthetic', '8', '--method', 'proxy',
-                 '--out', str(tmp_path / 's.safetensors')]) == 0
-    assert qvla(['allocate', '--sensitivity', str(tmp_path / 's.safetensors'),
-                 '--target-bits', '4', '--out', str(tmp_path / 'plan')]) == 0
-    assert qvla(['quantize', '--model', 'toy', '--plan', str(tmp_path / 'plan'),
-                 '--out', str(ckpt)]) == 0
+    ckpt, plan = quantized_toy
     launch = Launch('demo', domain_id=domain_id, overrides=[f'model:={ckpt}']).start()
     node = rclpy.create_node('quant_probe', context=rclpy_context)
     executor = SingleThreadedExecutor(context=rclpy_context)
@@ -84,7 +77,7 @@ def test_serves_a_packed_quantized_checkpoint(rclpy_context, domain_id, tmp_path
         assert chunks, 'policy_node published no chunk from the quantized checkpoint'
         assert chunks[0].model_id == str(ckpt) and len(chunks[0].data) == 56
         from qvla_ros.quant.artifacts import QuantPlan
-        assert chunks[0].plan_id == QuantPlan.load(tmp_path / 'plan').plan_id
+        assert chunks[0].plan_id == QuantPlan.load(plan).plan_id
         assert launch.poll() is None
     finally:
         node.destroy_node()

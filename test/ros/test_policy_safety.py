@@ -147,16 +147,9 @@ def test_misconfiguration_fails_configure_cleanly(probe, domain_id, override, me
 
 
 @pytest.mark.ros
-def test_mismatched_quantized_checkpoint_fails_configure(probe, domain_id, tmp_path):
+def test_mismatched_quantized_checkpoint_fails_configure(probe, domain_id, quantized_toy):
     import json
-    from qvla_ros.cli.qvla import main as qvla
-    ckpt = tmp_path / 'ckpt'
-    assert qvla(['sensitivity', '--model', 'toy', '--synthetic', '4', '--method', 'proxy',
-                 '--out', str(tmp_path / 's.safetensors')]) == 0
-    assert qvla(['allocate', '--sensitivity', str(tmp_path / 's.safetensors'),
-                 '--target-bits', '4', '--out', str(tmp_path / 'plan')]) == 0
-    assert qvla(['quantize', '--model', 'toy', '--plan', str(tmp_path / 'plan'),
-                 '--out', str(ckpt)]) == 0
+    ckpt, _ = quantized_toy
     config = json.loads((ckpt / 'config.json').read_text())
     config['quantization_config']['layers']['vision.0']['out_features'] = 63  # wrong plan
     (ckpt / 'config.json').write_text(json.dumps(config))
