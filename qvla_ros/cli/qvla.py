@@ -55,6 +55,31 @@ def cmd_from_bag(args) -> int:
     return 0
 
 
+def cmd_eval(args) -> int:
+    """Closed-loop evaluation of a policy on a simulated suite."""
+    import json
+    from qvla_ros.sim.evaluate import EvalConfig, evaluate
+    first, _, last = args.seeds.partition(':')
+    if not first.isdigit() or not last.isdigit() or int(last) <= int(first):
+        raise ValueError(f'--seeds must be A:B with integers A < B, got {args.seeds!r}')
+    seeds = range(int(first), int(last))[:args.episodes]
+    cfg = EvalConfig(args.checkpoint, args.suite, tuple(seeds), args.execute_steps,
+                     args.reference)
+    result = evaluate(cfg, workers=args.workers)
+    low, high = result['wilson95']
+    print(f'{args.checkpoint} on {args.suite}: success {result["successes"]}/'
+          f'{result["episodes"]} = {100 * result["success_rate"]:.1f} % '
+          f'(Wilson 95 % {100 * low:.1f}-{100 * high:.1f}), policy latency '
+          f'{result["policy_latency_ms"]:.1f} ms, packed bytes {result["packed_bytes"]}')
+    if result['mean_deviation'] is not None:
+        print(f'deviation from {args.reference}: mean {result["mean_deviation"]:.4g}, final '
+              f'step {result["final_step_deviation"]:.4g}')
+    if args.out:
+        from pathlib import Path
+        Path(args.out).write_text(json.dumps(result, indent=1))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Return the argument parser of ``qvla``."""
     parser = argparse.ArgumentParser(prog='qvla', description=__doc__)
@@ -91,6 +116,16 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument('--policy', default='expert', help='who acted: expert, fp or a plan id')
     c.add_argument('--out', required=True)
     c.set_defaults(func=cmd_from_bag)
+    p = sub.add_parser('eval', help='closed-loop success rate on a simulated suite')
+    p.add_argument('--suite', default='tabletop', choices=['tabletop'])
+    p.add_argument('--checkpoint', required=True, help='model spec or checkpoint folder')
+    p.add_argument('--reference', help='FP model to measure action deviation against')
+    p.add_argument('--episodes', type=int, default=100)
+    p.add_argument('--seeds', default='100000:100100', help='A:B, disjoint from training')
+    p.add_argument('--execute-steps', type=int, default=4)
+    p.add_argument('--workers', type=int, default=2)
+    p.add_argument('--out', help='write the full result JSON here')
+    p.set_defaults(func=cmd_eval)
     p = sub.add_parser('sim', help='simulation tools')
     sim = p.add_subparsers(dest='sim_command', required=True)
     c = sim.add_parser('collect', help='record scripted-expert episodes as a rollout dataset')

@@ -1,0 +1,113 @@
+# Copyright 2026 qvla_ros authors. Apache-2.0.
+"""Closed-loop evaluation of a policy on a simulated suite.
+
+It reports the success rate with a Wilson interval, the deviation from a reference policy on
+the same observations, policy latency and packed bytes.
+
+Each episode runs the policy's chunks with execute-k-then-replan. When a reference policy is
+given (the FP model), it is queried on exactly the observations the evaluated policy saw, so
+the action deviation is measured teacher-forced, step by step, without changing the rollout.
+"""
+
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import asdict, dataclass
+import math
+import multiprocessing
+import time
+from typing import List, Optional, Sequence
+
+import numpy as np
+
+from qvla_ros.runtime.types import Observation
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    """What to evaluate: a model spec, the suite, seeds and the chunk schedule."""
+
+    model: str
+    suite: str = 'tabletop'
+    seeds: Sequence[int] = tuple(range(100000, 100010))
+    execute_steps: int = 4
+    reference: Optional[str] = None
+    threads: int = 1
+    version: int = 1
+
+
+def wilson(successes: int, n: int, z: float = 1.96):
+    """Return the Wilson score interval (low, high) of a binomial proportion."""
+    if n == 0:
+        return 0.0, 1.0
+    p = successes / n
+    denom = 1 + z * z / n
+    centre = (p + z * z / (2 * n)) / denom
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def _episode(env, policy, reference, seed: int, execute_steps: int) -> dict:
+    obs, text = env.reset(seed)
+    done, success, steps = False, False, 0
+    latencies, deviations = [], []
+    while not done:
+        o = Observation({env.camera: obs['image']}, text, obs['proprio'])
+        t0 = time.perf_counter()
+        chunk = policy.predict(o)
+        latencies.append(time.perf_counter() - t0)
+        if reference is not None:
+            ref = reference.predict(o)
+            deviations.append(float(np.linalg.norm(chunk.actions[0] - ref.actions[0])))
+        for action in chunk.actions[:execute_steps]:
+            obs, success, done = env.step(action)
+            steps += 1
+            if done:
+                break
+    return {'seed': seed, 'success': bool(success), 'steps': steps,
+            'latency_ms': 1e3 * float(np.mean(latencies)), 'deviation': deviations}
+
+
+def _run(cfg: EvalConfig, seeds: List[int]) -> List[dict]:
+    import torch
+    from qvla_ros.models.checkpoint import load_policy
+    from qvla_ros.sim.collect import make_env
+    torch.set_num_threads(cfg.threads)
+    policy = load_policy(cfg.model)
+    reference = load_policy(cfg.reference) if cfg.reference else None
+    env = make_env(cfg.suite)
+    try:
+        return [_episode(env, policy, reference, s, cfg.execute_steps) for s in seeds]
+    finally:
+        env.close()
+
+
+def packed_bytes(model_spec: str) -> Optional[int]:
+    """Return the bytes of the quantized layers of a checkpoint, or None for FP models."""
+    from qvla_ros.kernels.linear import MixedBitLinear
+    from qvla_ros.models.checkpoint import load_policy
+    policy = load_policy(model_spec)
+    layers = [m for m in policy.modules() if isinstance(m, MixedBitLinear)]
+    return sum(m.packed_bytes() for m in layers) if layers else None
+
+
+def evaluate(cfg: EvalConfig, workers: int = 1) -> dict:
+    """Run every seed (split over ``workers`` processes) and return the summary."""
+    seeds = list(cfg.seeds)
+    if not seeds:
+        raise ValueError('no evaluation seeds given')
+    if workers <= 1:
+        episodes = _run(cfg, seeds)
+    else:
+        parts = [seeds[i::workers] for i in range(workers)]
+        ctx = multiprocessing.get_context('spawn')
+        with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
+            episodes = [e for part in pool.map(_run, [cfg] * workers, parts) for e in part]
+    wins = sum(e['success'] for e in episodes)
+    low, high = wilson(wins, len(episodes))
+    devs = [e['deviation'] for e in episodes if e['deviation']]
+    return {'config': {**asdict(cfg), 'seeds': [min(seeds), max(seeds) + 1]},
+            'episodes': len(episodes), 'successes': wins,
+            'success_rate': wins / len(episodes), 'wilson95': [low, high],
+            'mean_deviation': float(np.mean([d for ds in devs for d in ds])) if devs else None,
+            'final_step_deviation': float(np.mean([ds[-1] for ds in devs])) if devs else None,
+            'policy_latency_ms': float(np.mean([e['latency_ms'] for e in episodes])),
+            'packed_bytes': packed_bytes(cfg.model), 'per_episode': episodes}
