@@ -96,3 +96,55 @@ def test_records_three_episodes(rclpy_context, domain_id, tmp_path):
         ticks = [t for _, t in actions][len(expected) - len(got):]
         assert [int(v) for v in data['image.front'][:, 0, 0, 0]] == ticks
         assert data['proprio'].shape == (len(got), 2)
+
+
+@pytest.mark.ros
+def test_kill_9_loses_only_the_episode_in_progress(rclpy_context, domain_id, tmp_path):
+    import rclpy
+    from rclpy.executors import SingleThreadedExecutor
+    from std_srvs.srv import Trigger
+    out = tmp_path / 'calib'
+    launch = Launch('calibration', domain_id=domain_id,
+                    overrides=[f'out_dir:={out}', 'min_free_mb:=1', 'proprio_type:=none']).start()
+    node = rclpy.create_node('calib_killer', context=rclpy_context)
+    executor = SingleThreadedExecutor(context=rclpy_context)
+    executor.add_node(node)
+    pre = '/calibration_node/'
+    img_pub = node.create_publisher(Image, pre + 'image', qos.sensor())
+    txt_pub = node.create_publisher(String, pre + 'instruction', qos.latched())
+    act_pub = node.create_publisher(TwistStamped, pre + 'action', qos.commands())
+    start = node.create_client(Trigger, pre + 'start_episode')
+    end = node.create_client(Trigger, pre + 'end_episode')
+
+    def stream(seconds):
+        t_end = time.monotonic() + seconds
+        while time.monotonic() < t_end:
+            img = Image(height=2, width=2, encoding='rgb8', step=6, data=bytes(12))
+            img.header.stamp = node.get_clock().now().to_msg()
+            img_pub.publish(img)
+            tw = TwistStamped()
+            tw.header.stamp = node.get_clock().now().to_msg()
+            act_pub.publish(tw)
+            executor.spin_once(timeout_sec=0.0)
+            time.sleep(0.1)
+    try:
+        assert end.wait_for_service(timeout_sec=30)
+        deadline = time.monotonic() + 20
+        while act_pub.get_subscription_count() == 0 and time.monotonic() < deadline:
+            executor.spin_once(timeout_sec=0.05)
+        txt_pub.publish(String(data='first episode'))
+        assert _call(node, executor, start, Trigger.Request()).success
+        stream(1.0)
+        time.sleep(0.2)
+        assert _call(node, executor, end, Trigger.Request()).success
+        assert _call(node, executor, start, Trigger.Request()).success
+        stream(0.5)
+        launch.procs[0].kill()  # SIGKILL mid-episode
+        launch.procs[0].wait(timeout=10)
+    finally:
+        node.destroy_node()
+        launch.stop()
+    entries = episodes(out)
+    assert [e['instruction'] for e in entries] == ['first episode']
+    assert read_episode(out, entries[0])['action'].shape[0] >= 8
+    assert not list(out.rglob('*.tmp'))
