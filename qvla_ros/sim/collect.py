@@ -8,18 +8,19 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from qvla_ros.data.rollouts import DatasetInfo, RolloutWriter
-from qvla_ros.sim.expert import Expert
+from qvla_ros.sim.metaworld_suite import MetaWorldEnv
 from qvla_ros.sim.tabletop import TabletopEnv
 
-SUITES = ('tabletop',)
+SUITES = ('tabletop', 'metaworld')
 
 
 def make_env(suite: str, render: bool = True):
     """Return the environment of ``suite``."""
     if suite == 'tabletop':
         return TabletopEnv(render=render)
-    raise ValueError(f'unknown suite {suite!r}; expected one of {SUITES} (Meta-World is not '
-                     'wired in yet)')
+    if suite == 'metaworld':
+        return MetaWorldEnv(render=render)
+    raise ValueError(f'unknown suite {suite!r}; expected one of {SUITES}')
 
 
 def collect(suite: str, episodes: int, out: Path, seed: int = 0, progress: bool = False,
@@ -35,7 +36,7 @@ def collect(suite: str, episodes: int, out: Path, seed: int = 0, progress: bool 
     try:
         for i in tqdm(range(episodes), desc=f'collect {suite}', disable=not progress):
             obs, text = env.reset(seed + i)
-            expert = Expert(env)
+            expert = env.expert()
             images, proprio, actions = [], [], []
             done, success = False, False
             while not done:

@@ -217,6 +217,11 @@ class TabletopEnv:
             image = self._renderer.render().copy()
         return {'image': image, 'proprio': self.proprio()}
 
+    def expert(self):
+        """Return the scripted expert for the current task."""
+        from qvla_ros.sim.expert import Expert
+        return Expert(self)
+
     def close(self) -> None:
         """Release the renderer (avoids EGL teardown noise at exit)."""
         if self._renderer is not None:

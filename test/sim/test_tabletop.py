@@ -93,4 +93,4 @@ def test_collect_writes_the_rollout_dataset(tmp_path):
     assert np.all(np.diff(data['stamp_ns']) == 100_000_000)
     with pytest.raises(ValueError, match='unknown suite'):
         from qvla_ros.sim.collect import make_env
-        make_env('metaworld')
+        make_env('libero')

@@ -1,0 +1,115 @@
+# Copyright 2026 qvla_ros authors. Apache-2.0.
+"""``metaworld``: Meta-World v3 MT10 behind the same interface as the tabletop suite.
+
+Each task is a gymnasium ``Meta-World/MT1`` environment, created on first use. Observations
+are the 128 px ``corner`` camera flipped upright (that camera renders upside down) and the
+first four state values (hand xyz, gripper opening); shadows are turned off before the first
+render. Actions are 7-D ee_delta vectors (dx, dy, dz, -, -, -, gripper) in Meta-World's
+normalized units; the rotation slots are ignored. Instructions are templated from task names.
+The built-in scripted policies are the experts.
+"""
+
+import os
+from typing import Optional, Tuple
+
+import numpy as np
+
+MT10 = ('reach-v3', 'push-v3', 'pick-place-v3', 'door-open-v3', 'drawer-open-v3',
+        'drawer-close-v3', 'button-press-topdown-v3', 'peg-insert-side-v3', 'window-open-v3',
+        'window-close-v3')
+INSTRUCTIONS = {
+    'reach-v3': 'reach the goal position', 'push-v3': 'push the puck to the goal',
+    'pick-place-v3': 'pick up the puck and place it at the goal',
+    'door-open-v3': 'open the door', 'drawer-open-v3': 'open the drawer',
+    'drawer-close-v3': 'close the drawer', 'button-press-topdown-v3': 'press the button down',
+    'peg-insert-side-v3': 'insert the peg into the hole',
+    'window-open-v3': 'slide the window open', 'window-close-v3': 'slide the window closed'}
+IMAGE_SIZE = 128
+
+
+class MetaWorldEnv:
+    """Meta-World MT10 with the suite interface (reset, step, observation, expert, close)."""
+
+    suite = 'metaworld'
+    action_dim, proprio_dim = 7, 4
+    control_hz = 80.0  # frame_skip 5 x 2.5 ms
+    camera = 'corner'
+
+    def __init__(self, tasks=MT10, max_steps: int = 200, render: bool = True):
+        unknown = [t for t in tasks if t not in INSTRUCTIONS]
+        if unknown:
+            raise ValueError(f'unknown Meta-World tasks {unknown}; expected MT10 names {MT10}')
+        os.environ.setdefault('MUJOCO_GL', 'egl')
+        self.tasks, self.max_steps, self._render = tuple(tasks), max_steps, render
+        self._envs = {}
+        self.task: Optional[str] = None
+        self._obs = None
+        self._steps = 0
+
+    def _env(self, task: str):
+        if task not in self._envs:
+            import gymnasium as gym
+            import metaworld  # noqa: F401 - registers the Meta-World environments
+            env = gym.make('Meta-World/MT1', env_name=task, render_mode='rgb_array',
+                           width=IMAGE_SIZE, height=IMAGE_SIZE, camera_name=self.camera,
+                           max_episode_steps=self.max_steps)
+            env.unwrapped.model.vis.quality.shadowsize = 0
+            self._envs[task] = env
+        return self._envs[task]
+
+    def reset(self, seed: int, task: Optional[str] = None) -> Tuple[dict, str]:
+        """Reset ``task`` (or one drawn from ``seed``); return (observation, instruction)."""
+        self.task = task or self.tasks[np.random.default_rng(seed).integers(len(self.tasks))]
+        if self.task not in self.tasks:
+            raise ValueError(f'task {self.task!r} is not one of {self.tasks}')
+        self._obs, _ = self._env(self.task).reset(seed=seed)
+        self._steps, self._success = 0, False
+        return self.observation(), INSTRUCTIONS[self.task]
+
+    def step(self, action: np.ndarray) -> Tuple[dict, bool, bool]:
+        """Apply one action (7,); return (observation, success, done)."""
+        action = np.asarray(action, dtype=np.float64).reshape(-1)
+        if action.shape != (7,) or not np.all(np.isfinite(action)):
+            raise ValueError(f'action must be 7 finite numbers (dx, dy, dz, droll, dpitch, '
+                             f'dyaw, gripper), got {action}')
+        mw = np.clip(np.array([action[0], action[1], action[2], action[6]]), -1.0, 1.0)
+        self._obs, _, terminated, truncated, info = self._env(self.task).step(mw)
+        self._steps += 1
+        self._success = bool(info.get('success', 0.0) > 0)
+        done = self._success or terminated or truncated or self._steps >= self.max_steps
+        return self.observation(), self._success, done
+
+    def observation(self) -> dict:
+        """Return {'image': uint8 (128, 128, 3) upright or None, 'proprio': float32 (4,)}."""
+        image = self._env(self.task).render()[::-1].copy() if self._render else None
+        return {'image': image, 'proprio': np.asarray(self._obs[:4], np.float32)}
+
+    def expert(self):
+        """Return the task's built-in scripted policy behind the expert interface."""
+        return MetaWorldExpert(self)
+
+    def close(self) -> None:
+        """Close every environment (avoids EGL teardown errors at exit)."""
+        for env in self._envs.values():
+            env.close()
+        self._envs = {}
+
+
+class MetaWorldExpert:
+    """Meta-World's scripted policy for the current task, producing 7-D actions."""
+
+    def __init__(self, env: MetaWorldEnv):
+        import warnings
+        from metaworld.policies import ENV_POLICY_MAP
+        self.env = env
+        with warnings.catch_warnings():
+            warnings.simplefilter('ignore')
+            self.policy = ENV_POLICY_MAP[env.task]()
+
+    def act(self) -> np.ndarray:
+        """Return the next action (7,)."""
+        import warnings
+        with warnings.catch_warnings():
+            warnings.simplefilter('ignore')
+            a = np.clip(self.policy.get_action(self.env._obs), -1.0, 1.0)
+        return np.array([a[0], a[1], a[2], 0.0, 0.0, 0.0, a[3]], np.float32)
