@@ -99,11 +99,13 @@ class CalibrationNode(Node):
             return
         now = self.get_clock().now().nanoseconds
         previous = self._instruction.values[-1] if self._instruction.values else None
-        if self.get_parameter('auto_split').value and previous and text != previous:
-            self._finish()
-            self._begin()
-        elif self.get_parameter('auto_split').value and not self._recording:
-            self._begin()
+        if self.get_parameter('auto_split').value and text != previous:
+            # A new instruction ends the episode in progress and starts the next one.
+            message = self._end() if self._recording else ''
+            problem = self._begin()
+            for line in (message, problem):
+                if line:
+                    self.get_logger().info(line)
         self._instruction.add(max(now, self._instruction.stamps[-1]
                                   if self._instruction.stamps else 0), text)
 
@@ -170,18 +172,21 @@ class CalibrationNode(Node):
         response.success, response.message = not problem, problem or 'recording'
         return response
 
+    def _end(self) -> str:
+        """Finish the episode in progress; return what happened, never raise."""
+        try:
+            n = self._finish()
+        except (ValueError, OSError) as err:
+            return f'episode not written: {err}'
+        return (f'wrote {n} episode(s) to {self._out}' if n else
+                'nothing to write: no action had an image and an instruction')
+
     def _on_end(self, request, response):
         if not self._recording:
             response.success, response.message = False, 'no episode is recording'
             return response
-        try:
-            n = self._finish()
-        except (ValueError, OSError) as err:
-            response.success, response.message = False, f'episode not written: {err}'
-            return response
-        response.success = n > 0
-        response.message = (f'wrote {n} episode(s) to {self._out}' if n else
-                            'nothing to write: no action had an image and an instruction')
+        response.message = self._end()
+        response.success = response.message.startswith('wrote')
         return response
 
     def _on_success(self, request, response):

@@ -148,3 +148,45 @@ def test_kill_9_loses_only_the_episode_in_progress(rclpy_context, domain_id, tmp
     assert [e['instruction'] for e in entries] == ['first episode']
     assert read_episode(out, entries[0])['action'].shape[0] >= 8
     assert not list(out.rglob('*.tmp'))
+
+
+@pytest.mark.ros
+def test_auto_split_on_instruction_change(rclpy_context, domain_id, tmp_path):
+    import rclpy
+    from rclpy.executors import SingleThreadedExecutor
+    out = tmp_path / 'auto'
+    launch = Launch('calibration', domain_id=domain_id,
+                    overrides=[f'out_dir:={out}', 'min_free_mb:=1', 'proprio_type:=none',
+                               'auto_split:=true']).start()
+    node = rclpy.create_node('calib_auto', context=rclpy_context)
+    executor = SingleThreadedExecutor(context=rclpy_context)
+    executor.add_node(node)
+    pre = '/calibration_node/'
+    img_pub = node.create_publisher(Image, pre + 'image', qos.sensor())
+    txt_pub = node.create_publisher(String, pre + 'instruction', qos.latched())
+    act_pub = node.create_publisher(TwistStamped, pre + 'action', qos.commands())
+    try:
+        deadline = time.monotonic() + 30
+        while (min(p.get_subscription_count() for p in (img_pub, txt_pub, act_pub)) == 0
+               and time.monotonic() < deadline):
+            executor.spin_once(timeout_sec=0.05)
+        for text in ('push the red block', 'push the blue block', 'push the red block'):
+            txt_pub.publish(String(data=text))
+            end = time.monotonic() + 1.0
+            while time.monotonic() < end:
+                img = Image(height=2, width=2, encoding='rgb8', step=6, data=bytes(12))
+                img.header.stamp = node.get_clock().now().to_msg()
+                img_pub.publish(img)
+                tw = TwistStamped()
+                tw.header.stamp = node.get_clock().now().to_msg()
+                act_pub.publish(tw)
+                executor.spin_once(timeout_sec=0.0)
+                time.sleep(0.1)
+        time.sleep(0.5)
+        assert launch.poll() is None
+    finally:
+        node.destroy_node()
+        launch.stop()
+    # The third instruction closed the second episode; the third is still in progress.
+    assert [e['instruction'] for e in episodes(out)] == ['push the red block',
+                                                         'push the blue block']
