@@ -84,9 +84,11 @@ def align(actions: Stream, images: Stream, instructions: Stream, control_hz: flo
         image = images.last_at(t)
         text = instructions.last_at(t)
         inside = windows is None or any(a <= t <= b for a, b in windows)
-        if image is None or not text or not inside:
-            current, last_t = None, t
+        if not inside:
+            current, last_t = None, t  # outside start/end markers: the episode is over
             continue
+        if image is None or not text:
+            continue  # nothing to pair this action with yet; it does not split an episode
         gap = last_t is not None and rule.max_gap_s is not None and \
             (t - last_t) > rule.max_gap_s * 1e9
         new_window = windows is not None and current is not None and not any(

@@ -188,5 +188,6 @@ def test_auto_split_on_instruction_change(rclpy_context, domain_id, tmp_path):
         node.destroy_node()
         launch.stop()
     # The third instruction closed the second episode; the third is still in progress.
+    got = [(e['instruction'], e['num_steps']) for e in episodes(out)]
     assert [e['instruction'] for e in episodes(out)] == ['push the red block',
-                                                         'push the blue block']
+                                                         'push the blue block'], got
