@@ -60,6 +60,7 @@ class CalibrationNode(Node):
         self._pdim = int(self.get_parameter('proprio_dim').value) if ptype != 'none' else 0
         self._writer: Optional[RolloutWriter] = None
         self._recording = False
+        self._episode_start_ns = 0
         self._success: Optional[bool] = None
         self._instruction = Stream('instruction')
         self._reset_streams()
@@ -110,7 +111,9 @@ class CalibrationNode(Node):
                                   if self._instruction.stamps else 0), text)
 
     def _on_action(self, msg: TwistStamped):
-        if self._recording:
+        # Actions stamped before the episode started belong to the previous instruction,
+        # whose episode is already closed; keeping them would mislabel this one.
+        if self._recording and _stamp(msg) >= self._episode_start_ns:
             t = msg.twist
             self._actions.add(_stamp(msg), twist_to_action(
                 (t.linear.x, t.linear.y, t.linear.z), (t.angular.x, t.angular.y, t.angular.z),
@@ -140,6 +143,7 @@ class CalibrationNode(Node):
         self._reset_streams()
         self._success = None
         self._recording = True
+        self._episode_start_ns = self.get_clock().now().nanoseconds
         return ''
 
     def _finish(self) -> int:

@@ -182,7 +182,10 @@ def test_auto_split_on_instruction_change(rclpy_context, domain_id, tmp_path):
                 act_pub.publish(tw)
                 executor.spin_once(timeout_sec=0.0)
                 time.sleep(0.1)
-        time.sleep(0.5)
+        deadline = time.monotonic() + 15  # the last switch is written when it is processed
+        while time.monotonic() < deadline and (
+                not (out / 'dataset.json').is_file() or len(episodes(out)) < 2):
+            time.sleep(0.1)
         assert launch.poll() is None
     finally:
         node.destroy_node()
