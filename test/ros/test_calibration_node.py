@@ -1,5 +1,5 @@
 # Copyright 2026 qvla_ros authors. Apache-2.0.
-"""calibration_node across processes: three episodes recorded equal to what was published."""
+"""calibration_node across processes: recording, instruction-driven episodes, kill -9."""
 
 import time
 
@@ -14,75 +14,108 @@ from qvla_ros.ros import qos
 from qvla_ros.ros.launcher import Launch
 
 
-def _call(node, executor, client, request, timeout=10.0):
-    future = client.call_async(request)
-    executor.spin_until_future_complete(future, timeout_sec=timeout)
-    assert future.done(), f'{client.srv_name} did not answer'
-    return future.result()
+class Driver:
+    """Test-side node: publishes the recorded topics and calls the episode services."""
+
+    def __init__(self, context):
+        import rclpy
+        from rclpy.executors import SingleThreadedExecutor
+        from std_srvs.srv import SetBool, Trigger
+        self.node = rclpy.create_node('calib_driver', context=context)
+        self.executor = SingleThreadedExecutor(context=context)
+        self.executor.add_node(self.node)
+        pre, n = '/calibration_node/', self.node
+        self.image = n.create_publisher(Image, pre + 'image', qos.sensor())
+        self.text = n.create_publisher(String, pre + 'instruction', qos.latched())
+        self.action = n.create_publisher(TwistStamped, pre + 'action', qos.commands())
+        self.gripper = n.create_publisher(Float64, pre + 'gripper', qos.commands())
+        self.joints = n.create_publisher(JointState, pre + 'proprio', qos.commands())
+        self.start = n.create_client(Trigger, pre + 'start_episode')
+        self.end = n.create_client(Trigger, pre + 'end_episode')
+        self.success = n.create_client(SetBool, pre + 'set_success')
+        self.Trigger, self.SetBool = Trigger, SetBool
+
+    def wait_matched(self):
+        assert self.end.wait_for_service(timeout_sec=30), 'calibration services never appeared'
+        deadline = time.monotonic() + 20
+        while (min(p.get_subscription_count() for p in (self.image, self.text, self.action))
+               == 0 and time.monotonic() < deadline):
+            self.executor.spin_once(timeout_sec=0.05)
+
+    def call(self, client, request, timeout=10.0):
+        future = client.call_async(request)
+        self.executor.spin_until_future_complete(future, timeout_sec=timeout)
+        assert future.done(), f'{client.srv_name} did not answer'
+        return future.result()
+
+    def publish_step(self, value=0, vx=0.0, joints=None):
+        """Publish one image (all bytes ``value``) and then one action with linear.x ``vx``."""
+        img = Image(height=4, width=4, encoding='rgb8', step=12, data=bytes([value]) * 48)
+        img.header.stamp = self.node.get_clock().now().to_msg()
+        self.image.publish(img)
+        if joints is not None:
+            js = JointState(position=list(joints))
+            js.header.stamp = img.header.stamp
+            self.joints.publish(js)
+        tw = TwistStamped()
+        tw.header.stamp = self.node.get_clock().now().to_msg()
+        tw.twist.linear.x = vx
+        self.action.publish(tw)
+        self.executor.spin_once(timeout_sec=0.0)
+
+    def stream(self, seconds):
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            self.publish_step()
+            time.sleep(0.1)
+
+
+@pytest.fixture
+def driver(rclpy_context):
+    d = Driver(rclpy_context)
+    yield d
+    d.node.destroy_node()
+
+
+def _launch(domain_id, out, *extra):
+    return Launch('calibration', domain_id=domain_id,
+                  overrides=[f'out_dir:={out}', 'min_free_mb:=1', *extra]).start()
 
 
 @pytest.mark.ros
-def test_records_three_episodes(rclpy_context, domain_id, tmp_path):
-    import rclpy
-    from rclpy.executors import SingleThreadedExecutor
-    from std_srvs.srv import SetBool, Trigger
+def test_records_three_episodes(driver, domain_id, tmp_path):
     out = tmp_path / 'calib'
-    launch = Launch('calibration', domain_id=domain_id,
-                    overrides=[f'out_dir:={out}', 'min_free_mb:=1', 'proprio_dim:=2']).start()
-    node = rclpy.create_node('calib_driver', context=rclpy_context)
-    executor = SingleThreadedExecutor(context=rclpy_context)
-    executor.add_node(node)
-    pre = '/calibration_node/'
-    img_pub = node.create_publisher(Image, pre + 'image', qos.sensor())
-    txt_pub = node.create_publisher(String, pre + 'instruction', qos.latched())
-    act_pub = node.create_publisher(TwistStamped, pre + 'action', qos.commands())
-    grip_pub = node.create_publisher(Float64, pre + 'gripper', qos.commands())
-    joint_pub = node.create_publisher(JointState, pre + 'proprio', qos.commands())
-    start = node.create_client(Trigger, pre + 'start_episode')
-    end = node.create_client(Trigger, pre + 'end_episode')
-    success = node.create_client(SetBool, pre + 'set_success')
+    launch = _launch(domain_id, out, 'proprio_dim:=2')
     published = []
     try:
-        assert end.wait_for_service(timeout_sec=30), 'calibration_node services never appeared'
-        deadline = time.monotonic() + 20
-        while (min(p.get_subscription_count() for p in (img_pub, act_pub, joint_pub)) == 0
-               and time.monotonic() < deadline):
-            executor.spin_once(timeout_sec=0.05)
+        driver.wait_matched()
         k = 0
         for ep, text in enumerate(('push the red block', 'stack green on blue',
                                    'push the blue block')):
-            txt_pub.publish(String(data=text))
-            executor.spin_once(timeout_sec=0.2)
-            assert _call(node, executor, start, Trigger.Request()).success
+            driver.text.publish(String(data=text))
+            driver.executor.spin_once(timeout_sec=0.2)
+            assert driver.call(driver.start, driver.Trigger.Request()).success
             actions = []
-            for tick in range(30):
-                now = node.get_clock().now().to_msg()
-                img = Image(height=4, width=4, encoding='rgb8', step=12,
-                            data=bytes([tick % 256]) * 48)
-                img.header.stamp = now
-                img_pub.publish(img)
-                js = JointState(position=[float(ep), float(tick)])
-                js.header.stamp = now
-                joint_pub.publish(js)
+            for tick in range(30):  # 30 Hz: an action after every third image
                 if tick % 3 == 2:
                     k += 1
-                    tw = TwistStamped()
-                    tw.header.stamp = node.get_clock().now().to_msg()
-                    tw.twist.linear.x = 0.1 * k
-                    act_pub.publish(tw)
-                    grip_pub.publish(Float64(data=float(ep)))
+                    driver.publish_step(tick, 0.1 * k, joints=(ep, tick))
+                    driver.gripper.publish(Float64(data=float(ep)))
                     actions.append((0.01 * k, tick))
-                executor.spin_once(timeout_sec=0.0)
+                else:
+                    img = Image(height=4, width=4, encoding='rgb8', step=12,
+                                data=bytes([tick]) * 48)
+                    img.header.stamp = driver.node.get_clock().now().to_msg()
+                    driver.image.publish(img)
                 time.sleep(1 / 30)
             time.sleep(0.3)
             if ep == 1:
-                assert _call(node, executor, success, SetBool.Request(data=True)).success
-            result = _call(node, executor, end, Trigger.Request())
+                assert driver.call(driver.success, driver.SetBool.Request(data=True)).success
+            result = driver.call(driver.end, driver.Trigger.Request())
             assert result.success, result.message
             published.append((text, actions))
         assert launch.poll() is None
     finally:
-        node.destroy_node()
         launch.stop()
     entries = episodes(out)
     assert [e['instruction'] for e in entries] == [t for t, _ in published]
@@ -99,50 +132,21 @@ def test_records_three_episodes(rclpy_context, domain_id, tmp_path):
 
 
 @pytest.mark.ros
-def test_kill_9_loses_only_the_episode_in_progress(rclpy_context, domain_id, tmp_path):
-    import rclpy
-    from rclpy.executors import SingleThreadedExecutor
-    from std_srvs.srv import Trigger
+def test_kill_9_loses_only_the_episode_in_progress(driver, domain_id, tmp_path):
     out = tmp_path / 'calib'
-    launch = Launch('calibration', domain_id=domain_id,
-                    overrides=[f'out_dir:={out}', 'min_free_mb:=1', 'proprio_type:=none']).start()
-    node = rclpy.create_node('calib_killer', context=rclpy_context)
-    executor = SingleThreadedExecutor(context=rclpy_context)
-    executor.add_node(node)
-    pre = '/calibration_node/'
-    img_pub = node.create_publisher(Image, pre + 'image', qos.sensor())
-    txt_pub = node.create_publisher(String, pre + 'instruction', qos.latched())
-    act_pub = node.create_publisher(TwistStamped, pre + 'action', qos.commands())
-    start = node.create_client(Trigger, pre + 'start_episode')
-    end = node.create_client(Trigger, pre + 'end_episode')
-
-    def stream(seconds):
-        t_end = time.monotonic() + seconds
-        while time.monotonic() < t_end:
-            img = Image(height=2, width=2, encoding='rgb8', step=6, data=bytes(12))
-            img.header.stamp = node.get_clock().now().to_msg()
-            img_pub.publish(img)
-            tw = TwistStamped()
-            tw.header.stamp = node.get_clock().now().to_msg()
-            act_pub.publish(tw)
-            executor.spin_once(timeout_sec=0.0)
-            time.sleep(0.1)
+    launch = _launch(domain_id, out, 'proprio_type:=none')
     try:
-        assert end.wait_for_service(timeout_sec=30)
-        deadline = time.monotonic() + 20
-        while act_pub.get_subscription_count() == 0 and time.monotonic() < deadline:
-            executor.spin_once(timeout_sec=0.05)
-        txt_pub.publish(String(data='first episode'))
-        assert _call(node, executor, start, Trigger.Request()).success
-        stream(1.0)
+        driver.wait_matched()
+        driver.text.publish(String(data='first episode'))
+        assert driver.call(driver.start, driver.Trigger.Request()).success
+        driver.stream(1.0)
         time.sleep(0.2)
-        assert _call(node, executor, end, Trigger.Request()).success
-        assert _call(node, executor, start, Trigger.Request()).success
-        stream(0.5)
+        assert driver.call(driver.end, driver.Trigger.Request()).success
+        assert driver.call(driver.start, driver.Trigger.Request()).success
+        driver.stream(0.5)
         launch.procs[0].kill()  # SIGKILL mid-episode
         launch.procs[0].wait(timeout=10)
     finally:
-        node.destroy_node()
         launch.stop()
     entries = episodes(out)
     assert [e['instruction'] for e in entries] == ['first episode']
@@ -151,46 +155,21 @@ def test_kill_9_loses_only_the_episode_in_progress(rclpy_context, domain_id, tmp
 
 
 @pytest.mark.ros
-def test_auto_split_on_instruction_change(rclpy_context, domain_id, tmp_path):
-    import rclpy
-    from rclpy.executors import SingleThreadedExecutor
+def test_auto_split_on_instruction_change(driver, domain_id, tmp_path):
     out = tmp_path / 'auto'
-    launch = Launch('calibration', domain_id=domain_id,
-                    overrides=[f'out_dir:={out}', 'min_free_mb:=1', 'proprio_type:=none',
-                               'auto_split:=true']).start()
-    node = rclpy.create_node('calib_auto', context=rclpy_context)
-    executor = SingleThreadedExecutor(context=rclpy_context)
-    executor.add_node(node)
-    pre = '/calibration_node/'
-    img_pub = node.create_publisher(Image, pre + 'image', qos.sensor())
-    txt_pub = node.create_publisher(String, pre + 'instruction', qos.latched())
-    act_pub = node.create_publisher(TwistStamped, pre + 'action', qos.commands())
+    launch = _launch(domain_id, out, 'proprio_type:=none', 'auto_split:=true')
     try:
-        deadline = time.monotonic() + 30
-        while (min(p.get_subscription_count() for p in (img_pub, txt_pub, act_pub)) == 0
-               and time.monotonic() < deadline):
-            executor.spin_once(timeout_sec=0.05)
+        driver.wait_matched()
         for text in ('push the red block', 'push the blue block', 'push the red block'):
-            txt_pub.publish(String(data=text))
-            end = time.monotonic() + 1.0
-            while time.monotonic() < end:
-                img = Image(height=2, width=2, encoding='rgb8', step=6, data=bytes(12))
-                img.header.stamp = node.get_clock().now().to_msg()
-                img_pub.publish(img)
-                tw = TwistStamped()
-                tw.header.stamp = node.get_clock().now().to_msg()
-                act_pub.publish(tw)
-                executor.spin_once(timeout_sec=0.0)
-                time.sleep(0.1)
+            driver.text.publish(String(data=text))
+            driver.stream(1.0)
         deadline = time.monotonic() + 15  # the last switch is written when it is processed
         while time.monotonic() < deadline and (
                 not (out / 'dataset.json').is_file() or len(episodes(out)) < 2):
             time.sleep(0.1)
         assert launch.poll() is None
     finally:
-        node.destroy_node()
         launch.stop()
     # The third instruction closed the second episode; the third is still in progress.
     got = [(e['instruction'], e['num_steps']) for e in episodes(out)]
-    assert [e['instruction'] for e in episodes(out)] == ['push the red block',
-                                                         'push the blue block'], got
+    assert [g[0] for g in got] == ['push the red block', 'push the blue block'], got
