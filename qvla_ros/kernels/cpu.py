@@ -52,11 +52,6 @@ def dequantize_rows_of(layout: PackedLayout, g: Group, start: int, stop: int,
     return torch.addcmul(-z * s, q, s).view(n, layout.in_features).to(dtype)
 
 
-def dequantize_group(layout: PackedLayout, g: Group, dtype: torch.dtype) -> torch.Tensor:
-    """Return the whole transient (rows, K) weight of group ``g`` in ``dtype``."""
-    return dequantize_rows_of(layout, g, 0, g.rows, dtype)
-
-
 SMALL_M = 16  # at or below this many tokens the fused extension GEMV wins (bench/kernels.py)
 
 

@@ -46,15 +46,6 @@ class QuantizedLinear(nn.Module):
         return self.inner(x)
 
 
-def plan_from_results(results: Dict[str, LayerQuant], layers: Dict[str, nn.Linear],
-                      spec: QuantSpec, method: str, target_bits: float,
-                      extra: Optional[dict] = None) -> QuantPlan:
-    """Return the QuantPlan (bits per row) of a set of results."""
-    return QuantPlan(spec, method, {k: v.bits.to(torch.uint8) for k, v in results.items()},
-                     {k: layers[k].in_features for k in results}, target_bits,
-                     extra=extra or {})
-
-
 def results_from_plan(plan: QuantPlan) -> Dict[str, LayerQuant]:
     """Return plain per-row-RTN LayerQuants for the bits of ``plan`` (QVLA's quantizer)."""
     return {k: LayerQuant(b) for k, b in plan.bits.items()}
