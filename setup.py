@@ -57,7 +57,8 @@ setup(
         ('share/' + PACKAGE + '/launch', glob('launch/*.launch.py')),
         ('share/' + PACKAGE + '/config', glob('config/*.yaml')),
         ('share/' + PACKAGE + '/msg', glob('msg/*.msg')),
-    ],
+    ] + [('share/' + PACKAGE + '/' + folder.rstrip('/'), glob(folder + '*'))
+         for folder in sorted(glob('checkpoints/*/'))],
     python_requires='>=3.10',
     install_requires=['setuptools'] + CORE,
     extras_require={'ros': ROS, 'sim': SIM, 'test': TEST},
@@ -72,6 +73,8 @@ setup(
             'policy_node = qvla_ros.ros.policy_node:main',
             'calibration_node = qvla_ros.ros.calibration_node:main',
             'synthetic_camera = qvla_ros.ros.synthetic_camera:main',
+            'sim_node = qvla_ros.ros.sim_node:main',
+            'sim_supervisor = qvla_ros.ros.sim_supervisor:main',
         ],
     },
 )

@@ -92,21 +92,49 @@ def cmd_allocate(args) -> int:
     return 0
 
 
-def cmd_quantize(args) -> int:
-    """Pack a policy with a plan and write a quantized checkpoint folder."""
+def build_quantized(model: str, out: Path, plan_dir=None, method=None, bits=None,
+                    act_bits=None, dataset=None, max_samples: int = 64, stride: int = 5,
+                    refine_fraction: float = 0.05) -> str:
+    """Write a packed checkpoint of ``model`` from a plan folder or a method at ``bits``.
+
+    Return a one-line summary with the real packed bytes.
+    """
     from qvla_ros.models.checkpoint import load_policy, save_quantized
     from qvla_ros.quant.apply import check_plan_matches, quantize_, results_from_plan
     from qvla_ros.quant.artifacts import QuantPlan
-    policy = load_policy(args.model)
-    plan = QuantPlan.load(Path(args.plan))
+    from qvla_ros.quant.methods import Calibration, MethodConfig, plan_method
+    if (plan_dir is None) == (method is None):
+        raise ValueError('give exactly one of --plan DIR or --method M (with --bits B)')
+    policy = load_policy(model)
     layers = policy.quantizable_layers()
-    check_plan_matches(layers, plan)
     fp_bytes = sum(m.weight.numel() * 2 for m in layers.values())
-    quantize_(policy, layers, results_from_plan(plan), plan.spec, mode='packed')
-    packed = sum(policy.get_submodule(k).packed_bytes() for k in plan.bits)
-    save_quantized(policy, plan, Path(args.out))
-    print(f'wrote {args.out}: quantized layers {packed} bytes vs {fp_bytes} fp16 bytes '
-          f'({packed / fp_bytes:.3f}), plan {plan.plan_id}')
+    act = None
+    if plan_dir is not None:
+        plan = QuantPlan.load(Path(plan_dir))
+        check_plan_matches(layers, plan)
+        results = results_from_plan(plan)
+    else:
+        if bits is None:
+            raise ValueError('--method needs --bits (average bits per parameter)')
+        cfg = MethodConfig(method, float(bits), act_bits, refine_fraction=refine_fraction)
+        needs_data = cfg.method not in ('rtn',)
+        if needs_data and not dataset:
+            raise ValueError(f'method {method} needs calibration data: give --dataset DIR')
+        batch = calibration_batch(policy, dataset, 0, max_samples, stride) if dataset else {}
+        results, plan, act = plan_method(policy, Calibration(batch), cfg)
+    quantize_(policy, layers, results, plan.spec, mode='packed', act=act)
+    from qvla_ros.quant.apply import layer_bytes
+    packed = sum(layer_bytes(policy.get_submodule(k)) for k in plan.bits)
+    save_quantized(policy, plan, Path(out), act)
+    return (f'quantized layers {packed} bytes vs {fp_bytes} fp16 bytes '
+            f'({packed / fp_bytes:.3f}), {plan.method}, plan {plan.plan_id}')
+
+
+def cmd_quantize(args) -> int:
+    """Pack a policy with a plan or a method and write a quantized checkpoint folder."""
+    line = build_quantized(args.model, Path(args.out), args.plan, args.method, args.bits,
+                           args.act_bits, args.dataset, args.max_samples, args.stride)
+    print(f'wrote {args.out}: {line}')
     return 0
 
 
@@ -136,6 +164,18 @@ def cmd_inspect(args) -> int:
     return 0
 
 
+def add_quant_source(p) -> None:
+    """Add --plan | --method/--bits/--act-bits and calibration options to a parser."""
+    from qvla_ros.quant.methods import METHODS
+    p.add_argument('--plan', help='plan folder from `qvla allocate`')
+    p.add_argument('--method', choices=METHODS, help='quantize with this method instead')
+    p.add_argument('--bits', type=float, help='--method: average bits per parameter')
+    p.add_argument('--act-bits', type=int, choices=[8], help='--method: W*A8 activations')
+    p.add_argument('--dataset', help='--method: calibration rollout dataset')
+    p.add_argument('--max-samples', type=int, default=64)
+    p.add_argument('--stride', type=int, default=5)
+
+
 def add_commands(sub) -> None:
     """Register the quantization subcommands on an argparse subparsers object."""
     p = sub.add_parser('sensitivity', help='measure action-space channel sensitivity')
@@ -161,9 +201,10 @@ def add_commands(sub) -> None:
     p.add_argument('--layerwise', action='store_true', help='one width per layer (ablation)')
     p.add_argument('--out', required=True)
     p.set_defaults(func=cmd_allocate)
-    p = sub.add_parser('quantize', help='pack a model with a plan -> quantized checkpoint')
+    p = sub.add_parser('quantize', help='pack a model with a plan or a method -> quantized '
+                                        'checkpoint')
     p.add_argument('--model', required=True)
-    p.add_argument('--plan', required=True)
+    add_quant_source(p)
     p.add_argument('--out', required=True)
     p.set_defaults(func=cmd_quantize)
     p = sub.add_parser('inspect', help='print a plan; --plots DIR writes PNGs')

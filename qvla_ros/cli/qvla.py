@@ -2,6 +2,8 @@
 """``qvla``: the ROS-free quantization pipeline (sensitivity, allocate, quantize, inspect)."""
 
 import argparse
+import os
+from pathlib import Path
 import sys
 from typing import List, Optional
 
@@ -17,7 +19,9 @@ def cmd_version(args) -> int:
 def cmd_sim_collect(args) -> int:
     """Record scripted-expert episodes into a rollout dataset."""
     from qvla_ros.sim.collect import collect
-    summary = collect(args.suite, args.episodes, args.out, args.seed, progress=True)
+    keep = (lambda success: success) if args.successes_only else None
+    summary = collect(args.suite, args.episodes, args.out, args.seed, progress=True,
+                      keep=keep, action_noise=args.action_noise)
     print(f'wrote {summary["written"]} episodes to {args.out}; expert success '
           f'{summary["successes"]}/{summary["episodes"]}')
     return 0
@@ -31,7 +35,8 @@ def cmd_train(args) -> int:
         raise ValueError(f'unknown config {args.config!r}; expected one of {sorted(CONFIGS)}')
     cfg = TrainConfig(steps=args.steps, batch_size=args.batch_size, lr=args.lr,
                       seed=args.seed, bf16=not args.fp32, val_every=args.val_every,
-                      save_every=args.save_every)
+                      save_every=args.save_every, crop_scale=args.crop_scale,
+                      jitter=args.jitter)
     summary = train(args.dataset, CONFIGS[args.config], args.out, cfg, progress=True)
     print(f'wrote {args.out}: {summary}')
     return 0
@@ -63,20 +68,31 @@ def cmd_eval(args) -> int:
     if not first.isdigit() or not last.isdigit() or int(last) <= int(first):
         raise ValueError(f'--seeds must be A:B with integers A < B, got {args.seeds!r}')
     seeds = range(int(first), int(last))[:args.episodes]
-    cfg = EvalConfig(args.checkpoint, args.suite, tuple(seeds), args.execute_steps,
-                     args.reference)
-    result = evaluate(cfg, workers=args.workers)
+    import tempfile
+    with tempfile.TemporaryDirectory(prefix='qvla-eval-') as tmp:
+        model, reference = args.checkpoint, args.reference
+        if args.plan or args.method:
+            from qvla_ros.cli.quant_cmds import build_quantized
+            model = str(Path(tmp) / 'quantized')
+            print(build_quantized(args.checkpoint, Path(model), args.plan, args.method,
+                                  args.bits, args.act_bits, args.dataset, args.max_samples,
+                                  args.stride))
+            reference = reference or args.checkpoint
+        cfg = EvalConfig(model, args.suite, tuple(seeds), args.execute_steps, reference)
+        result = evaluate(cfg, workers=args.workers)
     low, high = result['wilson95']
-    print(f'{args.checkpoint} on {args.suite}: success {result["successes"]}/'
+    what = args.checkpoint + (' (quantized)' if args.plan or args.method else '')
+    print(f'{what} on {args.suite}: success {result["successes"]}/'
           f'{result["episodes"]} = {100 * result["success_rate"]:.1f} % '
           f'(Wilson 95 % {100 * low:.1f}-{100 * high:.1f}), policy latency '
           f'{result["policy_latency_ms"]:.1f} ms, packed bytes {result["packed_bytes"]}')
     if result['mean_deviation'] is not None:
-        print(f'deviation from {args.reference}: mean {result["mean_deviation"]:.4g}, final '
+        print(f'deviation from {cfg.reference}: mean {result["mean_deviation"]:.4g}, final '
               f'step {result["final_step_deviation"]:.4g}')
     if args.out:
-        from pathlib import Path
-        Path(args.out).write_text(json.dumps(result, indent=1))
+        tmp = Path(args.out).with_name(f'.{Path(args.out).name}.tmp')
+        tmp.write_text(json.dumps(result, indent=1))
+        os.replace(tmp, args.out)
     return 0
 
 
@@ -85,7 +101,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog='qvla', description=__doc__)
     sub = parser.add_subparsers(dest='command', required=True)
     sub.add_parser('version', help='print versions').set_defaults(func=cmd_version)
-    from qvla_ros.cli.quant_cmds import add_commands
+    from qvla_ros.cli.quant_cmds import add_commands, add_quant_source
     add_commands(sub)
     p = sub.add_parser('train', help='behaviour-clone qvla-ref on a rollout dataset')
     p.add_argument('--dataset', required=True)
@@ -98,6 +114,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument('--val-every', type=int, default=250)
     p.add_argument('--save-every', type=int, default=250)
     p.add_argument('--fp32', action='store_true', help='disable bf16 autocast')
+    p.add_argument('--crop-scale', type=float, default=0.9,
+                   help='random-crop area fraction (1.0: no crop)')
+    p.add_argument('--jitter', type=float, default=0.1, help='colour jitter strength')
     p.set_defaults(func=cmd_train)
     p = sub.add_parser('calibrate', help='calibration data tools')
     cal = p.add_subparsers(dest='calibrate_command', required=True)
@@ -118,13 +137,15 @@ def build_parser() -> argparse.ArgumentParser:
     c.set_defaults(func=cmd_from_bag)
     p = sub.add_parser('eval', help='closed-loop success rate on a simulated suite')
     p.add_argument('--suite', default='tabletop', choices=['tabletop', 'metaworld'])
-    p.add_argument('--checkpoint', required=True, help='model spec or checkpoint folder')
+    p.add_argument('--checkpoint', required=True, help='model spec or checkpoint folder (FP '
+                   'when --plan or --method quantizes it first)')
     p.add_argument('--reference', help='FP model to measure action deviation against')
     p.add_argument('--episodes', type=int, default=100)
     p.add_argument('--seeds', default='100000:100100', help='A:B, disjoint from training')
     p.add_argument('--execute-steps', type=int, default=4)
     p.add_argument('--workers', type=int, default=2)
     p.add_argument('--out', help='write the full result JSON here')
+    add_quant_source(p)
     p.set_defaults(func=cmd_eval)
     p = sub.add_parser('sim', help='simulation tools')
     sim = p.add_subparsers(dest='sim_command', required=True)
@@ -132,6 +153,9 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument('--suite', default='tabletop', choices=['tabletop', 'metaworld'])
     c.add_argument('--episodes', type=int, required=True)
     c.add_argument('--seed', type=int, default=0, help='first episode seed')
+    c.add_argument('--action-noise', type=float, default=0.0,
+                   help='std of noise added to executed actions (labels stay clean)')
+    c.add_argument('--successes-only', action='store_true', help='drop failed episodes')
     c.add_argument('--out', required=True)
     c.set_defaults(func=cmd_sim_collect)
     return parser

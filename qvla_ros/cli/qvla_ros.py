@@ -58,7 +58,43 @@ def cmd_launch(args) -> int:
 
 
 def cmd_demo(args) -> int:
-    """Start the demo launch, enable the policy and print the actions it publishes."""
+    """Run the sim demo launch (sim, quantized policy, supervisor) and print its results."""
+    import json
+    import time
+    from qvla_ros.ros.launcher import Launch
+    out = Path(args.out).resolve()
+    summary_path = out / 'summary.json'
+    if summary_path.exists():
+        summary_path.unlink()
+    overrides = [f'episodes:={args.episodes}', f'out_dir:={out}']
+    if args.model:
+        overrides.append(f'model:={args.model}')
+    start = time.monotonic()
+    code = Launch('sim_demo', overrides=overrides, domain_id=args.domain_id).run()
+    wall = time.monotonic() - start
+    if code != 0 or not summary_path.is_file():
+        print(f'demo failed: the launch ended with code {code}; see the node logs above',
+              file=sys.stderr)
+        return 1
+    s = json.loads(summary_path.read_text())
+    print(f'\nqvla_ros sim demo: tabletop over ROS 2, policy {s["model_id"]} '
+          f'(plan {s["plan_id"] or "none: full precision"})')
+    for r in s['per_episode']:
+        print(f'  episode {r["episode"]} seed {r["seed"]:>6}  {r["instruction"]:<40} '
+              f'{"success" if r["success"] else "FAIL   "}  {r["steps"]:>2} steps '
+              f'{r["wall_s"]:5.1f} s')
+    low, high = s['wilson95']
+    fmt = (lambda v, unit: f'{v:.1f} {unit}' if v is not None else 'n/a')  # noqa: E731
+    print(f'success: {s["successes"]}/{s["episodes"]} = {100 * s["success_rate"]:.0f} % '
+          f'(Wilson 95 %: {100 * low:.0f}-{100 * high:.0f} %)')
+    print(f'policy latency p50 {fmt(s["latency_p50_ms"], "ms")}, p99 '
+          f'{fmt(s["latency_p99_ms"], "ms")}; control rate {fmt(s["control_rate_hz"], "Hz")}')
+    print(f'wall time {wall:.0f} s; wrote {summary_path} and {out / "episode0.png"}')
+    return 0
+
+
+def cmd_demo_toy(args) -> int:
+    """Start the toy demo launch, enable the policy and print the actions it publishes."""
     from qvla_ros.ros.launcher import Launch
     from qvla_ros.ros.watch import run_collect
     launch = Launch('demo', domain_id=args.domain_id).start()
@@ -105,11 +141,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument('--domain-id', type=int)
     p.add_argument('overrides', nargs='*', help='name:=value parameter overrides')
     p.set_defaults(func=cmd_launch)
-    p = sub.add_parser('demo', help='the demo: print actions published by policy_node')
+    p = sub.add_parser('demo', help='the main job: the sim driven over ROS 2 by the quantized '
+                                    'reference policy; prints success and latency')
+    p.add_argument('--episodes', type=int, default=10)
+    p.add_argument('--out', default='demo_out', help='folder for summary.json and the PNG')
+    p.add_argument('--model', help='checkpoint folder (default: config/sim_demo.yaml)')
+    p.add_argument('--domain-id', type=int)
+    p.set_defaults(func=cmd_demo)
+    p = sub.add_parser('demo-toy', help='toy demo: print actions published by policy_node')
     p.add_argument('--count', type=int, default=20, help='commands to print')
     p.add_argument('--timeout', type=float, default=60.0, help='seconds before giving up')
     p.add_argument('--domain-id', type=int)
-    p.set_defaults(func=cmd_demo)
+    p.set_defaults(func=cmd_demo_toy)
     return parser
 
 

@@ -152,12 +152,19 @@ def _random_init(spec: str) -> Optional[nn.Module]:
     return build_reference(CONFIGS[name[4:]], int(seed or 0))
 
 
-def load_policy(spec: str) -> nn.Module:
-    """Return a policy: toy[:SEED], ref-<tiny|small|...>[:SEED] or a checkpoint folder."""
+def load_policy(spec: str, unnorm_key: Optional[str] = None) -> nn.Module:
+    """Return a policy: toy[:SEED], ref-<tiny|small|...>[:SEED] or a checkpoint folder.
+
+    A folder is one of ours (FP or packed) or an upstream OpenVLA / OpenVLA-OFT folder;
+    ``unnorm_key`` picks the upstream norm stats when they hold several datasets.
+    """
     model = _random_init(spec)
     if model is not None:
         return model
     folder = Path(spec)
+    from qvla_ros.models.openvla_loader import is_upstream_folder, load_openvla
+    if is_upstream_folder(folder):
+        return load_openvla(folder, unnorm_key)
     path = folder / 'config.json'
     if not path.is_file():
         raise FileNotFoundError(f'{path} does not exist; expected toy[:SEED], '

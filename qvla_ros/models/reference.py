@@ -71,7 +71,8 @@ CONFIGS = {
     'tiny': RefConfig(image_size=64, patch_size=16, vision_hidden=64, vision_layers=2,
                       vision_heads=2, vision_mlp=128, hidden=64, layers=2, heads=2, mlp=128,
                       vocab=512, head_hidden=64),
-    'small': RefConfig(),
+    'small': RefConfig(vision_layers=4, vision_mlp=768, mlp=1024, vocab=1024,
+                       max_text_tokens=12, head_hidden=256),
     'openvla-oft-7b': RefConfig(image_size=224, patch_size=14, vision_hidden=1152,
                                 vision_layers=27, vision_heads=16, vision_mlp=4304,
                                 hidden=4096, layers=32, heads=32, mlp=11008, vocab=32000,
@@ -108,6 +109,9 @@ class ReferenceVLA(nn.Module):
         llama._attn_implementation = 'sdpa'
         self.language = LlamaModel(llama)
         self.proprio_proj = nn.Linear(c.proprio_dim, c.hidden)
+        # proprio standardisation, fitted by training and saved with the weights
+        self.register_buffer('proprio_mean', torch.zeros(c.proprio_dim))
+        self.register_buffer('proprio_std', torch.ones(c.proprio_dim))
         self.action_queries = nn.Parameter(torch.randn(c.chunk_size * c.action_dim, c.hidden)
                                            * 0.02)
         self.action_head = nn.Sequential(
@@ -133,7 +137,8 @@ class ReferenceVLA(nn.Module):
         pixels = batch['image'] * 2.0 - 1.0  # SigLIP expects [-1, 1]
         vis = self.projector(self.vision(pixel_values=pixels).last_hidden_state)  # (B, P, D)
         text = self.language.embed_tokens(batch['tokens'])  # (B, T, D)
-        prop = self.proprio_proj(batch['proprio']).unsqueeze(1)  # (B, 1, D)
+        prop = (batch['proprio'] - self.proprio_mean) / self.proprio_std  # (B, P)
+        prop = self.proprio_proj(prop).unsqueeze(1)  # (B, 1, D)
         queries = self.action_queries.unsqueeze(0).expand(vis.shape[0], -1, -1)  # (B, HA, D)
         tokens = torch.cat([vis, text, prop, queries], dim=1)  # (B, N, D)
         ones = torch.ones(vis.shape[0], vis.shape[1], device=vis.device)

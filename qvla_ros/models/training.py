@@ -95,7 +95,11 @@ class ChunkDataset:
 
 def augment(img: torch.Tensor, gen: torch.Generator, cfg: TrainConfig,
             size: int) -> torch.Tensor:
-    """Random crop (area ``crop_scale``) resized to ``size``, then colour jitter; (B, 3, S, S)."""
+    """Random crop (area ``crop_scale``) resized to ``size``, then colour jitter; (B, 3, S, S).
+
+    With ``crop_scale`` < 1 the policy sees zoomed-in views in training but full frames at
+    inference, which hurts a fixed-camera policy; the shipped recipes use 1.0 (jitter only).
+    """
     b, _, h, w = img.shape
     side = math.sqrt(cfg.crop_scale)
     ch, cw = int(h * side), int(w * side)
@@ -181,6 +185,8 @@ def train(root: Path, config: RefConfig, out: Path, cfg: TrainConfig,
     data = ChunkDataset(root, config, train_eps, normalizer)
     val = ChunkDataset(root, config, val_eps, normalizer) if val_eps else None
     model = build_reference(config, cfg.seed, normalizer).train()
+    model.proprio_mean.copy_(data.proprio.mean(0))
+    model.proprio_std.copy_(data.proprio.std(0).clamp_min(1e-3))
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(cfg))
     step, log = 0, []

@@ -77,8 +77,12 @@ def row_cost(bits: int, in_features: int, budget: str, group_size: Optional[int]
     return 4.0 * words_per_row(in_features, bits) + 4.0 * groups + 4  # words, scale+zero, idx
 
 
-def _tables(scores, sens_bits, in_features, cfg):
-    """Return per-layer (S (N, m), C (N, m)) with levels ordered high -> low bits."""
+def _tables(scores, sens_bits, in_features, cfg, multiplicity=None):
+    """Return per-layer (S (N, m), C (N, m)) with levels ordered high -> low bits.
+
+    ``multiplicity[name]``: how many physical rows one scored row stands for (layer-wise
+    allocation scores a whole layer as one row); its costs scale with it.
+    """
     levels = sorted(cfg.candidates, reverse=True)
     missing = [b for b in levels if b != 16 and b not in sens_bits]
     if missing:
@@ -91,15 +95,17 @@ def _tables(scores, sens_bits, in_features, cfg):
                 for b in levels]
         S = np.stack(cols, 1)  # (N, m)
         C = np.tile([row_cost(b, k, cfg.budget, cfg.group_size) for b in levels], (n, 1))
-        tables[name] = (S, C)
+        tables[name] = (S, C * (multiplicity or {}).get(name, 1))
     return levels, tables
 
 
 def greedy_allocate(scores: Dict[str, torch.Tensor], sens_bits: Sequence[int],
-                    in_features: Dict[str, int], cfg: AllocationConfig) -> Allocation:
+                    in_features: Dict[str, int], cfg: AllocationConfig,
+                    multiplicity: Optional[Dict[str, int]] = None) -> Allocation:
     """Return the Eq. 8 greedy allocation, computed in vectorised form."""
     sens_bits = list(sens_bits)
-    levels, tables = _tables(scores, sens_bits, in_features, cfg)
+    mult = multiplicity or {}
+    levels, tables = _tables(scores, sens_bits, in_features, cfg, mult)
     names = sorted(scores)
     keys, layer_id, row_id, step_id, saved, prune = [], [], [], [], [], []
     for li, name in enumerate(names):
@@ -136,7 +142,7 @@ def greedy_allocate(scores: Dict[str, torch.Tensor], sens_bits: Sequence[int],
         valid &= ~blocked[order]
     order = order[valid]
     total0 = sum(float(tables[n][1][:, 0].sum()) for n in names)
-    params = sum(scores[n].shape[1] * in_features[n] for n in names)
+    params = sum(scores[n].shape[1] * in_features[n] * mult.get(n, 1) for n in names)
     budget = _budget(cfg, params)
     remaining = total0 - np.cumsum(dsave[order])
     hit = np.nonzero(remaining <= budget + 1e-9)[0]
@@ -151,7 +157,7 @@ def greedy_allocate(scores: Dict[str, torch.Tensor], sens_bits: Sequence[int],
         take = int(hit[0]) + 1
     taken = order[:take]
     return _result(names, scores, levels, tables, lid[taken], rid[taken], in_features,
-                   budget, total0 - float(dsave[taken].sum()), take)
+                   budget, total0 - float(dsave[taken].sum()), take, mult)
 
 
 def _rank_within(groups: np.ndarray) -> np.ndarray:
@@ -175,16 +181,18 @@ def _avg_bits(cost, cfg, params) -> float:
     return cost / params if cfg.budget == 'params' else 8.0 * cost / params
 
 
-def _result(names, scores, levels, tables, lids, rids, in_features, budget, used, steps):
+def _result(names, scores, levels, tables, lids, rids, in_features, budget, used, steps,
+            multiplicity=None):
     bits, total_s, bit_params, params = {}, 0.0, 0.0, 0
     for li, name in enumerate(names):
         n = scores[name].shape[1]
+        k = in_features[name] * (multiplicity or {}).get(name, 1)
         count = np.bincount(rids[lids == li], minlength=n)  # steps taken per row
         lv = np.asarray(levels)[count]
         bits[name] = torch.from_numpy(lv.astype(np.uint8))
         total_s += float(tables[name][0][np.arange(n), count].sum())
-        bit_params += float(lv.sum()) * in_features[name]
-        params += n * in_features[name]
+        bit_params += float(lv.sum()) * k
+        params += n * k
     return Allocation(bits, bit_params / params, total_s, used, budget, steps)
 
 

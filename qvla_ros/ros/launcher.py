@@ -21,12 +21,17 @@ from qvla_ros.ros.env import loopback_env, share_directory
 
 @dataclass(frozen=True)
 class NodeSpec:
-    """One node of a launch: executable, node name, params file and remappings."""
+    """One node of a launch: executable, node name, params file and remappings.
+
+    ``ends_launch``: when this node exits, the launch stops and returns its exit code (the
+    launch file's ``on_exit=Shutdown()``).
+    """
 
     executable: str
     name: str
     params_file: str
     remappings: Tuple[Tuple[str, str], ...] = ()
+    ends_launch: bool = False
 
 
 # Mirrors launch/*.launch.py; test/ros/test_launcher.py checks that the two agree.
@@ -38,6 +43,16 @@ LAUNCHES: Dict[str, Tuple[NodeSpec, ...]] = {
         NodeSpec('policy_node', 'policy_node', 'demo.yaml', (
             ('/policy_node/image', '/synthetic_camera/image'),
             ('/policy_node/instruction', '/synthetic_camera/instruction'))),
+    ),
+    'sim_demo': (
+        NodeSpec('sim_node', 'sim_node', 'sim_demo.yaml', (
+            ('/sim_node/delta_twist_cmds', '/policy_node/delta_twist_cmds'),
+            ('/sim_node/gripper_cmd', '/policy_node/gripper_cmd'))),
+        NodeSpec('policy_node', 'policy_node', 'sim_demo.yaml', (
+            ('/policy_node/image', '/sim_node/image'),
+            ('/policy_node/instruction', '/sim_node/instruction'),
+            ('/policy_node/proprio', '/sim_node/proprio'))),
+        NodeSpec('sim_supervisor', 'sim_supervisor', 'sim_demo.yaml', ends_launch=True),
     ),
 }
 
@@ -113,11 +128,24 @@ class Launch:
         return self
 
     def poll(self) -> Optional[int]:
-        """Return the exit code of the first node that died, or None while all run."""
+        """Return the exit code of the first node that ended, or None while all run."""
         for proc in self.procs:
             code = proc.poll()
             if code is not None:
                 return code
+        return None
+
+    def finished(self) -> Optional[int]:
+        """Return the launch's result once it is over, else None.
+
+        The launch is over when a node that ``ends_launch`` exits (its code) or when any other
+        node dies (its code, or 1 if it exited 0).
+        """
+        for spec, proc in zip(LAUNCHES[self.name], self.procs):
+            code = proc.poll()
+            if code is None:
+                continue
+            return code if spec.ends_launch or code != 0 else 1
         return None
 
     def stop(self, timeout: float = 10.0) -> None:
@@ -134,13 +162,13 @@ class Launch:
                 proc.wait()
 
     def run(self) -> int:
-        """Supervise until Ctrl-C (exit 0) or a node dies (its code, or 1 if it was 0)."""
+        """Supervise until Ctrl-C (exit 0) or the launch is over (see ``finished``)."""
         self.start()
         try:
             while True:
-                code = self.poll()
+                code = self.finished()
                 if code is not None:
-                    return code if code != 0 else 1
+                    return code
                 time.sleep(0.2)
         except KeyboardInterrupt:
             return 0

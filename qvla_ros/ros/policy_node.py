@@ -21,7 +21,7 @@ from qvla_ros_interfaces.msg import ActionChunk as ActionChunkMsg, PolicyStatus
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.executors import MultiThreadedExecutor, SingleThreadedExecutor
 from rclpy.lifecycle import LifecycleNode, TransitionCallbackReturn
-from sensor_msgs.msg import Image
+from sensor_msgs.msg import Image, JointState
 from std_msgs.msg import Float64, String
 from std_srvs.srv import SetBool
 
@@ -39,9 +39,15 @@ STATE_NAMES = {PolicyStatus.UNCONFIGURED: 'UNCONFIGURED', PolicyStatus.INACTIVE:
 
 def load_for_node(model: str, seed: int):
     """Return (policy, model id, plan id): 'toy' is random-init with ``seed``, else a folder."""
+    from pathlib import Path
     from qvla_ros.models.checkpoint import load_policy, plan_id_of
+    from qvla_ros.ros.env import share_directory
     if model == 'toy':
         return load_policy(f'toy:{seed}'), f'toy:{seed}', ''
+    path = Path(model)
+    if not path.is_absolute() and not path.exists():
+        shared = share_directory() / path  # checkpoints installed with the package
+        model = str(shared) if shared.exists() else model
     return load_policy(model), model, plan_id_of(model)
 
 
@@ -58,6 +64,8 @@ class PolicyNode(LifecycleNode):
         self._image_time = 0.0
         self._image_used = True
         self._instruction: Optional[str] = None
+        self._proprio: Optional[np.ndarray] = None
+        self._proprio_time = 0.0
         self._enabled = False
         self._health = PolicyStatus.UNCONFIGURED
         self._last_error = ''
@@ -69,6 +77,7 @@ class PolicyNode(LifecycleNode):
         self._diag_pub = self.create_publisher(DiagnosticArray, '~/status', qos.commands())
         self.create_subscription(Image, '~/image', self._on_image, qos.sensor())
         self.create_subscription(String, '~/instruction', self._on_instruction, qos.latched())
+        self.create_subscription(JointState, '~/proprio', self._on_proprio, qos.sensor())
         self.create_service(SetBool, '~/enable', self._on_enable)
         self.create_timer(1.0, self._publish_status)
 
@@ -143,6 +152,14 @@ class PolicyNode(LifecycleNode):
                 self._frames_dropped += 1
             self._image, self._image_time, self._image_used = rgb, time.monotonic(), False
 
+    def _on_proprio(self, msg: JointState):
+        values = np.asarray(msg.position, dtype=np.float32)
+        if values.size == 0 or not np.all(np.isfinite(values)):
+            self._last_error = 'proprio rejected: expected finite JointState.position values'
+            return
+        with self._data_lock:
+            self._proprio, self._proprio_time = values, time.monotonic()
+
     def _on_instruction(self, msg: String):
         try:
             text = validate_instruction(msg.data)
@@ -171,10 +188,16 @@ class PolicyNode(LifecycleNode):
             return 'waiting for an instruction on ~/instruction'
         if self._image is None:
             return 'waiting for a frame on ~/image'
+        timeout = self.get_parameter('image_timeout').value
         age = time.monotonic() - self._image_time
-        if age > self.get_parameter('image_timeout').value:
-            return f'camera frame is {age:.2f} s old (image_timeout ' \
-                   f'{self.get_parameter("image_timeout").value} s)'
+        if age > timeout:
+            return f'camera frame is {age:.2f} s old (image_timeout {timeout} s)'
+        if self.get_parameter('require_proprio').value:
+            if self._proprio is None:
+                return 'waiting for proprio on ~/proprio (require_proprio is true)'
+            age = time.monotonic() - self._proprio_time
+            if age > timeout:
+                return f'proprio is {age:.2f} s old (image_timeout {timeout} s)'
         return None
 
     def _on_infer(self):
@@ -182,7 +205,8 @@ class PolicyNode(LifecycleNode):
         with self._data_lock:
             if self._stale() is not None or not self._schedule.needs_plan(now):
                 return
-            obs = Observation({'camera': self._image}, self._instruction, stamp_ns=now)
+            proprio = self._proprio if self._proprio is not None else np.zeros(0, np.float32)
+            obs = Observation({'camera': self._image}, self._instruction, proprio, now)
             self._image_used = True
         start = time.perf_counter()
         try:
@@ -231,9 +255,10 @@ class PolicyNode(LifecycleNode):
         ang = action[3:6] / dt if action.size >= 6 else np.zeros(3)
         twist.twist.linear.x, twist.twist.linear.y, twist.twist.linear.z = map(float, lin)
         twist.twist.angular.x, twist.twist.angular.y, twist.twist.angular.z = map(float, ang)
-        self._pubs['twist'].publish(twist)
+        # the gripper goes first, so a consumer that steps on each twist sees both halves
         if not hold_gripper and action.size >= 7:
             self._pubs['gripper'].publish(Float64(data=float(action[6])))
+        self._pubs['twist'].publish(twist)
 
     def _publish_hold(self):
         """Zero twist; the gripper keeps its last command (nothing is sent)."""

@@ -41,6 +41,8 @@ PARAMETERS = {
     'action_high': ([0.0], 'per-dimension upper clamp', True, None),
     'image_timeout': (0.5, 'seconds without a camera frame before commands stop', False,
                       (0.01, 10.0)),
+    'require_proprio': (False, 'wait for ~/proprio (JointState positions) before acting, and '
+                               'treat it like a camera frame for image_timeout', True, None),
     'max_image_pixels': (2048 * 2048, 'larger frames are rejected', False, (1, 2**26)),
     'frame_id': ('base_link', 'frame_id stamped on published commands', False, None),
 }

@@ -24,11 +24,16 @@ def make_env(suite: str, render: bool = True):
 
 
 def collect(suite: str, episodes: int, out: Path, seed: int = 0, progress: bool = False,
-            keep: Optional[Callable[[bool], bool]] = None) -> dict:
+            keep: Optional[Callable[[bool], bool]] = None, action_noise: float = 0.0) -> dict:
     """Record ``episodes`` expert episodes with seeds seed, seed+1, ...; return a summary.
 
     ``keep(success)`` filters episodes (default: keep all, failures flagged in the index).
+    ``action_noise`` > 0 adds Gaussian noise of that standard deviation (action units) to every
+    executed dimension but the gripper, while the dataset records the expert's clean action: the
+    states drift off the expert's path and the labels show how to recover (DART-style).
     """
+    if action_noise < 0:
+        raise ValueError(f'action_noise must be >= 0, got {action_noise}')
     env = make_env(suite)
     writer = RolloutWriter(out, DatasetInfo(env.action_dim, env.proprio_dim, env.control_hz,
                                             (env.camera,)))
@@ -37,6 +42,7 @@ def collect(suite: str, episodes: int, out: Path, seed: int = 0, progress: bool 
         for i in tqdm(range(episodes), desc=f'collect {suite}', disable=not progress):
             obs, text = env.reset(seed + i)
             expert = env.expert()
+            rng = np.random.default_rng((seed + i, 7))
             images, proprio, actions = [], [], []
             done, success = False, False
             while not done:
@@ -44,7 +50,10 @@ def collect(suite: str, episodes: int, out: Path, seed: int = 0, progress: bool 
                 images.append(obs['image'])
                 proprio.append(obs['proprio'])
                 actions.append(action)
-                obs, success, done = env.step(action)
+                executed = action.copy()
+                if action_noise > 0:
+                    executed[:-1] += rng.normal(0.0, action_noise, executed.size - 1)
+                obs, success, done = env.step(executed)
             successes += int(success)
             if keep is not None and not keep(success):
                 continue

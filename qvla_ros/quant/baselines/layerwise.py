@@ -16,8 +16,8 @@ def layerwise_allocate(scores: Dict[str, torch.Tensor], sens_bits: Sequence[int]
                        in_features: Dict[str, int], cfg: AllocationConfig) -> Allocation:
     """Return an allocation where every row of a layer shares that layer's bits."""
     agg = {k: s.double().sum(1, keepdim=True).float() for k, s in scores.items()}  # (nb, 1)
-    sizes = {k: in_features[k] * s.shape[1] for k, s in scores.items()}
-    per_layer = greedy_allocate(agg, sens_bits, sizes, cfg)
+    rows = {k: s.shape[1] for k, s in scores.items()}  # one item stands for N rows
+    per_layer = greedy_allocate(agg, sens_bits, in_features, cfg, multiplicity=rows)
     bits = {k: per_layer.bits[k].expand(scores[k].shape[1]).clone() for k in scores}
     total = sum(float(scores[k][list(sens_bits).index(int(b))].sum()) if int(b) != 16 else 0.0
                 for k, b in ((k, per_layer.bits[k][0]) for k in scores))

@@ -1,0 +1,181 @@
+# Copyright 2026 qvla_ros authors. Apache-2.0.
+"""Every quantization method behind one call: (policy, calibration, method, budget) -> plan.
+
+The closed-loop comparison and ``qvla quantize --method`` use this, so every method is packed
+by the same code (``apply.quantize_``) with the same quantizer spec and counted in real bytes.
+
+* ``qvla``: action-space hybrid sensitivity (proxy + exact refinement) and the Eq. 8 greedy;
+* ``qvla-exact``: the same with exact sensitivity for every row (slow; small models only);
+* ``qvla-release``: the official release's Hessian proxy and absolute-cost greedy;
+* ``layerwise``: one width per layer from the action-space sensitivity;
+* ``rtn``, ``awq``, ``gptq``: uniform per-channel widths (the largest of 2/3/4/8 <= budget);
+* ``smoothquant``: uniform widths with SmoothQuant scales and A8 activations (W8A8, W4A8).
+
+Mixed-width methods allocate against the budget in real packed bytes (scales and zeros
+included), so their bytes match a uniform method's at the same nominal width.
+"""
+
+from dataclasses import dataclass, field
+import time
+from typing import Dict, Optional, Tuple
+
+import torch
+
+from qvla_ros.quant.activation import ActSpec
+from qvla_ros.quant.allocation import AllocationConfig, greedy_allocate
+from qvla_ros.quant.artifacts import QuantPlan
+from qvla_ros.quant.baselines import LayerQuant
+from qvla_ros.quant.policy import Batch, QuantPolicy
+from qvla_ros.quant.spec import QuantSpec
+
+METHODS = ('qvla', 'qvla-exact', 'qvla-release', 'layerwise', 'rtn', 'smoothquant', 'awq',
+           'gptq')
+SENSITIVITY_METHODS = {'qvla': 'hybrid', 'qvla-exact': 'exact', 'layerwise': 'hybrid'}
+UNIFORM_BITS = (2, 3, 4, 8)
+SENS_BITS = (0, 2, 4, 8)
+
+
+@dataclass(frozen=True)
+class MethodConfig:
+    """Which method at which budget; ``act_bits`` = 8 quantizes activations too (W*A8)."""
+
+    method: str
+    target_bits: float
+    act_bits: Optional[int] = None
+    candidates: Tuple[int, ...] = (0, 2, 4, 8, 16)
+    max_prune_fraction: float = 0.5
+    projections: int = 8
+    refine_fraction: float = 0.05
+    spec: QuantSpec = field(default_factory=QuantSpec)
+    version: int = 1
+
+    def __post_init__(self):
+        if self.method not in METHODS:
+            raise ValueError(f'unknown method {self.method!r}; expected one of {METHODS}')
+        if not 2.0 <= self.target_bits <= 16.0:
+            raise ValueError(f'target_bits must be in [2, 16], got {self.target_bits}')
+        if self.method == 'smoothquant' and self.act_bits is None:
+            object.__setattr__(self, 'act_bits', 8)
+
+    @property
+    def uniform(self) -> bool:
+        """True for methods that give every row the same width."""
+        return self.method in ('rtn', 'smoothquant', 'awq', 'gptq')
+
+
+def uniform_bits(target_bits: float) -> int:
+    """Return the largest uniform width in UNIFORM_BITS that fits ``target_bits``."""
+    fits = [b for b in UNIFORM_BITS if b <= target_bits + 1e-9]
+    if not fits:
+        raise ValueError(f'no uniform width <= {target_bits} bits; expected >= 2')
+    return max(fits)
+
+
+@dataclass
+class Calibration:
+    """What the methods measure once per model and reuse for every budget.
+
+    scores: action-space sensitivity per method name ('hybrid' / 'exact'), each
+    {layer: (len(SENS_BITS), N)}; inputs: per-layer input statistics (GPTQ, AWQ,
+    SmoothQuant, release proxy).
+    """
+
+    batch: Batch
+    scores: Dict[str, Dict[str, torch.Tensor]] = field(default_factory=dict)
+    inputs: Optional[dict] = None
+    seconds: Dict[str, float] = field(default_factory=dict)
+
+
+def _sensitivity(policy, calib: Calibration, kind: str, cfg: MethodConfig):
+    if kind not in calib.scores:
+        from qvla_ros.quant.sensitivity import measure, SensitivityConfig
+        t0 = time.perf_counter()
+        scfg = SensitivityConfig(bits=SENS_BITS, method=kind, projections=cfg.projections,
+                                 refine_fraction=cfg.refine_fraction, spec=cfg.spec)
+        calib.scores[kind] = measure(policy, calib.batch, scfg)[0]
+        calib.seconds[f'sensitivity_{kind}'] = time.perf_counter() - t0
+    return calib.scores[kind]
+
+
+def _inputs(policy, calib: Calibration):
+    if calib.inputs is None:
+        from qvla_ros.quant.calibration import collect_inputs
+        t0 = time.perf_counter()
+        calib.inputs = collect_inputs(policy, calib.batch)
+        calib.seconds['inputs'] = time.perf_counter() - t0
+    return calib.inputs
+
+
+def _uniform_results(policy, layers, calib, cfg: MethodConfig) -> Dict[str, LayerQuant]:
+    bits = uniform_bits(cfg.target_bits)
+    if cfg.method == 'rtn':
+        from qvla_ros.quant.baselines.rtn import rtn
+        return rtn(layers, bits)
+    stats = _inputs(policy, calib)
+    out = {}
+    for name, lin in layers.items():
+        s = stats[name]
+        if cfg.method == 'smoothquant':
+            from qvla_ros.quant.baselines.smoothquant import smoothquant_layer
+            out[name] = smoothquant_layer(lin.weight, s.absmax, bits)
+        elif cfg.method == 'awq':
+            from qvla_ros.quant.baselines.awq import awq_layer
+            out[name] = awq_layer(lin.weight, s.sample, bits, cfg.spec)
+        else:
+            from qvla_ros.quant.baselines.gptq import gptq_layer
+            rows = torch.full((lin.out_features,), bits, dtype=torch.uint8)
+            out[name] = gptq_layer(lin.weight, s.hessian(), rows, cfg.spec, act_order=True)
+    return out
+
+
+def equal_bytes_target(layers, cfg: MethodConfig) -> float:
+    """Return the byte-budget target (bits/param) that buys what a uniform method pays.
+
+    A uniform width t costs every row t K / 8 bytes plus its scale, zero and index; a mixed
+    plan gets the same total, so pruned rows hand their overhead back as payload bits.
+    """
+    from qvla_ros.quant.allocation import row_cost
+    params = sum(m.weight.numel() for m in layers.values())
+    overhead = sum(m.out_features * (row_cost(2, m.in_features, 'bytes', cfg.spec.group_size)
+                                     - 2 * m.in_features / 8) for m in layers.values())
+    return cfg.target_bits + 8.0 * overhead / params
+
+
+def _mixed_bits(policy, layers, calib, cfg: MethodConfig) -> Dict[str, torch.Tensor]:
+    in_features = {k: m.in_features for k, m in layers.items()}
+    acfg = AllocationConfig(target_bits=min(16.0, equal_bytes_target(layers, cfg)),
+                            candidates=cfg.candidates, budget='bytes',
+                            max_prune_fraction=cfg.max_prune_fraction,
+                            group_size=cfg.spec.group_size)
+    if cfg.method == 'qvla-release':
+        from qvla_ros.quant.baselines.release import release_allocate, release_proxy
+        stats = _inputs(policy, calib)
+        proxy = {k: release_proxy(m.weight, stats[k].hessian(), SENS_BITS)
+                 for k, m in layers.items()}
+        return release_allocate(proxy, SENS_BITS, cfg.target_bits, cfg.candidates)
+    scores = _sensitivity(policy, calib, SENSITIVITY_METHODS[cfg.method], cfg)
+    if cfg.method == 'layerwise':
+        from qvla_ros.quant.baselines.layerwise import layerwise_allocate
+        return layerwise_allocate(scores, SENS_BITS, in_features, acfg).bits
+    return greedy_allocate(scores, SENS_BITS, in_features, acfg).bits
+
+
+def plan_method(policy: QuantPolicy, calib: Calibration, cfg: MethodConfig):
+    """Return (results {layer: LayerQuant}, plan, act spec or None) for ``cfg``."""
+    layers = policy.quantizable_layers()
+    in_features = {k: m.in_features for k, m in layers.items()}
+    if cfg.uniform:
+        results = _uniform_results(policy, layers, calib, cfg)
+        candidates = tuple(sorted({uniform_bits(cfg.target_bits), *cfg.candidates}))
+    else:
+        bits = _mixed_bits(policy, layers, calib, cfg)
+        results = {k: LayerQuant(b) for k, b in bits.items()}
+        candidates = cfg.candidates
+    plan = QuantPlan(cfg.spec, cfg.method + (f'-a{cfg.act_bits}' if cfg.act_bits else ''),
+                     {k: r.bits for k, r in results.items()}, in_features, cfg.target_bits,
+                     candidates=candidates, extra={'method_config': {
+                         'method': cfg.method, 'target_bits': cfg.target_bits,
+                         'act_bits': cfg.act_bits, 'refine_fraction': cfg.refine_fraction,
+                         'projections': cfg.projections}})
+    act = ActSpec(cfg.act_bits) if cfg.act_bits else None
+    return results, plan, act

@@ -1,0 +1,70 @@
+# Copyright 2026 qvla_ros authors. Apache-2.0.
+"""Every method packs through the same path, meets its byte budget and keeps actions close."""
+
+import pytest
+import torch
+
+from qvla_ros.cli.quant_cmds import calibration_batch
+from qvla_ros.models.checkpoint import load_policy
+from qvla_ros.quant.apply import layer_bytes, quantize_
+from qvla_ros.quant.methods import (Calibration, MethodConfig, METHODS, plan_method,
+                                    uniform_bits)
+
+
+@pytest.fixture(scope='module')
+def calib():
+    policy = load_policy('ref-tiny:1')
+    return Calibration(calibration_batch(policy, None, 6, 6, 1))
+
+
+def calib_shape(calib):
+    return load_policy('ref-tiny:1').action_tensor(calib.batch).shape
+
+
+def _packed(method, bits, calib, act=None):
+    policy = load_policy('ref-tiny:1')
+    layers = policy.quantizable_layers()
+    results, plan, act_spec = plan_method(policy, calib, MethodConfig(method, bits, act))
+    quantize_(policy, layers, results, plan.spec, mode='packed', act=act_spec)
+    packed = sum(layer_bytes(policy.get_submodule(k)) for k in plan.bits)
+    with torch.no_grad():
+        out = policy.action_tensor(calib.batch)
+    return plan, packed, out
+
+
+def test_uniform_bits_and_config_errors():
+    assert [uniform_bits(b) for b in (8, 4, 3, 2.5, 2)] == [8, 4, 3, 2, 2]
+    with pytest.raises(ValueError, match='unknown method'):
+        MethodConfig('nope', 4)
+    with pytest.raises(ValueError, match='target_bits'):
+        MethodConfig('rtn', 1.5)
+    assert MethodConfig('smoothquant', 8).act_bits == 8
+
+
+@pytest.fixture(scope='module')
+def rtn4_bytes(calib):
+    return _packed('rtn', 4.0, calib)[1]
+
+
+@pytest.mark.parametrize('method', [m for m in METHODS if m != 'qvla-exact'])
+def test_every_method_packs_within_budget(method, calib, rtn4_bytes):
+    plan, packed, out = _packed(method, 4.0, calib)
+    # equal real bytes: nothing spends more than uniform 4-bit RTN (input scales of
+    # SmoothQuant / AWQ are stored in fp16 and counted on top)
+    extra = 2 * sum(m.in_features for m in load_policy('ref-tiny').quantizable_layers().values())
+    assert packed <= rtn4_bytes * 1.005 + (extra if method in ('smoothquant', 'awq') else 0)
+    assert torch.isfinite(out).all() and out.shape == calib_shape(calib)
+    assert plan.method.startswith(method)
+
+
+def test_qvla_bytes_follow_the_budget_and_beat_rtn_actions(calib):
+    fp_policy = load_policy('ref-tiny:1')
+    with torch.no_grad():
+        fp = fp_policy.action_tensor(calib.batch)
+    sizes = [_packed('qvla', b, calib)[1] for b in (8.0, 4.0, 2.5)]
+    assert sizes[0] > sizes[1] > sizes[2]
+    _, rtn4, _ = _packed('rtn', 4.0, calib)
+    _, qvla4, _ = _packed('qvla', 4.0, calib)
+    assert qvla4 <= rtn4 * 1.02  # the byte budget is the uniform width's payload
+    err = {m: float((_packed(m, 3.0, calib)[2] - fp).abs().mean()) for m in ('qvla', 'rtn')}
+    assert err['qvla'] < 0.8 * err['rtn'], err  # action-space allocation at equal bytes
