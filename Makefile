@@ -6,7 +6,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: setup test demo lint bench-kernels gpu-check clean
+.PHONY: setup test demo lint bench-kernels reference closed-loop gpu-check clean
 
 setup:
 	@scripts/setup.sh
@@ -20,6 +20,15 @@ demo: setup
 lint: setup
 	$(VENV)/bin/python -m flake8 qvla_ros test bench launch setup.py
 	$(VENV)/bin/python -m pydocstyle qvla_ros
+
+# Rebuild a shipped reference policy and its 4-bit checkpoint: make reference SUITE=tabletop
+reference: setup
+	scripts/reference.sh $(SUITE)
+
+# The closed-loop comparison (bench/results/closed_loop_<suite>.json/.md/.png)
+closed-loop: setup
+	$(VENV)/bin/python bench/closed_loop.py --suite $(SUITE) --checkpoint checkpoints/$(SUITE)-small \
+		--calibration build/reference-$(SUITE)/calib $(ARGS)
 
 bench-kernels: setup
 	$(VENV)/bin/python bench/kernels.py

@@ -90,6 +90,11 @@ def main() -> int:
             print(f'| {key} | ' + ' | '.join(f'{rho[str(b)]["all"]:.3f}' for b in sens['bits'])
                   + f' | {sens[key]["seconds"]:.2f} |')
         print(f'| exact | 1 | 1 | 1 | 1 | {sens["exact_seconds"]:.2f} |')
+    for path in sorted(RESULTS.glob('closed_loop_*.md')):
+        data = json.loads(path.with_suffix('.json').read_text())
+        print(f'\nClosed loop, {data["meta"]["suite"]} ({data["meta"]["device"]}), '
+              f'`{data["meta"]["command"]}`:\n')
+        print(path.read_text())
     return 0
 
 

@@ -34,7 +34,7 @@ def calibration_batch(policy, dataset, synthetic: int, max_samples: int, stride:
             obs = Observation({'camera': img}, SYNTHETIC_INSTRUCTIONS[i % 4],
                               rng.standard_normal(8).astype(np.float32))
             batches.append(policy.make_batch(obs))
-    return collate(batches)
+    return getattr(policy, 'collate', collate)(batches)
 
 
 def cmd_sensitivity(args) -> int:
@@ -94,7 +94,7 @@ def cmd_allocate(args) -> int:
 
 def build_quantized(model: str, out: Path, plan_dir=None, method=None, bits=None,
                     act_bits=None, dataset=None, max_samples: int = 64, stride: int = 5,
-                    refine_fraction: float = 0.05) -> str:
+                    refine_fraction: float = 0.05, unnorm_key=None) -> str:
     """Write a packed checkpoint of ``model`` from a plan folder or a method at ``bits``.
 
     Return a one-line summary with the real packed bytes.
@@ -105,7 +105,7 @@ def build_quantized(model: str, out: Path, plan_dir=None, method=None, bits=None
     from qvla_ros.quant.methods import Calibration, MethodConfig, plan_method
     if (plan_dir is None) == (method is None):
         raise ValueError('give exactly one of --plan DIR or --method M (with --bits B)')
-    policy = load_policy(model)
+    policy = load_policy(model, unnorm_key)
     layers = policy.quantizable_layers()
     fp_bytes = sum(m.weight.numel() * 2 for m in layers.values())
     act = None
@@ -133,7 +133,8 @@ def build_quantized(model: str, out: Path, plan_dir=None, method=None, bits=None
 def cmd_quantize(args) -> int:
     """Pack a policy with a plan or a method and write a quantized checkpoint folder."""
     line = build_quantized(args.model, Path(args.out), args.plan, args.method, args.bits,
-                           args.act_bits, args.dataset, args.max_samples, args.stride)
+                           args.act_bits, args.dataset, args.max_samples, args.stride,
+                           args.refine_fraction, args.unnorm_key)
     print(f'wrote {args.out}: {line}')
     return 0
 
@@ -174,6 +175,9 @@ def add_quant_source(p) -> None:
     p.add_argument('--dataset', help='--method: calibration rollout dataset')
     p.add_argument('--max-samples', type=int, default=64)
     p.add_argument('--stride', type=int, default=5)
+    p.add_argument('--refine-fraction', type=float, default=0.05,
+                   help='--method qvla: share of rows re-measured exactly')
+    p.add_argument('--unnorm-key', help='upstream OpenVLA folders: which norm stats to use')
 
 
 def add_commands(sub) -> None:

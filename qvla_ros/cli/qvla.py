@@ -17,12 +17,13 @@ def cmd_version(args) -> int:
 
 
 def cmd_sim_collect(args) -> int:
-    """Record scripted-expert episodes into a rollout dataset."""
+    """Record scripted-expert (or policy) episodes into a rollout dataset."""
     from qvla_ros.sim.collect import collect
     keep = (lambda success: success) if args.successes_only else None
     summary = collect(args.suite, args.episodes, args.out, args.seed, progress=True,
-                      keep=keep, action_noise=args.action_noise)
-    print(f'wrote {summary["written"]} episodes to {args.out}; expert success '
+                      keep=keep, action_noise=args.action_noise, policy=args.policy)
+    who = 'policy' if args.policy else 'expert'
+    print(f'wrote {summary["written"]} episodes to {args.out}; {who} success '
           f'{summary["successes"]}/{summary["episodes"]}')
     return 0
 
@@ -39,6 +40,17 @@ def cmd_train(args) -> int:
                       jitter=args.jitter)
     summary = train(args.dataset, CONFIGS[args.config], args.out, cfg, progress=True)
     print(f'wrote {args.out}: {summary}')
+    return 0
+
+
+def cmd_export(args) -> int:
+    """Re-save an FP checkpoint with its floating tensors in another dtype."""
+    import torch
+    from qvla_ros.models.checkpoint import load_policy, save_policy
+    dtypes = {'bf16': torch.bfloat16, 'fp16': torch.float16, 'fp32': torch.float32}
+    save_policy(load_policy(args.checkpoint), Path(args.out), dtypes[args.dtype])
+    size = sum(f.stat().st_size for f in Path(args.out).iterdir())
+    print(f'wrote {args.out} ({size / 1e6:.1f} MB, {args.dtype})')
     return 0
 
 
@@ -76,7 +88,7 @@ def cmd_eval(args) -> int:
             model = str(Path(tmp) / 'quantized')
             print(build_quantized(args.checkpoint, Path(model), args.plan, args.method,
                                   args.bits, args.act_bits, args.dataset, args.max_samples,
-                                  args.stride))
+                                  args.stride, args.refine_fraction, args.unnorm_key))
             reference = reference or args.checkpoint
         cfg = EvalConfig(model, args.suite, tuple(seeds), args.execute_steps, reference)
         result = evaluate(cfg, workers=args.workers)
@@ -118,6 +130,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help='random-crop area fraction (1.0: no crop)')
     p.add_argument('--jitter', type=float, default=0.1, help='colour jitter strength')
     p.set_defaults(func=cmd_train)
+    p = sub.add_parser('export', help='re-save an FP checkpoint in bf16 / fp16 / fp32')
+    p.add_argument('checkpoint')
+    p.add_argument('--dtype', default='bf16', choices=['bf16', 'fp16', 'fp32'])
+    p.add_argument('--out', required=True)
+    p.set_defaults(func=cmd_export)
+
     p = sub.add_parser('calibrate', help='calibration data tools')
     cal = p.add_subparsers(dest='calibrate_command', required=True)
     c = cal.add_parser('from-bag', help='rosbag2 (sqlite3 or mcap) -> rollout dataset')
@@ -156,6 +174,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument('--action-noise', type=float, default=0.0,
                    help='std of noise added to executed actions (labels stay clean)')
     c.add_argument('--successes-only', action='store_true', help='drop failed episodes')
+    c.add_argument('--policy', help='record this policy (checkpoint) instead of the expert')
     c.add_argument('--out', required=True)
     c.set_defaults(func=cmd_sim_collect)
     return parser

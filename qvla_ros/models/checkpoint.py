@@ -16,6 +16,7 @@ import shutil
 from typing import Optional
 
 from safetensors.torch import load_file, save_file
+import torch
 from torch import nn
 
 from qvla_ros.kernels.format import PackedLayout
@@ -49,23 +50,43 @@ def _write_folder(out: Path, files: dict) -> None:
         os.replace(tmp, out)
 
 
-MODELS = ('toy', 'qvla-ref')
+MODELS = ('toy', 'qvla-ref', 'openvla')
 UNNORM_KEY = 'default'
 
 
 def _model_name(policy: nn.Module) -> str:
+    from qvla_ros.models.openvla import OpenVLAPolicy
     if isinstance(policy, ReferenceVLA):
         return 'qvla-ref'
     if isinstance(policy, ToyPolicy):
         return 'toy'
+    if isinstance(policy, OpenVLAPolicy):
+        return 'openvla'
     raise ValueError(f'cannot save a {type(policy).__name__}; expected one of {MODELS}')
 
 
 def _norm_stats(policy: nn.Module) -> dict:
     if isinstance(policy, ReferenceVLA):
         return policy.normalizer.to_stats(UNNORM_KEY)
+    if _model_name(policy) == 'openvla':
+        stats = policy.normalizer.to_stats(UNNORM_KEY)
+        if policy.proprio_normalizer is not None:
+            stats[UNNORM_KEY]['proprio'] = policy.proprio_normalizer.to_stats(
+                UNNORM_KEY)[UNNORM_KEY]['action']
+        return stats
     return {UNNORM_KEY: {'action': {'q01': policy.action_low.tolist(),
                                     'q99': policy.action_high.tolist()}}}
+
+
+def _files(policy: nn.Module, config: dict, state: dict) -> dict:
+    """Return the writers of a checkpoint folder (OpenVLA adds its tokenizer)."""
+    files = {'config.json': lambda p: p.write_text(json.dumps(config, indent=1)),
+             'model.safetensors': lambda p: save_file(state, str(p)),
+             'norm_stats.json': lambda p: p.write_text(json.dumps(_norm_stats(policy),
+                                                                  indent=1))}
+    if config['model'] == 'openvla':
+        files['tokenizer'] = lambda p: policy.tokenizer.save_pretrained(str(p))
+    return files
 
 
 def _build(name: str, config: dict, folder: Path) -> nn.Module:
@@ -73,21 +94,35 @@ def _build(name: str, config: dict, folder: Path) -> nn.Module:
         return ToyPolicy(ToyConfig(**config))
     stats_path = folder / 'norm_stats.json'
     if not stats_path.is_file():
-        raise FileNotFoundError(f'{stats_path} does not exist; qvla-ref checkpoints need their '
+        raise FileNotFoundError(f'{stats_path} does not exist; {name} checkpoints need their '
                                 'action normalization statistics')
     stats = json.loads(stats_path.read_text())
-    return ReferenceVLA(RefConfig(**config), ActionNormalizer.from_stats(stats, UNNORM_KEY))
+    normalizer = ActionNormalizer.from_stats(stats, UNNORM_KEY)
+    if name == 'openvla':
+        from transformers import AutoTokenizer
+        from qvla_ros.models.openvla import OpenVLAConfig, OpenVLAPolicy
+        from qvla_ros.models.upstream_vision import BackboneSpec
+        cfg = OpenVLAConfig(**{**config, 'backbones': tuple(
+            BackboneSpec(**b) for b in config['backbones'])})
+        prop = stats[UNNORM_KEY].get('proprio')
+        prop = ActionNormalizer.from_stats({UNNORM_KEY: {'action': prop}}) if prop else None
+        tok = AutoTokenizer.from_pretrained(str(folder / 'tokenizer'), trust_remote_code=False)
+        return OpenVLAPolicy(cfg, normalizer, tok, prop)
+    return ReferenceVLA(RefConfig(**config), normalizer)
 
 
-def save_policy(policy: nn.Module, out: Path) -> None:
-    """Write an FP checkpoint folder."""
+def save_policy(policy: nn.Module, out: Path, dtype: Optional[torch.dtype] = None) -> None:
+    """Write an FP checkpoint folder; ``dtype`` (e.g. bf16) casts its floating tensors.
+
+    Loading always restores the model's own dtype (fp32), so a bf16 file halves the size and
+    rounds the weights once.
+    """
     config = {'format': FORMAT, 'version': VERSION, 'model': _model_name(policy),
               'config': asdict(policy.config)}
     state = {k: v.detach().contiguous() for k, v in policy.state_dict().items()}
-    _write_folder(out, {
-        'config.json': lambda p: p.write_text(json.dumps(config, indent=1)),
-        'model.safetensors': lambda p: save_file(state, str(p)),
-        'norm_stats.json': lambda p: p.write_text(json.dumps(_norm_stats(policy), indent=1))})
+    if dtype is not None:
+        state = {k: v.to(dtype) if v.is_floating_point() else v for k, v in state.items()}
+    _write_folder(out, _files(policy, config, state))
 
 
 def save_quantized(policy: nn.Module, plan: QuantPlan, out: Path,
@@ -104,11 +139,8 @@ def save_quantized(policy: nn.Module, plan: QuantPlan, out: Path,
                                                  for k, b in plan.bits.items()}}}
     state = {k: v.detach().contiguous() for k, v in policy.state_dict().items()}
     summary = json.dumps(plan.summary(), indent=1, sort_keys=True)
-    _write_folder(out, {
-        'config.json': lambda p: p.write_text(json.dumps(config, indent=1)),
-        'model.safetensors': lambda p: save_file(state, str(p)),
-        'plan.json': lambda p: p.write_text(summary),
-        'norm_stats.json': lambda p: p.write_text(json.dumps(_norm_stats(policy), indent=1))})
+    _write_folder(out, {**_files(policy, config, state),
+                        'plan.json': lambda p: p.write_text(summary)})
 
 
 def _shell(state: dict, name: str, info: dict, spec: QuantSpec, act) -> nn.Module:

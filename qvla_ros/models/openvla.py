@@ -129,6 +129,11 @@ class OpenVLAPolicy(nn.Module):
                 'image_size': c.backbones[0].image_size, 'control_hz': c.control_hz,
                 'config': asdict(c)}
 
+    @staticmethod
+    def collate(batches: List[Dict[str, torch.Tensor]]) -> Dict[str, torch.Tensor]:
+        """Concatenate batches of different prompt lengths (left padding)."""
+        return collate_left(batches)
+
     def make_batch(self, obs: Observation) -> Dict[str, torch.Tensor]:
         """Preprocess one observation as the upstream processor does (batch of 1)."""
         if self.tokenizer is None:

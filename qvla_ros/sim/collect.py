@@ -23,10 +23,30 @@ def make_env(suite: str, render: bool = True):
     raise ValueError(f'unknown suite {suite!r}; expected one of {SUITES}')
 
 
-def collect(suite: str, episodes: int, out: Path, seed: int = 0, progress: bool = False,
-            keep: Optional[Callable[[bool], bool]] = None, action_noise: float = 0.0) -> dict:
-    """Record ``episodes`` expert episodes with seeds seed, seed+1, ...; return a summary.
+class PolicyActor:
+    """Act with a policy the way the evaluator does: execute ``execute_steps`` per chunk."""
 
+    def __init__(self, policy, env, text: str, execute_steps: int = 4):
+        self.policy, self.env, self.text, self.k = policy, env, text, execute_steps
+        self.queue = []
+
+    def act(self, obs: dict) -> np.ndarray:
+        """Return the next action (A,) for ``obs``."""
+        from qvla_ros.runtime.types import Observation
+        if not self.queue:
+            chunk = self.policy.predict(Observation({self.env.camera: obs['image']}, self.text,
+                                                    obs['proprio']))
+            self.queue = list(chunk.actions[:self.k])
+        return np.asarray(self.queue.pop(0), np.float32)
+
+
+def collect(suite: str, episodes: int, out: Path, seed: int = 0, progress: bool = False,
+            keep: Optional[Callable[[bool], bool]] = None, action_noise: float = 0.0,
+            policy: Optional[str] = None) -> dict:
+    """Record ``episodes`` episodes with seeds seed, seed+1, ...; return a summary.
+
+    The scripted expert acts unless ``policy`` (a model spec or checkpoint folder) is given;
+    then that policy's executed actions are recorded (calibration data from FP rollouts).
     ``keep(success)`` filters episodes (default: keep all, failures flagged in the index).
     ``action_noise`` > 0 adds Gaussian noise of that standard deviation (action units) to every
     executed dimension but the gripper, while the dataset records the expert's clean action: the
@@ -35,18 +55,22 @@ def collect(suite: str, episodes: int, out: Path, seed: int = 0, progress: bool 
     if action_noise < 0:
         raise ValueError(f'action_noise must be >= 0, got {action_noise}')
     env = make_env(suite)
+    model = None
+    if policy is not None:
+        from qvla_ros.models.checkpoint import load_policy
+        model = load_policy(policy)
     writer = RolloutWriter(out, DatasetInfo(env.action_dim, env.proprio_dim, env.control_hz,
                                             (env.camera,)))
     successes, written = 0, 0
     try:
         for i in tqdm(range(episodes), desc=f'collect {suite}', disable=not progress):
             obs, text = env.reset(seed + i)
-            expert = env.expert()
+            actor = env.expert() if model is None else PolicyActor(model, env, text)
             rng = np.random.default_rng((seed + i, 7))
             images, proprio, actions = [], [], []
             done, success = False, False
             while not done:
-                action = expert.act()
+                action = actor.act() if model is None else actor.act(obs)
                 images.append(obs['image'])
                 proprio.append(obs['proprio'])
                 actions.append(action)
@@ -61,7 +85,7 @@ def collect(suite: str, episodes: int, out: Path, seed: int = 0, progress: bool 
             writer.add_episode({env.camera: np.stack(images)}, np.stack(proprio),
                                np.stack(actions), np.arange(t, dtype=np.int64)
                                * int(1e9 / env.control_hz), text, bool(success), 'sim',
-                               'expert')
+                               'expert' if model is None else 'fp')
             written += 1
     finally:
         env.close()

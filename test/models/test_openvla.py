@@ -329,3 +329,37 @@ def test_quantized_openvla_runs_through_packed_layers(tmp_path):
     assert sum(isinstance(m, MixedBitLinear) for m in policy.modules()) == len(layers)
     q = policy.predict(obs).actions
     assert np.abs(q - fp).max() < 0.05 * (np.abs(fp).max() + 1e-3)
+
+
+def test_quantized_openvla_checkpoint_round_trip(tmp_path):
+    from qvla_ros.cli.quant_cmds import build_quantized
+    folder = tmp_path / 'oft'
+    write_upstream(folder, oft=True)
+    # calibration batches of different prompt lengths are left-padded and collated
+    calib = tmp_path / 'calib'
+    _write_calibration(calib)
+    out = tmp_path / 'q'
+    line = build_quantized(str(folder), out, method='qvla', bits=4.0, dataset=str(calib),
+                           max_samples=4, stride=1, refine_fraction=0.05,
+                           unnorm_key='libero_spatial')
+    assert 'qvla' in line
+    policy = load_policy(str(out))
+    assert policy.config.variant == 'l1' and (out / 'tokenizer').is_dir()
+    again = load_policy(str(out))
+    obs = _obs(5)
+    np.testing.assert_array_equal(policy.predict(obs).actions, again.predict(obs).actions)
+    fp = load_openvla(folder, unnorm_key='libero_spatial').predict(obs).actions
+    assert np.isfinite(policy.predict(obs).actions).all()
+    assert np.abs(policy.predict(obs).actions - fp).max() < 1.0
+
+
+def _write_calibration(root):
+    from qvla_ros.data.rollouts import DatasetInfo, RolloutWriter
+    writer = RolloutWriter(root, DatasetInfo(7, 8, 10.0, ('cam',)))
+    rng = np.random.default_rng(0)
+    for text in ('push the red block to the left', 'pick up the cup'):
+        writer.add_episode({'cam': rng.integers(0, 256, (2, IMG, IMG, 3), dtype=np.uint8)},
+                           rng.uniform(-1, 1, (2, 8)).astype(np.float32),
+                           rng.uniform(-0.5, 0.5, (2, 7)).astype(np.float32),
+                           np.arange(2, dtype=np.int64) * 100_000_000, text, True, 'sim',
+                           'expert')
