@@ -10,7 +10,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 SUITE=${1:?usage: scripts/reference.sh tabletop|metaworld}
 case "$SUITE" in
-  tabletop)  EPISODES=${EPISODES:-1500}; NOISE=${NOISE:-0.005}; STEPS=${STEPS:-5000} ;;
+  tabletop)  EPISODES=${EPISODES:-1000}; NOISE=${NOISE:-0.005}; STEPS=${STEPS:-3000} ;;
   metaworld) EPISODES=${EPISODES:-400};  NOISE=${NOISE:-0.1};   STEPS=${STEPS:-4000} ;;
   *) echo "unknown suite $SUITE; expected tabletop or metaworld" >&2; exit 2 ;;
 esac
@@ -23,12 +23,12 @@ mkdir -p "$BUILD" checkpoints
   --seed 0 --action-noise "$NOISE" --successes-only --out "$BUILD/demos"
 [ -f "$BUILD/train/model.safetensors" ] || $QVLA train --dataset "$BUILD/demos" --config small \
   --out "$BUILD/train" --steps "$STEPS" --batch-size 32 --lr 3e-4 --seed 0 --val-every 500 \
-  --crop-scale 1.0 --jitter 0.1
+  --crop-scale 1.0 --jitter 0.1 --loss mse
 [ -f "$FP/model.safetensors" ] || $QVLA export "$BUILD/train" --dtype bf16 --out "$FP"
 [ -f "$BUILD/calib/dataset.json" ] || {
   $QVLA sim collect --suite "$SUITE" --episodes 20 --seed 50000 --out "$BUILD/calib"
   $QVLA sim collect --suite "$SUITE" --episodes 20 --seed 60000 --policy "$FP" \
     --out "$BUILD/calib"; }
 [ -f "$Q4/model.safetensors" ] || $QVLA quantize --model "$FP" --method qvla --bits 4 \
-  --dataset "$BUILD/calib" --max-samples 32 --stride 3 --refine-fraction 0.02 --out "$Q4"
+  --dataset "$BUILD/calib" --max-samples 16 --stride 3 --refine-fraction 0 --out "$Q4"
 echo "reference $SUITE: $FP and $Q4"

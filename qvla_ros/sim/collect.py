@@ -54,11 +54,11 @@ def collect(suite: str, episodes: int, out: Path, seed: int = 0, progress: bool 
     """
     if action_noise < 0:
         raise ValueError(f'action_noise must be >= 0, got {action_noise}')
-    env = make_env(suite)
     model = None
-    if policy is not None:
+    if policy is not None:  # load torch models before the renderer's EGL context (segfault)
         from qvla_ros.models.checkpoint import load_policy
         model = load_policy(policy)
+    env = make_env(suite)
     writer = RolloutWriter(out, DatasetInfo(env.action_dim, env.proprio_dim, env.control_hz,
                                             (env.camera,)))
     successes, written = 0, 0

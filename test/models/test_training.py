@@ -34,15 +34,21 @@ def dataset(tmp_path_factory):
     return root
 
 
-def test_loss_falls_in_200_steps(dataset, tmp_path):
+@pytest.mark.parametrize('loss', ['l1', 'mse'])
+def test_loss_falls_in_200_steps(dataset, tmp_path, loss):
     cfg = TrainConfig(steps=200, batch_size=8, lr=1e-3, warmup=10, val_every=100,
-                      save_every=100, val_fraction=0.25)
+                      save_every=100, val_fraction=0.25, loss=loss)
     out = train(dataset, TINY, tmp_path / 'ck', cfg)
     log = json.loads((tmp_path / 'ck' / 'train_log.json').read_text())['log']
     first = np.mean([e['loss'] for e in log[:10]])
     last = np.mean([e['loss'] for e in log[-10:]])
     assert last < 0.5 * first, (first, last)
     assert out['val_loss'] is not None and (tmp_path / 'ck' / 'config.json').is_file()
+
+
+def test_bad_loss_is_rejected():
+    with pytest.raises(ValueError, match='loss must be one of'):
+        TrainConfig(loss='huber')
 
 
 def test_resume_continues_exactly(dataset, tmp_path):

@@ -84,12 +84,12 @@ def test_collect_writes_the_rollout_dataset(tmp_path):
     out = tmp_path / 'demos'
     assert qvla(['sim', 'collect', '--episodes', '3', '--seed', '50', '--out', str(out)]) == 0
     info = read_info(out)
-    assert info.cameras == ('front',) and info.action_dim == 7 and info.proprio_dim == 4
+    assert info.cameras == ('top',) and info.action_dim == 7 and info.proprio_dim == 4
     entries = episodes(out)
     assert len(entries) == 3 and all(e['source'] == 'sim' for e in entries)
     data = read_episode(out, entries[0])
     t = entries[0]['num_steps']
-    assert data['image.front'].shape == (t, 128, 128, 3)
+    assert data['image.top'].shape == (t, 128, 128, 3)
     assert np.all(np.diff(data['stamp_ns']) == 100_000_000)
     with pytest.raises(ValueError, match='unknown suite'):
         from qvla_ros.sim.collect import make_env
