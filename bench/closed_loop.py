@@ -27,8 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.common import device_name, git_commit, RESULTS, write_json  # noqa: E402
 from qvla_ros.cli.quant_cmds import calibration_batch  # noqa: E402
 from qvla_ros.models.checkpoint import load_policy, save_quantized  # noqa: E402
-from qvla_ros.quant.apply import layer_bytes, quantize_  # noqa: E402
-from qvla_ros.quant.methods import Calibration, MethodConfig, plan_method  # noqa: E402
+from qvla_ros.quant.methods import apply_method, Calibration, MethodConfig  # noqa: E402
 from qvla_ros.sim.evaluate import EvalConfig, evaluate  # noqa: E402
 
 HEADLINE = {('qvla', 4.0), ('qvla', 3.0)}
@@ -43,14 +42,11 @@ def run_cell(args, calib: Calibration, fp_params: int, method: str, bits: float,
              act=None, episodes: int = 50, refine: float = None, tag: str = '') -> dict:
     """Quantize, save and evaluate one cell; return its row."""
     policy = load_policy(args.checkpoint)
-    layers = policy.quantizable_layers()
     cfg = MethodConfig(method, bits, act, refine_fraction=refine if refine is not None
                        else args.refine_fraction)
     t0 = time.perf_counter()
-    results, plan, act_spec = plan_method(policy, calib, cfg)
-    quantize_(policy, layers, results, plan.spec, mode='packed', act=act_spec)
+    plan, act_spec, packed = apply_method(policy, calib, cfg)
     seconds = time.perf_counter() - t0
-    packed = sum(layer_bytes(policy.get_submodule(k)) for k in plan.bits)
     with tempfile.TemporaryDirectory(prefix='qvla-cl-') as tmp:
         save_quantized(policy, plan, Path(tmp) / 'q', act_spec)
         res = evaluate(EvalConfig(str(Path(tmp) / 'q'), args.suite, tuple(

@@ -102,17 +102,17 @@ def build_quantized(model: str, out: Path, plan_dir=None, method=None, bits=None
     from qvla_ros.models.checkpoint import load_policy, save_quantized
     from qvla_ros.quant.apply import check_plan_matches, quantize_, results_from_plan
     from qvla_ros.quant.artifacts import QuantPlan
-    from qvla_ros.quant.methods import Calibration, MethodConfig, plan_method
+    from qvla_ros.quant.methods import apply_method, Calibration, MethodConfig, plan_bytes
     if (plan_dir is None) == (method is None):
         raise ValueError('give exactly one of --plan DIR or --method M (with --bits B)')
     policy = load_policy(model, unnorm_key)
     layers = policy.quantizable_layers()
     fp_bytes = sum(m.weight.numel() * 2 for m in layers.values())
-    act = None
     if plan_dir is not None:
-        plan = QuantPlan.load(Path(plan_dir))
+        plan, act = QuantPlan.load(Path(plan_dir)), None
         check_plan_matches(layers, plan)
-        results = results_from_plan(plan)
+        quantize_(policy, layers, results_from_plan(plan), plan.spec, mode='packed')
+        packed = plan_bytes(policy, plan)
     else:
         if bits is None:
             raise ValueError('--method needs --bits (average bits per parameter)')
@@ -121,10 +121,7 @@ def build_quantized(model: str, out: Path, plan_dir=None, method=None, bits=None
         if needs_data and not dataset:
             raise ValueError(f'method {method} needs calibration data: give --dataset DIR')
         batch = calibration_batch(policy, dataset, 0, max_samples, stride) if dataset else {}
-        results, plan, act = plan_method(policy, Calibration(batch), cfg)
-    quantize_(policy, layers, results, plan.spec, mode='packed', act=act)
-    from qvla_ros.quant.apply import layer_bytes
-    packed = sum(layer_bytes(policy.get_submodule(k)) for k in plan.bits)
+        plan, act, packed = apply_method(policy, Calibration(batch), cfg)
     save_quantized(policy, plan, Path(out), act)
     return (f'quantized layers {packed} bytes vs {fp_bytes} fp16 bytes '
             f'({packed / fp_bytes:.3f}), {plan.method}, plan {plan.plan_id}')

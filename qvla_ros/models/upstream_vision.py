@@ -15,7 +15,7 @@ encoder has depth - 1 layers. timm names (``blocks.N.attn.qkv`` fused, LayerScal
   exact GELU (OpenVLA pins timm 0.9.x), LayerNorm eps 1e-6.
 """
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Dict
 
 import torch
@@ -165,8 +165,3 @@ def patch_features(module: nn.Module, spec: BackboneSpec, pixels: torch.Tensor) 
     x = inner.encoder(x).last_hidden_state
     prefix = 1 + spec.registers if spec.family == 'dinov2' else 0
     return x[:, prefix:]
-
-
-def spec_dict(spec: BackboneSpec) -> dict:
-    """Return the JSON-ready spec."""
-    return asdict(spec)

@@ -23,6 +23,7 @@ import torch
 
 from qvla_ros.quant.activation import ActSpec
 from qvla_ros.quant.allocation import AllocationConfig, greedy_allocate
+from qvla_ros.quant.apply import layer_bytes, quantize_
 from qvla_ros.quant.artifacts import QuantPlan
 from qvla_ros.quant.baselines import LayerQuant
 from qvla_ros.quant.policy import Batch, QuantPolicy
@@ -179,3 +180,16 @@ def plan_method(policy: QuantPolicy, calib: Calibration, cfg: MethodConfig):
                          'projections': cfg.projections}})
     act = ActSpec(cfg.act_bits) if cfg.act_bits else None
     return results, plan, act
+
+
+def plan_bytes(policy, plan: QuantPlan) -> int:
+    """Return the real bytes of the plan's layers in an already quantized ``policy``."""
+    return sum(layer_bytes(policy.get_submodule(k)) for k in plan.bits)
+
+
+def apply_method(policy: QuantPolicy, calib: Calibration, cfg: MethodConfig):
+    """Quantize ``policy`` in place (packed) with ``cfg``; return (plan, act spec, bytes)."""
+    layers = policy.quantizable_layers()
+    results, plan, act = plan_method(policy, calib, cfg)
+    quantize_(policy, layers, results, plan.spec, mode='packed', act=act)
+    return plan, act, plan_bytes(policy, plan)

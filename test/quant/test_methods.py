@@ -6,8 +6,7 @@ import torch
 
 from qvla_ros.cli.quant_cmds import calibration_batch
 from qvla_ros.models.checkpoint import load_policy
-from qvla_ros.quant.apply import layer_bytes, quantize_
-from qvla_ros.quant.methods import (Calibration, MethodConfig, METHODS, plan_method,
+from qvla_ros.quant.methods import (apply_method, Calibration, MethodConfig, METHODS,
                                     uniform_bits)
 
 
@@ -23,10 +22,7 @@ def calib_shape(calib):
 
 def _packed(method, bits, calib, act=None):
     policy = load_policy('ref-tiny:1')
-    layers = policy.quantizable_layers()
-    results, plan, act_spec = plan_method(policy, calib, MethodConfig(method, bits, act))
-    quantize_(policy, layers, results, plan.spec, mode='packed', act=act_spec)
-    packed = sum(layer_bytes(policy.get_submodule(k)) for k in plan.bits)
+    plan, _, packed = apply_method(policy, calib, MethodConfig(method, bits, act))
     with torch.no_grad():
         out = policy.action_tensor(calib.batch)
     return plan, packed, out
