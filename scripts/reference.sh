@@ -2,7 +2,8 @@
 # One-command recipe for a shipped reference policy and its 4-bit QVLA checkpoint:
 #   scripts/reference.sh tabletop      (or metaworld)
 # Steps: expert demonstrations with DART-style action noise (labels stay clean) -> behaviour
-# cloning of qvla-ref small -> bf16 export to checkpoints/<suite>-small -> calibration data
+# cloning of qvla-ref small (sincos-initialised vision positions; on tabletop also the
+# auxiliary colour-localization loss of qvla_ros/models/aux_targets.py) -> bf16 export to checkpoints/<suite>-small -> calibration data
 # (expert + FP-policy rollouts, separate seeds) -> QVLA 4-bit packed checkpoint.
 # Seeds: demos 0.., calibration 50000.. / 60000.., evaluation 100000.., demo 200000..
 # Every step resumes or is skipped when its output exists; BUILD=... moves the work folder.
@@ -10,8 +11,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 SUITE=${1:?usage: scripts/reference.sh tabletop|metaworld}
 case "$SUITE" in
-  tabletop)  EPISODES=${EPISODES:-1000}; NOISE=${NOISE:-0.005}; STEPS=${STEPS:-3000} ;;
-  metaworld) EPISODES=${EPISODES:-400};  NOISE=${NOISE:-0.1};   STEPS=${STEPS:-4000} ;;
+  tabletop)  EPISODES=${EPISODES:-1000}; NOISE=${NOISE:-0.005}; STEPS=${STEPS:-5000}
+             AUX=${AUX:-1.0} ;;
+  metaworld) EPISODES=${EPISODES:-400};  NOISE=${NOISE:-0.1};   STEPS=${STEPS:-4000}
+             AUX=${AUX:-0.0} ;;
   *) echo "unknown suite $SUITE; expected tabletop or metaworld" >&2; exit 2 ;;
 esac
 BUILD=${BUILD:-build/reference-$SUITE}
@@ -23,12 +26,12 @@ mkdir -p "$BUILD" checkpoints
   --seed 0 --action-noise "$NOISE" --successes-only --out "$BUILD/demos"
 [ -f "$BUILD/train/model.safetensors" ] || $QVLA train --dataset "$BUILD/demos" --config small \
   --out "$BUILD/train" --steps "$STEPS" --batch-size 32 --lr 3e-4 --seed 0 --val-every 500 \
-  --crop-scale 1.0 --jitter 0.1 --loss mse
+  --crop-scale 1.0 --jitter 0.1 --loss mse --pos-init sincos --aux-weight "$AUX"
 [ -f "$FP/model.safetensors" ] || $QVLA export "$BUILD/train" --dtype bf16 --out "$FP"
 [ -f "$BUILD/calib/dataset.json" ] || {
   $QVLA sim collect --suite "$SUITE" --episodes 20 --seed 50000 --out "$BUILD/calib"
   $QVLA sim collect --suite "$SUITE" --episodes 20 --seed 60000 --policy "$FP" \
     --out "$BUILD/calib"; }
 [ -f "$Q4/model.safetensors" ] || $QVLA quantize --model "$FP" --method qvla --bits 4 \
-  --dataset "$BUILD/calib" --max-samples 16 --stride 3 --refine-fraction 0 --out "$Q4"
+  --dataset "$BUILD/calib" --max-samples 16 --stride 3 --refine-fraction 0.01 --out "$Q4"
 echo "reference $SUITE: $FP and $Q4"

@@ -37,7 +37,8 @@ def cmd_train(args) -> int:
     cfg = TrainConfig(steps=args.steps, batch_size=args.batch_size, lr=args.lr,
                       seed=args.seed, bf16=not args.fp32, val_every=args.val_every,
                       save_every=args.save_every, crop_scale=args.crop_scale,
-                      jitter=args.jitter, loss=args.loss)
+                      jitter=args.jitter, loss=args.loss, aux_weight=args.aux_weight,
+                      pos_init=args.pos_init)
     summary = train(args.dataset, CONFIGS[args.config], args.out, cfg, progress=True)
     print(f'wrote {args.out}: {summary}')
     return 0
@@ -131,6 +132,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument('--jitter', type=float, default=0.1, help='colour jitter strength')
     p.add_argument('--loss', default='l1', choices=['l1', 'mse'],
                    help='training loss on normalized chunks (validation is always L1)')
+    p.add_argument('--aux-weight', type=float, default=0.0,
+                   help='weight of the auxiliary colour-localization loss (0: off)')
+    p.add_argument('--pos-init', default='random', choices=['random', 'sincos'],
+                   help='initialisation of the vision position embeddings')
     p.set_defaults(func=cmd_train)
     p = sub.add_parser('export', help='re-save an FP checkpoint in bf16 / fp16 / fp32')
     p.add_argument('checkpoint')

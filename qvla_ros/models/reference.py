@@ -133,7 +133,17 @@ class ReferenceVLA(nn.Module):
         batch: image float (B, 3, S, S) in [0, 1], tokens long (B, T), mask float (B, T),
         proprio float (B, P).
         """
+        return self.head(self.features(batch))
+
+    def head(self, hidden: torch.Tensor) -> torch.Tensor:
+        """Map the backbone's final states (B, N, D) to normalized actions (B, H, A)."""
         c = self.config
+        q = hidden[:, -c.chunk_size * c.action_dim:].reshape(-1, c.chunk_size,
+                                                             c.action_dim * c.hidden)
+        return self.action_head(q)  # (B, H, A)
+
+    def features(self, batch: Dict[str, torch.Tensor]) -> torch.Tensor:
+        """Return the backbone's final states (B, N, D) over [vision, text, proprio, queries]."""
         pixels = batch['image'] * 2.0 - 1.0  # SigLIP expects [-1, 1]
         vis = self.projector(self.vision(pixel_values=pixels).last_hidden_state)  # (B, P, D)
         text = self.language.embed_tokens(batch['tokens'])  # (B, T, D)
@@ -144,9 +154,7 @@ class ReferenceVLA(nn.Module):
         ones = torch.ones(vis.shape[0], vis.shape[1], device=vis.device)
         mask = torch.cat([ones, batch['mask'], ones[:, :1],
                           ones.new_ones(vis.shape[0], queries.shape[1])], dim=1)
-        hidden = self.language(inputs_embeds=tokens, attention_mask=mask).last_hidden_state
-        q = hidden[:, -queries.shape[1]:].reshape(-1, c.chunk_size, c.action_dim * c.hidden)
-        return self.action_head(q)  # (B, H, A)
+        return self.language(inputs_embeds=tokens, attention_mask=mask).last_hidden_state
 
     def make_batch(self, obs: Observation) -> Dict[str, torch.Tensor]:
         """Convert one observation into a batch of size 1."""
@@ -169,6 +177,23 @@ class ReferenceVLA(nn.Module):
         c = self.config
         return {'action_dim': c.action_dim, 'chunk_size': c.chunk_size,
                 'image_size': c.image_size, 'control_hz': c.control_hz, 'config': asdict(c)}
+
+
+def sincos_2d(grid: int, dim: int) -> torch.Tensor:
+    """Return fixed 2D sine-cosine position embeddings (grid * grid, dim), MAE-style.
+
+    Half the channels encode the row, half the column, each as sin/cos at dim/4 frequencies.
+    """
+    if dim % 4:
+        raise ValueError(f'sincos_2d needs dim divisible by 4, got {dim}')
+    omega = 1.0 / 10000 ** (torch.arange(dim // 4, dtype=torch.float32) / (dim // 4))
+    pos = torch.arange(grid, dtype=torch.float32)
+    rows, cols = torch.meshgrid(pos, pos, indexing='ij')
+    parts = []
+    for axis in (rows.flatten(), cols.flatten()):
+        ang = axis[:, None] * omega[None]  # (G*G, dim/4)
+        parts += [ang.sin(), ang.cos()]
+    return torch.cat(parts, dim=1)  # (G*G, dim)
 
 
 def build_reference(config: RefConfig, seed: int = 0,

@@ -1,8 +1,12 @@
 # Copyright 2026 qvla_ros authors. Apache-2.0.
-"""Behaviour cloning of qvla-ref on a rollout dataset: L1 on normalized action chunks.
+"""Behaviour cloning of qvla-ref on a rollout dataset: L1 or MSE on normalized action chunks.
 
 Image augmentation (random crop and colour jitter), AdamW with linear warm-up and cosine
-decay, bf16 autocast on CPU, periodic validation on held-out episodes. Deterministic given the
+decay, bf16 autocast on CPU, periodic validation on held-out episodes. Optional helpers for
+training from scratch: fixed 2D sine-cosine initialisation of the vision position embeddings
+(``pos_init='sincos'``) and an auxiliary colour-localization loss (``aux_weight``, with
+``aux_counterfactual`` extra frames per batch read with other samples' instructions; see
+``aux_targets``) through a training-only head. Deterministic given the
 seed: the batch of step s is drawn from a generator seeded by (seed, s), so a run resumed from
 its last saved state (every ``save_every`` steps, written atomically, no pickle) continues
 exactly as if it had never stopped.
@@ -22,8 +26,9 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from qvla_ros.data.rollouts import episodes, read_episode, read_info
+from qvla_ros.models import aux_targets
 from qvla_ros.models.normalization import ActionNormalizer
-from qvla_ros.models.reference import build_reference, RefConfig, tokenize
+from qvla_ros.models.reference import build_reference, RefConfig, sincos_2d, tokenize
 
 STATE = 'train_state'
 # Training loss on normalized chunks. 'l1' is OFT's. From scratch it collapsed here: a
@@ -31,6 +36,7 @@ STATE = 'train_state'
 # the median, within 40 steps) while 'mse' kept the gradient proportional to the error and
 # fitted them; the shipped recipes use 'mse'. Validation always reports L1.
 LOSSES = {'l1': F.l1_loss, 'mse': F.mse_loss}
+POS_INITS = ('random', 'sincos')
 
 
 @dataclass(frozen=True)
@@ -50,6 +56,9 @@ class TrainConfig:
     bf16: bool = True
     seed: int = 0
     loss: str = 'l1'
+    aux_weight: float = 0.0
+    aux_counterfactual: int = 16
+    pos_init: str = 'random'
     version: int = 1
 
     def __post_init__(self):
@@ -57,6 +66,14 @@ class TrainConfig:
             raise ValueError(f'loss must be one of {sorted(LOSSES)}, got {self.loss!r}')
         if self.steps < 1 or self.batch_size < 1 or self.lr <= 0:
             raise ValueError(f'invalid TrainConfig: {self}')
+        if self.pos_init not in POS_INITS:
+            raise ValueError(f'pos_init must be one of {POS_INITS}, got {self.pos_init!r}')
+        if self.aux_counterfactual < 0:
+            raise ValueError(f'aux_counterfactual must be >= 0, got {self.aux_counterfactual}')
+        if self.aux_weight < 0 or (self.aux_weight > 0 and self.crop_scale != 1.0):
+            raise ValueError('aux_weight must be >= 0, and > 0 needs crop_scale 1.0 (the '
+                             f'localization targets assume full frames); got {self.aux_weight}'
+                             f' with crop_scale {self.crop_scale}')
         if not 0.0 <= self.val_fraction < 1.0:
             raise ValueError(f'val_fraction must be in [0, 1), got {self.val_fraction}')
 
@@ -65,9 +82,9 @@ class ChunkDataset:
     """Every step of every episode as (image, instruction tokens, proprio, action chunk)."""
 
     def __init__(self, root: Path, config: RefConfig, entries: List[dict],
-                 normalizer: ActionNormalizer):
+                 normalizer: ActionNormalizer, aux: bool = False):
         cam = read_info(root).cameras[0]
-        images, tokens, masks, proprio, chunks = [], [], [], [], []
+        images, tokens, masks, proprio, chunks, aux_vals, mentions = [], [], [], [], [], [], []
         h = config.chunk_size
         for entry in entries:
             data = read_episode(root, entry)
@@ -78,6 +95,10 @@ class ChunkDataset:
                 idx = np.minimum(np.arange(i, i + h), t - 1)  # pad with the last action
                 chunks.append(normalizer.normalize(acts[idx]))
             images.append(data[f'image.{cam}'])
+            if aux:
+                aux_vals.append(aux_targets.centroids(images[-1]))
+                ment = aux_targets.mention_indices(entry['instruction'])
+                mentions.append(np.broadcast_to(ment, (t, aux_targets.MENTIONS)))
             proprio.append(data['proprio'][:, :config.proprio_dim])
             tokens.append(ids.expand(t, -1))
             masks.append(mask.expand(t, -1))
@@ -88,17 +109,31 @@ class ChunkDataset:
         self.proprio = torch.from_numpy(np.concatenate(proprio)).float()
         self.chunks = torch.from_numpy(np.stack(chunks)).float()  # (N, H, A)
         self.size = config.image_size
+        self.uv = self.present = self.mentions = None
+        if aux:  # colour centroids (N, C, 2), (N, C) and mentions (N, MENTIONS) per sample
+            self.uv = torch.from_numpy(np.concatenate([v for v, _ in aux_vals]))
+            self.present = torch.from_numpy(np.concatenate([p for _, p in aux_vals]))
+            self.mentions = torch.from_numpy(np.concatenate(mentions))
 
     def __len__(self) -> int:
         return self.chunks.shape[0]
 
-    def batch(self, idx: torch.Tensor, gen: Optional[torch.Generator], cfg: TrainConfig):
-        """Return (batch dict, normalized targets) for sample indices ``idx``."""
+    def batch(self, idx: torch.Tensor, gen: Optional[torch.Generator], cfg: TrainConfig,
+              text_idx: Optional[torch.Tensor] = None):
+        """Return (batch dict, normalized targets) for sample indices ``idx``.
+
+        ``text_idx`` takes the instruction of other samples (counterfactual aux samples).
+        """
         img = self.images[idx].permute(0, 3, 1, 2).float() / 255.0  # (B, 3, H, W)
         img = augment(img, gen, cfg, self.size) if gen is not None else F.interpolate(
             img, size=(self.size, self.size), mode='bilinear', align_corners=False)
-        return ({'image': img, 'tokens': self.tokens[idx], 'mask': self.masks[idx],
+        text = idx if text_idx is None else text_idx
+        return ({'image': img, 'tokens': self.tokens[text], 'mask': self.masks[text],
                  'proprio': self.proprio[idx]}, self.chunks[idx])
+
+    def aux_targets(self, idx: torch.Tensor, text_idx: torch.Tensor):
+        """Return aux (values (B, K), mask (B, K)) of frames ``idx`` read with ``text_idx``."""
+        return aux_targets.compose(self.uv[idx], self.present[idx], self.mentions[text_idx])
 
 
 def augment(img: torch.Tensor, gen: torch.Generator, cfg: TrainConfig,
@@ -153,8 +188,10 @@ def _lr_lambda(cfg: TrainConfig) -> Callable[[int], float]:
     return f
 
 
-def _save_state(out: Path, model, opt, step: int, log: list) -> None:
-    tensors = {f'model.{k}': v.detach().contiguous() for k, v in model.state_dict().items()}
+def _save_state(out: Path, modules: Dict[str, torch.nn.Module], opt, step: int,
+                log: list) -> None:
+    tensors = {f'{prefix}.{k}': v.detach().contiguous()
+               for prefix, module in modules.items() for k, v in module.state_dict().items()}
     opt_state = opt.state_dict()
     for idx, st in opt_state['state'].items():
         for name, v in st.items():
@@ -169,11 +206,14 @@ def _save_state(out: Path, model, opt, step: int, log: list) -> None:
         os.replace(tmp, state / name)
 
 
-def _load_state(out: Path, model, opt):
+def _load_state(out: Path, modules: Dict[str, torch.nn.Module], opt):
     state = out / STATE
     meta = json.loads((state / 'meta.json').read_text())
     tensors = load_file(str(state / 'tensors.safetensors'))
-    model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith('model.')})
+    for prefix, module in modules.items():
+        n = len(prefix) + 1
+        module.load_state_dict({k[n:]: v for k, v in tensors.items()
+                                if k.startswith(prefix + '.')})
     opt_state = {'state': {}, 'param_groups': meta['param_groups']}
     for k, v in tensors.items():
         if k.startswith('opt.'):
@@ -190,39 +230,59 @@ def train(root: Path, config: RefConfig, out: Path, cfg: TrainConfig,
     root, out = Path(root), Path(out)
     train_eps, val_eps = _split(root, cfg.val_fraction)
     normalizer = _fit_normalizer(root, train_eps, config.action_dim)
-    data = ChunkDataset(root, config, train_eps, normalizer)
+    data = ChunkDataset(root, config, train_eps, normalizer, aux=cfg.aux_weight > 0)
     val = ChunkDataset(root, config, val_eps, normalizer) if val_eps else None
     model = build_reference(config, cfg.seed, normalizer).train()
     model.proprio_mean.copy_(data.proprio.mean(0))
     model.proprio_std.copy_(data.proprio.std(0).clamp_min(1e-3))
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    if cfg.pos_init == 'sincos':
+        emb = model.vision.embeddings.position_embedding.weight
+        with torch.no_grad():
+            emb.copy_(sincos_2d(config.image_size // config.patch_size, config.vision_hidden))
+    modules = {'model': model}
+    if cfg.aux_weight > 0:  # training-only head, never exported
+        with torch.random.fork_rng():
+            torch.manual_seed(cfg.seed + 1)
+            modules['aux'] = torch.nn.Linear(config.hidden, aux_targets.num_targets())
+    params = [p for m in modules.values() for p in m.parameters()]
+    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(cfg))
     step, log = 0, []
     if (out / STATE / 'meta.json').is_file():
-        step, log = _load_state(out, model, opt)
+        step, log = _load_state(out, modules, opt)
         sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(cfg), last_epoch=step - 1)
     bar = tqdm(total=cfg.steps, initial=step, desc='train', disable=not progress)
     while step < cfg.steps:
         gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + step)
         idx = torch.randint(0, len(data), (cfg.batch_size,), generator=gen)
-        batch, target = data.batch(idx, gen, cfg)
+        text_idx = idx
+        if 'aux' in modules and cfg.aux_counterfactual:  # extra frames, other instructions
+            extra = torch.randint(0, len(data), (2, cfg.aux_counterfactual), generator=gen)
+            idx, text_idx = torch.cat([idx, extra[0]]), torch.cat([idx, extra[1]])
+        batch, target = data.batch(idx, gen, cfg, text_idx)
         with torch.autocast('cpu', dtype=torch.bfloat16, enabled=cfg.bf16):
-            pred = model.action_tensor(batch)
-        loss = LOSSES[cfg.loss](pred.float(), target)
+            hidden = model.features(batch)  # (B + extra, N, D)
+            pred = model.head(hidden[:cfg.batch_size])
+        loss = LOSSES[cfg.loss](pred.float(), target[:cfg.batch_size])
+        entry = {'step': step + 1, 'loss': loss.item()}
+        if 'aux' in modules:
+            queries = hidden[:, -config.chunk_size * config.action_dim:].float().mean(1)
+            aux = _aux_loss(modules['aux'], queries, *data.aux_targets(idx, text_idx))
+            entry['aux_loss'] = aux.item()
+            loss = loss + cfg.aux_weight * aux
         opt.zero_grad(set_to_none=True)
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
         opt.step()
         sched.step()
         step += 1
-        entry = {'step': step, 'loss': loss.item()}
         if val is not None and (step % cfg.val_every == 0 or step == cfg.steps):
             entry['val_loss'] = evaluate(model, val, cfg)
         log.append(entry)
         bar.update(1)
-        bar.set_postfix(loss=f'{entry["loss"]:.4f}')
+        bar.set_postfix({k: f'{v:.4f}' for k, v in entry.items() if k != 'step'})
         if step % cfg.save_every == 0 or step == cfg.steps:
-            _save_state(out, model, opt, step, log)
+            _save_state(out, modules, opt, step, log)
     bar.close()
     model.eval()
     save_policy(model, out)
@@ -231,6 +291,13 @@ def train(root: Path, config: RefConfig, out: Path, cfg: TrainConfig,
                                                     'log': log}, indent=1))
     return {'steps': step, 'final_loss': log[-1]['loss'] if log else None,
             'val_loss': next((e['val_loss'] for e in reversed(log) if 'val_loss' in e), None)}
+
+
+def _aux_loss(head: torch.nn.Module, state: torch.Tensor, values: torch.Tensor,
+              mask: torch.Tensor) -> torch.Tensor:
+    """Masked MSE of the localization head on pooled action-query states (B, D)."""
+    err = (head(state) - values) ** 2 * mask  # (B, K)
+    return err.sum() / mask.sum().clamp_min(1.0)
 
 
 @torch.no_grad()

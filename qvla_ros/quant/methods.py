@@ -88,14 +88,15 @@ class Calibration:
 
 
 def _sensitivity(policy, calib: Calibration, kind: str, cfg: MethodConfig):
-    if kind not in calib.scores:
+    key = f'{kind}@refine={cfg.refine_fraction:g}'  # the refine ablation needs its own scores
+    if key not in calib.scores:
         from qvla_ros.quant.sensitivity import measure, SensitivityConfig
         t0 = time.perf_counter()
         scfg = SensitivityConfig(bits=SENS_BITS, method=kind, projections=cfg.projections,
                                  refine_fraction=cfg.refine_fraction, spec=cfg.spec)
-        calib.scores[kind] = measure(policy, calib.batch, scfg)[0]
-        calib.seconds[f'sensitivity_{kind}'] = time.perf_counter() - t0
-    return calib.scores[kind]
+        calib.scores[key] = measure(policy, calib.batch, scfg)[0]
+        calib.seconds[f'sensitivity_{key}'] = time.perf_counter() - t0
+    return calib.scores[key]
 
 
 def _inputs(policy, calib: Calibration):

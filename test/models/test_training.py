@@ -51,9 +51,22 @@ def test_bad_loss_is_rejected():
         TrainConfig(loss='huber')
 
 
-def test_resume_continues_exactly(dataset, tmp_path):
+def test_aux_needs_full_frames():
+    with pytest.raises(ValueError, match='crop_scale 1.0'):
+        TrainConfig(aux_weight=1.0, crop_scale=0.9)
+    with pytest.raises(ValueError, match='pos_init'):
+        TrainConfig(pos_init='learned')
+    with pytest.raises(ValueError, match='aux_counterfactual'):
+        TrainConfig(aux_counterfactual=-1)
+
+
+AUX = {'aux_weight': 1.0, 'pos_init': 'sincos', 'crop_scale': 1.0}
+
+
+@pytest.mark.parametrize('extra', [{}, AUX], ids=['plain', 'aux'])
+def test_resume_continues_exactly(dataset, tmp_path, extra):
     cfg = TrainConfig(steps=12, batch_size=4, warmup=2, save_every=6, val_every=100,
-                      val_fraction=0.25, bf16=False)
+                      val_fraction=0.25, bf16=False, **extra)
     train(dataset, TINY, tmp_path / 'straight', cfg)
     train(dataset, TINY, tmp_path / 'resumed', dataclasses.replace(cfg, steps=6))
     train(dataset, TINY, tmp_path / 'resumed', cfg)  # picks up train_state at step 6
@@ -61,3 +74,16 @@ def test_resume_continues_exactly(dataset, tmp_path):
     b = load_file(str(tmp_path / 'resumed' / 'model.safetensors'))
     assert a.keys() == b.keys()
     assert all((a[k] == b[k]).all() for k in a)
+
+
+def test_aux_head_is_trained_but_not_exported(dataset, tmp_path):
+    cfg = TrainConfig(steps=4, batch_size=4, warmup=2, save_every=4, val_every=100,
+                      val_fraction=0.25, bf16=False)
+    train(dataset, TINY, tmp_path / 'plain', cfg)
+    train(dataset, TINY, tmp_path / 'aux', dataclasses.replace(cfg, **AUX))
+    log = json.loads((tmp_path / 'aux' / 'train_log.json').read_text())['log']
+    assert all(np.isfinite(e['aux_loss']) for e in log)
+    plain = load_file(str(tmp_path / 'plain' / 'model.safetensors'))
+    aux = load_file(str(tmp_path / 'aux' / 'model.safetensors'))
+    assert plain.keys() == aux.keys()  # the head is not exported
+    # (its state survives a resume: test_resume_continues_exactly[aux] is bit-exact)

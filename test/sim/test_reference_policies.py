@@ -1,10 +1,10 @@
 # Copyright 2026 qvla_ros authors. Apache-2.0.
 """The shipped FP reference policy: shipping limits, it beats a constant predictor on fresh
-expert data, and it runs the closed loop (10 episodes).
+expert data, and it still succeeds in closed loop (10 evaluation episodes).
 
-The measured success rate of this checkpoint is in README / bench/results; it is far below
-the 80 % goal (see the #7 note), so the closed-loop part checks that the policy acts, not
-that it succeeds.
+Its measured success over 100 evaluation episodes is in README / bench/results (59 %, below
+the 80 % goal; see the #7 note). The closed-loop check asks for at least MIN_SUCCESSES of the
+10 episodes on fixed seeds; the checkpoint solved 4 of them when this was written.
 """
 
 import json
@@ -20,6 +20,7 @@ from qvla_ros.sim.tabletop import TabletopEnv
 
 ROOT = Path(__file__).resolve().parents[2]
 CKPT = ROOT / 'checkpoints' / 'tabletop-small'
+MIN_SUCCESSES = 2
 
 
 def test_shipping_limits():
@@ -56,8 +57,9 @@ def test_policy_beats_a_constant_on_fresh_expert_steps():
     assert model_err < 0.8 * constant_err, (model_err, constant_err)
 
 
-def test_closed_loop_runs_ten_episodes():
+def test_closed_loop_still_succeeds():
     res = evaluate(EvalConfig(str(CKPT), 'tabletop', tuple(range(100000, 100010))), workers=2)
     assert res['episodes'] == 10
-    assert all(e['steps'] >= 1 for e in res['per_episode'])
+    assert res['successes'] >= MIN_SUCCESSES, [(e['seed'], e['success'])
+                                               for e in res['per_episode']]
     assert res['policy_latency_ms'] < 200
