@@ -11,7 +11,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 SUITE=${1:?usage: scripts/reference.sh tabletop|metaworld}
 case "$SUITE" in
-  tabletop)  EPISODES=${EPISODES:-1000}; NOISE=${NOISE:-0.005}; STEPS=${STEPS:-5000}
+  tabletop)  EPISODES=${EPISODES:-1000}; NOISE=${NOISE:-0.005}; STEPS=${STEPS:-4000}
              AUX=${AUX:-1.0} ;;
   metaworld) EPISODES=${EPISODES:-400};  NOISE=${NOISE:-0.1};   STEPS=${STEPS:-4000}
              AUX=${AUX:-0.0} ;;
