@@ -3,8 +3,9 @@
 #   scripts/reference.sh tabletop      (or metaworld)
 # Steps: expert demonstrations with DART-style action noise (labels stay clean) -> behaviour
 # cloning of qvla-ref small (sincos-initialised vision positions; on tabletop also the
-# auxiliary colour-localization loss of qvla_ros/models/aux_targets.py) -> bf16 export to checkpoints/<suite>-small -> calibration data
-# (expert + FP-policy rollouts, separate seeds) -> QVLA 4-bit packed checkpoint.
+# auxiliary colour-localization loss of qvla_ros/models/aux_targets.py) -> bf16 export to
+# checkpoints/<suite>-small -> calibration data (expert + FP-policy rollouts, separate seeds)
+# -> QVLA 4-bit packed checkpoint.
 # Seeds: demos 0.., calibration 50000.. / 60000.., evaluation 100000.., demo 200000..
 # Every step resumes or is skipped when its output exists; BUILD=... moves the work folder.
 set -euo pipefail

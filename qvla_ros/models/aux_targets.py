@@ -99,15 +99,6 @@ def compose(uv: torch.Tensor, present: torch.Tensor,
     return vals.flatten(1), mask.flatten(1).float()
 
 
-def targets(images: np.ndarray, instruction: str) -> Tuple[np.ndarray, np.ndarray]:
-    """Return (values float32 (N, K), mask float32 (N, K)) for one episode's frames."""
-    uv, present = centroids(images)  # (N, C, 2), (N, C)
-    mentions = np.broadcast_to(mention_indices(instruction), (len(uv), MENTIONS))
-    vals, mask = compose(torch.from_numpy(uv), torch.from_numpy(present),
-                         torch.from_numpy(np.ascontiguousarray(mentions)))
-    return vals.numpy(), mask.numpy()
-
-
 def num_targets() -> int:
     """Return K, the number of auxiliary values per frame."""
     return 2 * (len(COLORS) + MENTIONS)

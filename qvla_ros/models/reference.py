@@ -135,11 +135,14 @@ class ReferenceVLA(nn.Module):
         """
         return self.head(self.features(batch))
 
+    def query_states(self, hidden: torch.Tensor) -> torch.Tensor:
+        """Return the action-query part (B, H * A, D) of the backbone's states (B, N, D)."""
+        return hidden[:, -self.action_queries.shape[0]:]
+
     def head(self, hidden: torch.Tensor) -> torch.Tensor:
         """Map the backbone's final states (B, N, D) to normalized actions (B, H, A)."""
         c = self.config
-        q = hidden[:, -c.chunk_size * c.action_dim:].reshape(-1, c.chunk_size,
-                                                             c.action_dim * c.hidden)
+        q = self.query_states(hidden).reshape(-1, c.chunk_size, c.action_dim * c.hidden)
         return self.action_head(q)  # (B, H, A)
 
     def features(self, batch: Dict[str, torch.Tensor]) -> torch.Tensor:

@@ -266,7 +266,7 @@ def train(root: Path, config: RefConfig, out: Path, cfg: TrainConfig,
         loss = LOSSES[cfg.loss](pred.float(), target[:cfg.batch_size])
         entry = {'step': step + 1, 'loss': loss.item()}
         if 'aux' in modules:
-            queries = hidden[:, -config.chunk_size * config.action_dim:].float().mean(1)
+            queries = model.query_states(hidden).float().mean(1)  # (B + extra, D)
             aux = _aux_loss(modules['aux'], queries, *data.aux_targets(idx, text_idx))
             entry['aux_loss'] = aux.item()
             loss = loss + cfg.aux_weight * aux

@@ -38,15 +38,23 @@ def test_mention_order_follows_the_instruction():
     assert aux_targets.mention_order('go left') == []
 
 
+def _targets(images, instruction):
+    """Targets of every frame read with one instruction, as training composes them."""
+    uv, present = aux_targets.centroids(images)
+    mentions = torch.from_numpy(aux_targets.mention_indices(instruction)).expand(len(uv), -1)
+    vals, mask = aux_targets.compose(torch.from_numpy(uv), torch.from_numpy(present), mentions)
+    return vals.numpy(), mask.numpy()
+
+
 def test_targets_copy_the_mentioned_colours_after_all_colours():
     img = np.stack([_frame({'red': (2, 4, 4), 'green': (10, 10, 4), 'blue': (20, 24, 6)})] * 3)
-    vals, mask = aux_targets.targets(img, 'put the blue block on the red block')
+    vals, mask = _targets(img, 'put the blue block on the red block')
     assert vals.shape == mask.shape == (3, aux_targets.num_targets())
     uv = vals.reshape(3, -1, 2)
     np.testing.assert_array_equal(uv[:, 3], uv[:, 2])  # first mention: blue
     np.testing.assert_array_equal(uv[:, 4], uv[:, 0])  # second mention: red
     assert mask.all()
-    _, mask = aux_targets.targets(img, 'push the green block to the left')
+    _, mask = _targets(img, 'push the green block to the left')
     assert mask.reshape(3, -1, 2)[:, 4].sum() == 0  # no second colour mentioned
 
 
