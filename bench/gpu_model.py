@@ -6,7 +6,9 @@ Random weights: this measures latency (CUDA events, after warm-up) and peak VRAM
 down) becomes a MixedBitLinear with 20 % 8-bit, 45 % 4-bit, 30 % 2-bit and 5 % pruned rows;
 embeddings and norms stay bf16, as in QVLA.
 
-    python bench/gpu_model.py --out bench/results/gpu-model-<device>.json
+    python bench/gpu_model.py --out bench/results/gpu-model-<device>.json [--graph]
+
+Also times a --decode-tokens (default 1) forward: the M = 1 regime of autoregressive decoding.
 """
 
 import argparse
@@ -19,7 +21,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import (bits_for_mix, device_name, git_commit, MIXES,  # noqa: E402
-                          time_cuda, write_json)
+                          time_cuda, time_cuda_graph, write_json)
 from qvla_ros.kernels.linear import MixedBitLinear  # noqa: E402
 
 LINEARS = ('self_attn.q_proj', 'self_attn.k_proj', 'self_attn.v_proj', 'self_attn.o_proj',
@@ -59,11 +61,22 @@ def quantize_(model, mix: str) -> dict:
             'bf16_bytes_of_those': 2 * params}
 
 
+def measure_graph(model, ids) -> dict:
+    """Return the CUDA-graph-replayed latency of one forward (no launch overhead)."""
+    def forward():
+        with torch.no_grad():
+            return model(input_ids=ids, use_cache=False).last_hidden_state
+    try:
+        return {'graph_latency_ms': time_cuda_graph(forward, calls=1, reps=10)}
+    except RuntimeError as err:  # HF forwards are not always capturable; record why
+        return {'graph_error': str(err)[:300]}
+
+
 def measure(model, ids) -> dict:
     """Return latency and peak memory of one forward over ``ids``."""
     def forward():
         with torch.no_grad():
-            return model(input_ids=ids).last_hidden_state
+            return model(input_ids=ids, use_cache=False).last_hidden_state
     forward()
     torch.cuda.synchronize()
     torch.cuda.reset_peak_memory_stats()
@@ -75,11 +88,25 @@ def measure(model, ids) -> dict:
             'resident_bytes': base}
 
 
+def _graph_speedups(bf16: dict, quant: dict) -> dict:
+    out = {}
+    for name, a, b in (('graph_speedup', bf16, quant),
+                       ('decode_graph_speedup', bf16.get('decode', {}),
+                        quant.get('decode', {}))):
+        if 'graph_latency_ms' in a and 'graph_latency_ms' in b:
+            out[name] = a['graph_latency_ms'] / b['graph_latency_ms']
+    return out
+
+
 def main(argv=None) -> int:
     """Run both variants and write the JSON."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('--layers', type=int, default=32)
     parser.add_argument('--tokens', type=int, default=600)
+    parser.add_argument('--decode-tokens', type=int, default=1,
+                        help='also time a forward over this many tokens (0: skip)')
+    parser.add_argument('--graph', action='store_true',
+                        help='also time CUDA-graph replays (after every eager number)')
     parser.add_argument('--mix', default='qvla4.0', choices=sorted(MIXES))
     parser.add_argument('--out', required=True)
     args = parser.parse_args(argv)
@@ -87,13 +114,26 @@ def main(argv=None) -> int:
     t0 = time.monotonic()
     model = build(args.layers)
     ids = torch.randint(0, 32000, (1, args.tokens), device='cuda')
+    short = ids[:, :args.decode_tokens]
     bf16 = measure(model, ids)
+    if args.decode_tokens:
+        bf16['decode'] = measure(model, short)
     with torch.no_grad():
         ref = model(input_ids=ids).last_hidden_state.float()
+    if args.graph:
+        bf16.update(measure_graph(model, ids))
+        if args.decode_tokens:
+            bf16['decode'].update(measure_graph(model, short))
     stats = quantize_(model, args.mix)
     quant = measure(model, ids)
+    if args.decode_tokens:
+        quant['decode'] = measure(model, short)
     with torch.no_grad():
         out = model(input_ids=ids).last_hidden_state.float()
+    if args.graph:
+        quant.update(measure_graph(model, ids))
+        if args.decode_tokens:
+            quant['decode'].update(measure_graph(model, short))
     result = {
         'device': device_name(), 'commit': git_commit(), 'torch': torch.__version__,
         'layers': args.layers, 'tokens': args.tokens, 'mix': args.mix,
@@ -103,6 +143,10 @@ def main(argv=None) -> int:
         'resident_ratio': quant['resident_bytes'] / bf16['resident_bytes'],
         'speedup': bf16['latency_ms'] / quant['latency_ms'],
         'hidden_rel_diff_vs_bf16': ((out - ref).norm() / ref.norm()).item(),
+        'decode_tokens': args.decode_tokens,
+        'decode_speedup': (bf16['decode']['latency_ms'] / quant['decode']['latency_ms']
+                           if args.decode_tokens else None),
+        **_graph_speedups(bf16, quant),
         'wall_s': time.monotonic() - t0,
         'command': ' '.join(sys.argv)}
     write_json(Path(args.out), result)

@@ -19,7 +19,8 @@ import torch.nn.functional as F
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import (bits_for_mix, device_name, git_commit, MIXES,  # noqa: E402
-                          RESULTS, slug, time_cpu, time_cuda, write_json)
+                          RESULTS, slug, time_cpu, time_cuda, time_cuda_graph,
+                          write_json)
 from qvla_ros.kernels.format import PackedLayout, reference_linear  # noqa: E402
 
 # (name, out_features N, in_features K)
@@ -44,16 +45,7 @@ def bench_case(name, n, k, mix, m, device):
            'packed_bytes': layout.packed_bytes(), 'fp16_bytes': fp16_bytes,
            'packed_over_fp16': layout.packed_bytes() / fp16_bytes}
     if device == 'cuda':
-        from qvla_ros.kernels.triton_mixed import mixed_linear
-        x = torch.randn(m, k, device=device, dtype=torch.float16)
-        w16 = w.half()
-        b16 = bias.half()
-        y = mixed_linear(x, layout)  # autotunes on first call
-        ref = reference_linear(x.float(), layout).float()
-        row['max_rel_err'] = ((y.float() - ref).abs().max() / ref.abs().max()).item()
-        row['dense_fp16_ms'] = time_cuda(lambda: F.linear(x, w16, b16))
-        row['mixed_ms'] = time_cuda(lambda: mixed_linear(x, layout))
-        row['speedup_vs_fp16'] = row['dense_fp16_ms'] / row['mixed_ms']
+        row.update(bench_cuda(layout, w, bias, m))
     else:
         from qvla_ros.kernels.cpu import cpu_linear
         x = torch.randn(m, k)
@@ -68,6 +60,36 @@ def bench_case(name, n, k, mix, m, device):
         row['mixed_over_fp32'] = row['mixed_ms'] / row['dense_fp32_ms']
         row['mixed_over_bf16'] = row['mixed_ms'] / row['dense_bf16_ms']
     return row
+
+
+def bench_cuda(layout, w, bias, m) -> dict:
+    """Time every Triton path and the auto choice against fp16 cuBLAS, eager and graphed."""
+    from qvla_ros.kernels import triton_auto
+    x = torch.randn(m, w.shape[1], device='cuda', dtype=torch.float16)
+    w16, b16 = w.half(), bias.half()
+    ref = reference_linear(x.float(), layout).float()
+    row = {'dense_fp16_ms': time_cuda(lambda: F.linear(x, w16, b16))}
+    for path in triton_auto.candidates(layout, m):  # each autotunes on its first call
+        y = triton_auto.auto_linear(x, layout, path)
+        row[f'{path}_max_rel_err'] = ((y.float() - ref).abs().max() / ref.abs().max()).item()
+        row[f'{path}_ms'] = time_cuda(lambda: triton_auto.auto_linear(x, layout, path))
+    row['path'] = triton_auto.choose(x, layout)
+    row['max_rel_err'] = row[f'{row["path"]}_max_rel_err']
+    row['mixed_ms'] = time_cuda(lambda: triton_auto.auto_linear(x, layout))
+    row['speedup_vs_fp16'] = row['dense_fp16_ms'] / row['mixed_ms']
+    # Device time without launch overhead (what a CUDA-graph-captured policy pays).
+    try:
+        row['dense_fp16_graph_ms'] = time_cuda_graph(lambda: F.linear(x, w16, b16))
+        row['mixed_graph_ms'] = time_cuda_graph(lambda: triton_auto.auto_linear(x, layout))
+        row['graph_speedup_vs_fp16'] = (row['dense_fp16_graph_ms']
+                                        / max(row['mixed_graph_ms'], 1e-6))
+    except RuntimeError as err:  # a capture failure is a result too; keep the eager numbers
+        row['graph_error'] = str(err)[:300]
+    return row
+
+
+def _fmt(value) -> str:
+    return f'{value:.2f}' if isinstance(value, float) else str(value)
 
 
 def main(argv=None) -> int:
@@ -101,10 +123,10 @@ def main(argv=None) -> int:
                 row = bench_case(name, n, k, mix, m, args.device)
                 result['cases'].append(row)
                 write_json(out, result)
-                keys = ('speedup_vs_fp16',) if args.device == 'cuda' else (
-                    'mixed_over_fp32', 'mixed_over_bf16')
+                keys = (('path', 'speedup_vs_fp16', 'graph_speedup_vs_fp16')
+                        if args.device == 'cuda' else ('mixed_over_fp32', 'mixed_over_bf16'))
                 print(f'{name:22s} {mix:8s} M={m:4d} ' + ' '.join(
-                    f'{key}={row[key]:.2f}' for key in keys)
+                    f'{key}={_fmt(row.get(key))}' for key in keys)
                     + f' bytes={row["packed_over_fp16"]:.3f} err={row["max_rel_err"]:.1e}',
                     flush=True)
     write_json(out, result)

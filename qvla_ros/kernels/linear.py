@@ -72,8 +72,8 @@ class MixedBitLinear(nn.Module):
                              f'got shape {tuple(x.shape)}')
         backend = choose_backend(x.device.type, self.backend)
         if backend is Backend.TRITON:
-            from qvla_ros.kernels.triton_mixed import mixed_linear
-            return mixed_linear(x, self.layout)
+            from qvla_ros.kernels.triton_auto import auto_linear
+            return auto_linear(x, self.layout)
         if backend is Backend.CPU:
             from qvla_ros.kernels.cpu import cpu_linear
             return cpu_linear(x, self.layout)

@@ -104,15 +104,18 @@ def _store(out_ptr, acc, perm_ptr, bias_ptr, stride_om, M, offs_m, packed_rows, 
              acc.to(out_ptr.dtype.element_ty), mask=mask)
 
 
-_NO_SPECIALIZE = ['M', 'G', 'GS', 'n16', 'n8', 'n4', 'n3', 'n2', 'wpr8', 'wpr4', 'wpr3', 'wpr2']
+_NO_SPECIALIZE = ['M', 'G', 'GS', 'n16', 'n8', 'n4', 'n3', 'n2', 'wpr8', 'wpr4', 'wpr3', 'wpr2',
+                  'N_OUT']
 
 
 @triton.jit(do_not_specialize=_NO_SPECIALIZE)
 def _mixed_kernel(x_ptr, out_ptr, w16_ptr, qw_ptr, s_ptr, z_ptr, perm_ptr, bias_ptr,
                   M, K, G, GS, stride_xm, stride_om,
-                  n16, n8, n4, n3, n2, wpr8, wpr4, wpr3, wpr2,
+                  n16, n8, n4, n3, n2, wpr8, wpr4, wpr3, wpr2, N_OUT,
                   HAS_BIAS: tl.constexpr, PER_ROW: tl.constexpr,
                   BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr):
+    # N_OUT (out_features) is unused here: it is the autotuning key, so that layers of one
+    # shape share a tuned tile whatever their bit-group sizes.
     pid_n = tl.program_id(0)
     offs_m = tl.program_id(1) * BLOCK_M + tl.arange(0, BLOCK_M)
     t16 = tl.cdiv(n16, BLOCK_N)
@@ -182,13 +185,16 @@ def interpreting() -> bool:
     return os.environ.get('TRITON_INTERPRET', '0') == '1'
 
 
+def quick_bench(fn, quantiles=None, **kwargs):
+    """Autotuner timing: a short do_bench (5 ms warm-up, 20 ms of repetitions) per config."""
+    return triton.testing.do_bench(fn, warmup=5, rep=20, quantiles=quantiles)
+
+
 @functools.lru_cache(maxsize=1)
 def _autotuned():
-    def bench(fn, quantiles=None, **kwargs):
-        return triton.testing.do_bench(fn, warmup=5, rep=20, quantiles=quantiles)
-    return triton.autotune(configs=_configs(), key=['M', 'K', 'n16', 'n8', 'n4', 'n3', 'n2'],
+    return triton.autotune(configs=_configs(), key=['M', 'K', 'N_OUT'],
                            prune_configs_by={'early_config_prune': prune_configs},
-                           do_bench=bench)(_mixed_kernel)
+                           do_bench=quick_bench)(_mixed_kernel)
 
 
 def mixed_linear(x: torch.Tensor, layout: PackedLayout, block=None) -> torch.Tensor:
@@ -211,7 +217,7 @@ def mixed_linear(x: torch.Tensor, layout: PackedLayout, block=None) -> torch.Ten
     args = (x2, out, layout.weight16, layout.qweight, layout.scales, layout.zeros, layout.perm,
             layout.bias if has_bias else layout.scales, m, k, k // layout.group_size,
             layout.group_size, x2.stride(0), out.stride(0), *counts,
-            wpr.get(8, 0), wpr.get(4, 0), wpr.get(3, 0), wpr.get(2, 0))
+            wpr.get(8, 0), wpr.get(4, 0), wpr.get(3, 0), wpr.get(2, 0), n)
     flags = dict(HAS_BIAS=has_bias, PER_ROW=layout.group_size == k)
     if block is None and interpreting():
         block = (1 if m == 1 else 16, 32, 32)

@@ -32,14 +32,23 @@ def test_kernel_matches_reference(dtype, tol, m, shape, gs):
     layout = PackedLayout.from_float(torch.randn(n, k, device='cuda') * 0.02, bits,
                                      QuantSpec(group_size=gs),
                                      bias=torch.randn(n, device='cuda'), dense_dtype=dtype)
+    from qvla_ros.kernels.triton_dequant import dequant_linear
+    from qvla_ros.kernels.triton_gemv import mixed_gemv
     from qvla_ros.kernels.triton_mixed import mixed_linear
     x = torch.randn(m, k, device='cuda', dtype=dtype)
-    # A fixed tile keeps this matrix fast; test_module_on_cuda_dispatches_to_triton and the
-    # benchmark exercise the autotuned path.
-    y = mixed_linear(x, layout, block=(1, 64, 64) if m == 1 else (64, 64, 64))
     ref = reference_linear(x.float(), layout).float()
-    rel = ((y.float() - ref).abs().max() / ref.abs().max()).item()
-    assert rel <= tol, f'relative error {rel:.2e} > {tol}'
+    # Fixed tiles keep this matrix fast; test_auto_path_and_cuda_graph and the benchmark
+    # exercise the autotuned kernels.
+    runs = {'fused': lambda: mixed_linear(x, layout, block=(1, 64, 64) if m == 1
+                                          else (64, 64, 64)),
+            'dequant': lambda: dequant_linear(x, layout)}
+    if m == 1:
+        runs['gemv'] = lambda: mixed_gemv(x, layout, block=(4, 256))
+    for path, run in runs.items():
+        y = run()
+        assert y.shape == (m, n) and y.dtype == dtype, path
+        rel = ((y.float() - ref).abs().max() / ref.abs().max()).item()
+        assert rel <= tol, f'{path}: relative error {rel:.2e} > {tol}'
 
 
 def test_module_on_cuda_dispatches_to_triton():
@@ -48,3 +57,24 @@ def test_module_on_cuda_dispatches_to_triton():
     x = torch.randn(3, 256, device='cuda', dtype=torch.float16)
     ref = reference_linear(x.float(), mod.layout)
     assert ((mod(x).float() - ref).abs().max() / ref.abs().max()) < 1e-2
+
+
+@pytest.mark.parametrize('m', [1, 64])
+def test_auto_path_and_cuda_graph(m):
+    """The measured path is correct, and a CUDA-graph replay gives the eager result."""
+    from qvla_ros.kernels import triton_auto
+    bits = _qvla_mix(1024, seed=3)
+    layout = PackedLayout.from_float(torch.randn(1024, 512, device='cuda') * 0.02, bits,
+                                     bias=torch.randn(1024, device='cuda'))
+    x = torch.randn(m, 512, device='cuda', dtype=torch.float16)
+    eager = triton_auto.auto_linear(x, layout)  # measures and caches the path
+    assert triton_auto.choose(x, layout) in triton_auto.candidates(layout, m)
+    ref = reference_linear(x.float(), layout).float()
+    assert ((eager.float() - ref).abs().max() / ref.abs().max()) < 1e-2
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        out = triton_auto.auto_linear(x, layout)
+    x.copy_(torch.randn_like(x))
+    graph.replay()
+    torch.cuda.synchronize()
+    assert torch.allclose(out, triton_auto.auto_linear(x, layout), atol=1e-3, rtol=1e-3)

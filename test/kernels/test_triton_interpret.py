@@ -1,5 +1,5 @@
 # Copyright 2026 qvla_ros authors. Apache-2.0.
-"""The fused Triton kernel against the reference, under TRITON_INTERPRET=1 (fp16/fp32).
+"""The Triton paths against the reference, under TRITON_INTERPRET=1 (fp16/fp32).
 
 Each case runs in a subprocess because the interpreter flag must be set before triton loads.
 On a GPU, bench/gpu_check.sh runs the same checks in bf16 and fp16.
@@ -51,6 +51,73 @@ SCRIPT = textwrap.dedent('''
 def test_triton_kernel_under_interpreter():
     env = dict(os.environ, TRITON_INTERPRET='1')
     out = subprocess.run([sys.executable, '-c', SCRIPT], env=env, capture_output=True,
+                         text=True, timeout=600)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert 'worst relative error' in out.stdout
+
+
+PATHS_SCRIPT = textwrap.dedent('''
+    import torch
+    from qvla_ros.kernels.format import PackedLayout, reference_linear
+    from qvla_ros.kernels.triton_auto import auto_linear, choose
+    from qvla_ros.kernels.triton_dequant import dequantize_packed
+    from qvla_ros.kernels.triton_gemv import mixed_gemv
+    from qvla_ros.quant.spec import QuantSpec
+    torch.manual_seed(0)
+    worst = 0.0
+    # 100 columns: the last word of every width is partial; group 32 exercises group scales.
+    for gs, k in ((None, 100), (32, 96), (None, 37)):
+        for bias in (True, False):
+            for dtype in (torch.float32, torch.float16):
+                bits = torch.tensor([16, 8, 4, 3, 2, 0, 4, 2, 8] * 7)
+                n = bits.numel()
+                layout = PackedLayout.from_float(torch.randn(n, k), bits,
+                                                 QuantSpec(group_size=gs),
+                                                 bias=torch.randn(n) if bias else None)
+                # dense tile in packed order == the reference rows in packed order
+                w = dequantize_packed(layout, torch.float32, block=(8, 32))
+                ref_w = layout.dequantize()[layout.perm.long()]
+                assert torch.allclose(w, ref_w, atol=1e-6), (gs, k)
+                for m, path in ((1, 'gemv'), (1, 'fused'), (1, 'dequant'), (6, 'dequant')):
+                    x = torch.randn(m, k).to(dtype)
+                    y = auto_linear(x, layout, path)
+                    assert y.dtype == dtype and y.shape == (m, n), (path, y.shape)
+                    ref = reference_linear(x.float(), layout)
+                    rel = ((y.float() - ref).abs().max() / ref.abs().max()).item()
+                    tol = 1e-5 if dtype == torch.float32 else 3e-3
+                    assert rel <= tol, (gs, k, bias, dtype, path, rel)
+                    worst = max(worst, rel)
+                # every tile size the autotuner may pick shares the masking logic
+                x = torch.randn(k).to(dtype)
+                for block in ((2, 16), (16, 32), (4, 128)):
+                    y = mixed_gemv(x, layout, block=block)
+                    ref = reference_linear(x.float()[None], layout)[0]
+                    assert y.shape == (n,)
+                    rel = ((y.float() - ref).abs().max() / ref.abs().max()).item()
+                    assert rel <= (1e-5 if dtype == torch.float32 else 3e-3), (block, rel)
+    lay = PackedLayout.from_float(torch.randn(8, 64), torch.full((8,), 4))
+    assert choose(torch.randn(1, 64), lay) == 'gemv'
+    assert choose(torch.randn(3, 64), lay) == 'fused'
+    try:
+        auto_linear(torch.randn(1, 64), lay, 'cuda-magic')
+    except ValueError as e:
+        assert 'expected one of' in str(e)
+    else:
+        raise AssertionError('unknown path accepted')
+    try:
+        mixed_gemv(torch.randn(2, 64), lay)
+    except ValueError as e:
+        assert 'one row of 64' in str(e)
+    else:
+        raise AssertionError('two rows accepted by the GEMV')
+    print('worst relative error', worst)
+''')
+
+
+@pytest.mark.slow
+def test_gemv_and_dequant_paths_under_interpreter():
+    env = dict(os.environ, TRITON_INTERPRET='1')
+    out = subprocess.run([sys.executable, '-c', PATHS_SCRIPT], env=env, capture_output=True,
                          text=True, timeout=600)
     assert out.returncode == 0, out.stdout + out.stderr
     assert 'worst relative error' in out.stdout
