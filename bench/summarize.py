@@ -38,6 +38,26 @@ def kernels_table(data, key, label):
     return '\n'.join(lines)
 
 
+def model_line(name: str, d: dict) -> str:
+    """Return one sentence about a gpu-model-*.json (eager, decode and graph latencies)."""
+    b, q = d['bf16'], d['quantized']
+    line = (f'`{name}`: Llama-2-7B-shaped forward, {d["tokens"]} tokens, {d["device"]}: bf16 '
+            f'{b["latency_ms"]:.1f} ms, peak {b["peak_bytes"] / 2**30:.2f} GiB; QVLA-like '
+            f'{d["avg_bits_per_param"]:.2f} bits {q["latency_ms"]:.1f} ms, peak '
+            f'{q["peak_bytes"] / 2**30:.2f} GiB (peak ratio {d["peak_ratio"]:.3f}, speed-up '
+            f'{d["speedup"]:.2f}x)')
+    if d.get('decode_tokens'):
+        line += (f'; {d["decode_tokens"]}-token forward: bf16 {b["decode"]["latency_ms"]:.1f} '
+                 f'ms, quantized {q["decode"]["latency_ms"]:.1f} ms ({d["decode_speedup"]:.2f}x)')
+    if 'graph_speedup' in d:
+        line += (f'; CUDA-graph replay: {d["tokens"]} tokens {b["graph_latency_ms"]:.1f} vs '
+                 f'{q["graph_latency_ms"]:.1f} ms ({d["graph_speedup"]:.2f}x)')
+    if 'decode_graph_speedup' in d:
+        line += (f', {d["decode_tokens"]} token {b["decode"]["graph_latency_ms"]:.2f} vs '
+                 f'{q["decode"]["graph_latency_ms"]:.2f} ms ({d["decode_graph_speedup"]:.2f}x)')
+    return line
+
+
 def main() -> int:
     """Print every table whose results exist."""
     for path in sorted(RESULTS.glob('kernels-*.json')):
@@ -45,16 +65,16 @@ def main() -> int:
                             'CPU, 2 threads: packed time / fp32 F.linear time (lower is better)'))
         print()
     for path in sorted(RESULTS.glob('gpu-kernels-*.json')):
-        print(kernels_table(json.loads(path.read_text()), 'speedup_vs_fp16',
-                            'GPU: fp16 cuBLAS time / fused kernel time (higher is better)'))
-        print()
+        data = json.loads(path.read_text())
+        for key, how in (('speedup_vs_fp16', 'eager, launch overhead included'),
+                         ('graph_speedup_vs_fp16', 'CUDA-graph replay, device time')):
+            if all(key in c for c in data['cases']):
+                print(f'`{path.name}`: ' + kernels_table(
+                    data, key, f'GPU, {how}: fp16 cuBLAS time / packed time, measured path '
+                    '(higher is better)'))
+                print()
     for path in sorted(RESULTS.glob('gpu-model-*.json')):
-        d = json.loads(path.read_text())
-        print(f'Llama-2-7B-shaped forward, {d["tokens"]} tokens, {d["device"]}: bf16 '
-              f'{d["bf16"]["latency_ms"]:.1f} ms, peak {d["bf16"]["peak_bytes"] / 2**30:.2f} GiB;'
-              f' QVLA-like {d["avg_bits_per_param"]:.2f} bits {d["quantized"]["latency_ms"]:.1f} '
-              f'ms, peak {d["quantized"]["peak_bytes"] / 2**30:.2f} GiB '
-              f'(peak ratio {d["peak_ratio"]:.3f}, speed-up {d["speedup"]:.2f}x)\n')
+        print(model_line(path.name, json.loads(path.read_text())) + '\n')
     alloc = _load('allocation.json')
     if alloc:
         o = alloc['openvla_sized']
