@@ -80,10 +80,10 @@ def cells(args):
     if args.w4a8:
         for method in ('qvla', 'rtn', 'smoothquant'):
             yield method, 4.0, 8, args.episodes, None, 'w4a8', args.samples
-    if args.ablation:
-        for refine in (0.0, 0.1):
+    if args.ablation:  # around the W3 qvla cell (args.samples, args.refine_fraction)
+        for refine in args.ablation_refine:
             yield 'qvla', 3.0, None, args.episodes, refine, f'refine={refine}', args.samples
-        for samples in (8, 4 * args.samples):
+        for samples in args.ablation_samples:
             yield 'qvla', 3.0, None, args.episodes, None, f'samples={samples}', samples
 
 
@@ -145,11 +145,18 @@ def main() -> None:
     p.add_argument('--methods', default='qvla,qvla-release,layerwise,rtn,smoothquant,awq,gptq')
     p.add_argument('--refine-fraction', type=float, default=0.02)
     p.add_argument('--w4a8', action='store_true')
-    p.add_argument('--ablation', action='store_true')
+    p.add_argument('--ablation', action='store_true',
+                   help='add W3 qvla cells at other refine fractions and calibration sizes')
+    p.add_argument('--ablation-refine', default='0.0,0.03',
+                   help='refine fractions of the ablation (comma list)')
+    p.add_argument('--ablation-samples', default='4,32',
+                   help='calibration sample counts of the ablation (comma list)')
     p.add_argument('--fresh', action='store_true')
     args = p.parse_args()
     args.budgets = [float(b) for b in args.budgets.split(',')]
     args.methods = args.methods.split(',')
+    args.ablation_refine = [float(v) for v in args.ablation_refine.split(',') if v]
+    args.ablation_samples = [int(v) for v in args.ablation_samples.split(',') if v]
     torch.set_num_threads(1 if args.workers > 1 else 2)
     out = RESULTS / f'closed_loop_{args.suite}.json'
     done = {} if args.fresh or not out.is_file() else json.loads(out.read_text())
@@ -178,7 +185,10 @@ def main() -> None:
         rows.append(row)
         cache[key] = row
         meta['eval_seeds'][1] = args.seed0 + max(r['episodes'] for r in rows)
-        meta['calibration_seconds'] = {str(k): c.seconds for k, c in calibs.items()}
+        seconds = dict(done.get('meta', {}).get('calibration_seconds', {}))
+        for k, c in calibs.items():  # keep timings of cells cached from earlier runs
+            seconds[str(k)] = {**seconds.get(str(k), {}), **c.seconds}
+        meta['calibration_seconds'] = seconds
         write_json(out, {'meta': meta, 'fp': fp, 'rows': rows})
         print(f'{key}: {row["successes"]}/{row["episodes"]} at {row["real_bits_per_param"]:.2f}'
               f' bits, dev {row["mean_deviation"]:.4f}', flush=True)

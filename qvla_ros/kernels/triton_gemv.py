@@ -31,6 +31,7 @@ import triton
 import triton.language as tl
 
 from qvla_ros.kernels.format import PackedLayout
+from qvla_ros.kernels.triton_mixed import interpreting, quick_bench
 
 
 @triton.jit
@@ -180,7 +181,6 @@ def supports(layout: PackedLayout) -> bool:
 
 @functools.lru_cache(maxsize=1)
 def _autotuned():
-    from qvla_ros.kernels.triton_mixed import quick_bench
     configs = [triton.Config({'BLOCK_N': bn, 'BLOCK_K': bk}, num_warps=w)
                for bn, bk, w in GEMV_CONFIGS]
     return triton.autotune(configs=configs, key=['K', 'N_OUT'],
@@ -192,7 +192,6 @@ def mixed_gemv(x: torch.Tensor, layout: PackedLayout, block=None) -> torch.Tenso
 
     ``block`` = (BLOCK_N, BLOCK_K) fixes the tile (always used when interpreting).
     """
-    from qvla_ros.kernels.triton_mixed import interpreting
     k, n = layout.in_features, layout.out_features
     if x.shape[-1] != k or x.numel() != k:
         raise ValueError(f'mixed_gemv expects one row of {k} features, got {tuple(x.shape)}')
