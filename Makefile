@@ -2,6 +2,8 @@
 SHELL := /bin/bash
 VENV := .venv
 export ROS_LOG_DIR ?= $(CURDIR)/build/ros_log
+# The CPU extension is compiled per checkout (clones sharing ~/.cache rebuilt each other's).
+export TORCH_EXTENSIONS_DIR ?= $(CURDIR)/build/torch_extensions
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export PYTHONDONTWRITEBYTECODE := 1

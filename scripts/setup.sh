@@ -36,5 +36,8 @@ if [ ! -f "$STAMP" ] || [ "$(cat "$STAMP")" != "$want" ]; then
   echo "$want" > "$STAMP"
   echo "setup: python environment ready in $(( $(date +%s) - start )) s ($(du -sh $VENV | cut -f1))"
 fi
+# Compile the CPU kernels now (about a minute, once) rather than in the first node or test.
+"$VENV/bin/python" -c "from qvla_ros.kernels import cpu_ext; cpu_ext.load(); \
+print('setup: CPU kernels', cpu_ext.status())" | grep -v ' ok$' || true
 "$VENV/bin/qvla-ros" build-interfaces
 "$VENV/bin/qvla-ros" register-source-tree >/dev/null

@@ -129,3 +129,18 @@ class MixedBitLinear(nn.Module):
         layout = PackedLayout.from_tensors(tensors, meta['in_features'],
                                            meta['out_features'], meta['group_size'])
         return cls(layout, QuantSpec.from_dict(meta['spec']), backend)
+
+
+def warm_up(module: nn.Module) -> str:
+    """Build what the packed layers of ``module`` need before their first call; return status.
+
+    The CPU extension compiles on first use (about a minute); a node calls this while it is
+    being configured so that its first control tick does not stall on the compiler.
+    """
+    for layer in module.modules():
+        if (isinstance(layer, MixedBitLinear)
+                and choose_backend(layer.perm.device.type, layer.backend) is Backend.CPU):
+            from qvla_ros.kernels import cpu_ext
+            cpu_ext.load()
+            return f'cpu extension: {cpu_ext.status()}'
+    return 'nothing to build'

@@ -89,6 +89,8 @@ class PolicyNode(LifecycleNode):
             policy, self._model_id, self._plan_id = load_for_node(self.config.model,
                                                                   self.config.seed)
             self.config.check_model(policy.metadata())
+            from qvla_ros.kernels.linear import warm_up
+            self.get_logger().info(f'packed kernels: {warm_up(policy)}')
         except (ValueError, FileNotFoundError, OSError, KeyError) as err:
             self._last_error = f'configure failed: {err}'
             self.get_logger().error(self._last_error)
