@@ -110,3 +110,14 @@ def test_dispatch_choice():
     assert choose_backend('cpu', Backend.REFERENCE) is Backend.REFERENCE
     assert choose_backend('cuda') is Backend.TRITON
     assert choose_backend('meta') is Backend.REFERENCE
+
+
+def test_warm_up_builds_the_cpu_extension_only_when_a_packed_layer_needs_it():
+    from qvla_ros.kernels.linear import warm_up
+    assert warm_up(torch.nn.Sequential(torch.nn.Linear(4, 4))) == 'nothing to build'
+    ref = MixedBitLinear.from_float(torch.nn.Linear(32, 8), torch.full((8,), 4),
+                                    backend=Backend.REFERENCE)
+    assert warm_up(torch.nn.Sequential(ref)) == 'nothing to build'
+    packed = MixedBitLinear.from_float(torch.nn.Linear(32, 8), torch.full((8,), 4))
+    status = warm_up(torch.nn.Sequential(torch.nn.ReLU(), packed))
+    assert status.startswith('cpu extension: ') and status != 'cpu extension: not built yet'
