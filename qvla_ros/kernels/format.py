@@ -118,6 +118,28 @@ class PackedLayout:
         """Return the non-empty bit groups with their offsets, in packed order."""
         return list(self._groups)
 
+    @functools.cached_property
+    def kernel_sizes(self) -> tuple:
+        """Return (n16, n8, n4, n3, n2, wpr8, wpr4, wpr3, wpr2) as the Triton kernels take them.
+
+        Rows per group in packed order, then int32 words per row of each quantized group.
+        """
+        wpr = {g.bits: g.words_per_row for g in self.groups()}
+        return (*self.host_counts, *(wpr.get(b, 0) for b in GROUP_BITS[1:]))
+
+    def output_buffer(self, m: int, dtype: torch.dtype, device) -> torch.Tensor:
+        """Return an (m, N) output for kernels that write only the kept columns.
+
+        Uninitialised when no row is pruned; otherwise pre-filled with what a pruned column
+        outputs: the bias, or 0. Always new memory, never a view of the bias.
+        """
+        n = self.out_features
+        if sum(self.host_counts) == n:
+            return torch.empty(m, n, dtype=dtype, device=device)
+        if self.bias is None:
+            return torch.zeros(m, n, dtype=dtype, device=device)
+        return self.bias.to(device=device, dtype=dtype).expand(m, n).clone()
+
     def _compute_groups(self) -> List[Group]:
         out, row, qrow, word = [], 0, 0, 0
         for b, n in zip(GROUP_BITS, self.host_counts):

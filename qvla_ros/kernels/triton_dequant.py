@@ -117,16 +117,14 @@ def dequantize_packed(layout: PackedLayout, dtype: torch.dtype,
     if not supports(layout):
         raise ValueError(f'dequantize_packed needs per-row scales or group_size % 16 == 0, '
                          f'got group_size {layout.group_size}')
-    counts = list(layout.host_counts)
+    counts = layout.host_counts
     w = torch.empty(sum(counts), k, dtype=dtype, device=layout.perm.device)
     if w.numel() == 0:
         return w
-    wpr = {g.bits: g.words_per_row for g in layout.groups()}
     bn, bk = block
     grid = (sum(triton.cdiv(c, bn) for c in counts), triton.cdiv(k, bk))
     _dequant_kernel[grid](w, layout.weight16, layout.qweight, layout.scales, layout.zeros,
-                          k, k // layout.group_size, layout.group_size, *counts,
-                          wpr.get(8, 0), wpr.get(4, 0), wpr.get(3, 0), wpr.get(2, 0),
+                          k, k // layout.group_size, layout.group_size, *layout.kernel_sizes,
                           PER_ROW=layout.group_size == k, BLOCK_N=bn, BLOCK_K=bk)
     return w
 
@@ -137,13 +135,7 @@ def dequant_linear(x: torch.Tensor, layout: PackedLayout) -> torch.Tensor:
     x2 = x.reshape(-1, layout.in_features)
     n = layout.out_features
     perm = layout.perm.long()
-    bias = None if layout.bias is None else layout.bias.to(x.dtype)
-    y = F.linear(x2, dequantize_packed(layout, x.dtype),
-                 None if bias is None else bias[perm])                  # (M, R)
-    if perm.numel() == n:
-        out = torch.empty(x2.shape[0], n, dtype=x.dtype, device=x.device)
-    elif bias is not None:  # pruned outputs are the bias
-        out = bias.expand(x2.shape[0], n).clone()
-    else:
-        out = torch.zeros(x2.shape[0], n, dtype=x.dtype, device=x.device)
+    bias = None if layout.bias is None else layout.bias.to(x.dtype)[perm]
+    y = F.linear(x2, dequantize_packed(layout, x.dtype), bias)          # (M, R)
+    out = layout.output_buffer(x2.shape[0], x.dtype, x.device)          # (M, N)
     return out.index_copy_(1, perm, y).reshape(*lead, n)

@@ -199,17 +199,12 @@ def mixed_gemv(x: torch.Tensor, layout: PackedLayout, block=None) -> torch.Tenso
         raise ValueError(f'mixed_gemv needs per-row scales or group_size % 16 == 0, got '
                          f'group_size {layout.group_size}')
     x1 = x.reshape(k).contiguous()
-    counts = list(layout.host_counts)
+    counts = layout.host_counts
     has_bias = layout.bias is not None
-    if sum(counts) < n:  # pruned outputs are the bias (or 0): the kernel never writes them
-        out = layout.bias.to(x.dtype).clone() if has_bias else x1.new_zeros(n)
-    else:
-        out = x1.new_empty(n)
-    wpr = {g.bits: g.words_per_row for g in layout.groups()}
+    out = layout.output_buffer(1, x.dtype, x.device)[0]  # (N,)
     args = (x1, out, layout.weight16, layout.qweight, layout.scales, layout.zeros, layout.perm,
             layout.bias if has_bias else layout.scales, k, k // layout.group_size,
-            layout.group_size, *counts, wpr.get(8, 0), wpr.get(4, 0), wpr.get(3, 0),
-            wpr.get(2, 0), n)
+            layout.group_size, *layout.kernel_sizes, n)
     flags = dict(HAS_BIAS=has_bias, PER_ROW=layout.group_size == k)
     if block is None and interpreting():
         block = (8, 64)

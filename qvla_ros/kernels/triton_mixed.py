@@ -205,19 +205,12 @@ def mixed_linear(x: torch.Tensor, layout: PackedLayout, block=None) -> torch.Ten
     lead = x.shape[:-1]
     x2 = x.reshape(-1, layout.in_features).contiguous()
     m, n, k = x2.shape[0], layout.out_features, layout.in_features
-    counts = list(layout.host_counts)
+    counts = layout.host_counts
     has_bias = layout.bias is not None
-    if sum(counts) < n:
-        out = x2.new_zeros(m, n)
-        if has_bias:  # copy_, never a view: the kernel writes into out
-            out.copy_(layout.bias.to(x.dtype).expand(m, n))
-    else:
-        out = x2.new_empty(m, n)
-    wpr = {g.bits: g.words_per_row for g in layout.groups()}
+    out = layout.output_buffer(m, x.dtype, x.device)
     args = (x2, out, layout.weight16, layout.qweight, layout.scales, layout.zeros, layout.perm,
             layout.bias if has_bias else layout.scales, m, k, k // layout.group_size,
-            layout.group_size, x2.stride(0), out.stride(0), *counts,
-            wpr.get(8, 0), wpr.get(4, 0), wpr.get(3, 0), wpr.get(2, 0), n)
+            layout.group_size, x2.stride(0), out.stride(0), *layout.kernel_sizes, n)
     flags = dict(HAS_BIAS=has_bias, PER_ROW=layout.group_size == k)
     if block is None and interpreting():
         block = (1 if m == 1 else 16, 32, 32)
