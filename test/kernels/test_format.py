@@ -121,3 +121,21 @@ def test_warm_up_builds_the_cpu_extension_only_when_a_packed_layer_needs_it():
     packed = MixedBitLinear.from_float(torch.nn.Linear(32, 8), torch.full((8,), 4))
     status = warm_up(torch.nn.Sequential(torch.nn.ReLU(), packed))
     assert status.startswith('cpu extension: ') and status != 'cpu extension: not built yet'
+
+
+def test_output_buffer_prefills_pruned_columns_and_never_aliases_the_bias():
+    bits = torch.tensor([4, 0, 8, 0])
+    bias = torch.randn(4)
+    pruned = PackedLayout.from_float(torch.randn(4, 16), bits, bias=bias)
+    stored = pruned.bias.clone()  # in the dense dtype
+    for m, dtype in ((1, torch.float16), (3, torch.float32)):
+        out = pruned.output_buffer(m, dtype, 'cpu')
+        assert out.shape == (m, 4) and torch.equal(out, stored.to(dtype).expand(m, 4))
+        out.fill_(7.0)
+        assert torch.equal(pruned.bias, stored), 'output buffer is a view of the bias'
+    no_bias = PackedLayout.from_float(torch.randn(4, 16), bits)
+    assert torch.equal(no_bias.output_buffer(2, torch.float16, 'cpu'), torch.zeros(2, 4).half())
+    kept = PackedLayout.from_float(torch.randn(4, 16), torch.tensor([4, 2, 8, 16]))
+    assert kept.output_buffer(2, torch.float32, 'cpu').shape == (2, 4)
+    # rows per group (16, 8, 4, 3, 2), then words per row of the 8-, 4-, 3- and 2-bit groups
+    assert kept.kernel_sizes == (1, 1, 1, 0, 1, 4, 2, 0, 1)
