@@ -68,9 +68,20 @@ def sample_cpu(fn, warmup: int = 3, reps: int = 20) -> list:
     return samples
 
 
-def time_cpu(fn, warmup: int = 3, reps: int = 20) -> float:
-    """Return the median wall time of ``fn()`` in milliseconds."""
-    return statistics.median(sample_cpu(fn, warmup, reps))
+def time_cpu(fn, warmup: int = 3, reps: int = 20, min_sample_ms: float = 2.0) -> float:
+    """Return the median wall time of one ``fn()`` call in milliseconds.
+
+    Calls shorter than ``min_sample_ms`` are timed in back-to-back batches that long (the
+    batch time divided by its size), so that timer resolution and scheduler jitter do not
+    swamp microsecond calls.
+    """
+    for _ in range(warmup):
+        fn()
+    start = time.perf_counter()
+    fn()
+    once_ms = (time.perf_counter() - start) * 1e3
+    batch = max(1, min(10000, int(min_sample_ms / max(once_ms, 1e-4))))
+    return statistics.median(sample_cpu(lambda: [fn() for _ in range(batch)], 0, reps)) / batch
 
 
 def time_cuda(fn, warmup: int = 10, reps: int = 50) -> float:

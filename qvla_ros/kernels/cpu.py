@@ -68,20 +68,20 @@ def cpu_linear(x: torch.Tensor, layout: PackedLayout,
     x2 = x.reshape(-1, layout.in_features)
     ext = _extension() if use_ext else None
     if ext is not None and x2.shape[0] <= SMALL_M:
-        y = ext.mixed_gemv(x2.float().contiguous(), layout.counts.cpu(), layout.perm,
-                           layout.weight16, layout.qweight, layout.scales, layout.zeros,
-                           layout.bias, layout.out_features, layout.group_size)
-        return y.to(x.dtype).reshape(*lead, layout.out_features)
+        # The per-call cost at M=1 is mostly overhead: hand over cached arguments only.
+        y = ext.mixed_gemv(x2.float().contiguous(), *layout.cpu_gemv_args)
+        return y if x.dim() == 2 and x.dtype == torch.float32 else (
+            y.to(x.dtype).reshape(*lead, layout.out_features))
     x2 = x2.to(compute_dtype)  # (M, K)
     fast = ext is not None and compute_dtype == torch.bfloat16
+    if fast and layout.out_features * layout.in_features <= chunk_elements:
+        # Small layer: decode it whole, in output order (pruned rows zero), then one GEMM.
+        args = layout.cpu_gemv_args
+        w = ext.dequant_dense(args[0], layout.perm, layout.weight16, layout.qweight,
+                              layout.scales, layout.zeros, layout.out_features,
+                              layout.in_features, layout.group_size)
+        return _finish(F.linear(x2, w), x, layout, lead)
     y = x2.new_zeros(x2.shape[0], layout.out_features)  # pruned columns stay 0 (+ bias)
-    if fast and layout.weight16.dtype == torch.bfloat16 and (
-            layout.perm.numel() * layout.in_features <= chunk_elements):
-        # Small layer: decode every group at once, one GEMM, one scatter of the columns.
-        w = ext.dequant_all(layout.counts.cpu(), layout.weight16, layout.qweight,
-                            layout.scales, layout.zeros, layout.in_features, layout.group_size)
-        y.index_copy_(1, layout.perm.long(), F.linear(x2, w))
-        return _finish(y, x, layout, lead)
     chunk_rows = max(16, chunk_elements // layout.in_features)
     for g in layout.groups():
         for start in range(0, g.rows, chunk_rows):
@@ -101,9 +101,9 @@ def cpu_linear(x: torch.Tensor, layout: PackedLayout,
 
 
 def _finish(y: torch.Tensor, x: torch.Tensor, layout: PackedLayout, lead) -> torch.Tensor:
-    y = y.to(x.dtype)
+    y = y.to(x.dtype)  # y is always this call's own output, so in place is safe
     if layout.bias is not None:  # added in the output dtype: a pruned column is its bias
-        y = y + layout.bias.to(x.dtype)
+        y.add_(layout.bias.to(x.dtype))
     return y.reshape(*lead, layout.out_features)
 
 

@@ -5,8 +5,9 @@
 //   Per-row grids compute s * (q . x) - s * z * sum(x) straight from the int32 words (16 words
 //   per vector); group-wise grids decode a row into a thread-local buffer first. The result
 //   goes to output column perm[row]; pruned columns hold the bias. One at::parallel_for over
-//   all kept rows (torch's thread count).
-// dequant_rows: a float/bf16 (n, K) block of one bit group, for a GEMM when M is large.
+//   all kept rows, on one thread when the layer is too small to pay for a second.
+// dequant_rows: a bf16 (n, K) block of one bit group, for a GEMM when M is large.
+// dequant_dense: a small layer as a transient bf16 (N, K) weight in output order.
 #include <torch/extension.h>
 #include <ATen/Parallel.h>
 #include <algorithm>
@@ -66,40 +67,56 @@ inline float dot(const float* a, const float* b, int64_t K) {
 // Per-row grid (one scale/zero per row): dot(q, x) without materialising the row. x is given
 // transposed by code position, xt[j * W + w] = x[w * VPW + j] (zero past K), so 16 consecutive
 // words are one vector: shift, mask, convert and fma on 16 lanes (GCC vector extensions).
+// A remainder of 8+ words takes one 8-lane step and the last < 8 words go scalar, so no lane
+// multiplies padding (2-bit rows of K = 384 are 24 words: 16 + 8).
 typedef float v16f __attribute__((vector_size(64)));
 typedef uint32_t v16u __attribute__((vector_size(64)));
+typedef float v8f __attribute__((vector_size(32)));
+typedef uint32_t v8u __attribute__((vector_size(32)));
 
-// xt has row stride Wp = W rounded up to 16 and is zero beyond K, so the last, partial vector
-// of words is zero-padded and needs no scalar tail.
+template <int BITS, typename VF, typename VU>
+inline VF qdot_step(const int32_t* words, int64_t W, const float* xt, VF acc) {
+  constexpr int VPW = 32 / BITS;
+  constexpr uint32_t MASK = (1u << BITS) - 1u;
+  VU word;
+  std::memcpy(&word, words, sizeof(word));
+  for (int j = 0; j < VPW; ++j) {
+    VF xv;
+    std::memcpy(&xv, xt + j * W, sizeof(xv));
+    const VU q = (word >> static_cast<uint32_t>(j * BITS)) & MASK;
+    acc += __builtin_convertvector(q, VF) * xv;
+  }
+  return acc;
+}
+
 template <int BITS>
-inline float qdot(const int32_t* words, int64_t W, int64_t Wp, const float* xt) {
+inline float qdot(const int32_t* words, int64_t W, const float* xt) {
   constexpr int VPW = 32 / BITS;
   constexpr uint32_t MASK = (1u << BITS) - 1u;
   v16f acc = {0};
-  for (int64_t w0 = 0; w0 < W; w0 += 16) {
-    v16u word = {0};
-    if (w0 + 16 <= W)
-      std::memcpy(&word, words + w0, sizeof(word));
-    else
-      std::memcpy(&word, words + w0, sizeof(uint32_t) * (W - w0));
-    for (int j = 0; j < VPW; ++j) {
-      v16f xv;
-      std::memcpy(&xv, xt + j * Wp + w0, sizeof(xv));
-      const v16u q = (word >> static_cast<uint32_t>(j * BITS)) & MASK;
-      acc += __builtin_convertvector(q, v16f) * xv;
-    }
-  }
+  int64_t w0 = 0;
+  for (; w0 + 16 <= W; w0 += 16) acc = qdot_step<BITS, v16f, v16u>(words + w0, W, xt + w0, acc);
   float total = 0.f;
   for (int l = 0; l < 16; ++l) total += acc[l];
+  if (w0 + 8 <= W) {
+    const v8f a8 = qdot_step<BITS, v8f, v8u>(words + w0, W, xt + w0, v8f{0});
+    for (int l = 0; l < 8; ++l) total += a8[l];
+    w0 += 8;
+  }
+  for (; w0 < W; ++w0) {
+    const uint32_t word = static_cast<uint32_t>(words[w0]);
+    for (int j = 0; j < VPW; ++j)
+      total += static_cast<float>((word >> (j * BITS)) & MASK) * xt[j * W + w0];
+  }
   return total;
 }
 
-inline float qdot_any(int bits, const int32_t* words, int64_t W, int64_t Wp, const float* xt) {
+inline float qdot_any(int bits, const int32_t* words, int64_t W, const float* xt) {
   switch (bits) {
-    case 2: return qdot<2>(words, W, Wp, xt);
-    case 3: return qdot<3>(words, W, Wp, xt);
-    case 4: return qdot<4>(words, W, Wp, xt);
-    case 8: return qdot<8>(words, W, Wp, xt);
+    case 2: return qdot<2>(words, W, xt);
+    case 3: return qdot<3>(words, W, xt);
+    case 4: return qdot<4>(words, W, xt);
+    case 8: return qdot<8>(words, W, xt);
     default: TORCH_CHECK(false, "unsupported bit-width ", bits);
   }
   return 0.f;
@@ -108,31 +125,48 @@ inline float qdot_any(int bits, const int32_t* words, int64_t W, int64_t Wp, con
 
 struct GroupView {
   int bits;
-  int64_t row0, rows, qrow0, word0, wpr, wp;
-  std::vector<float> xt;  // (M, VPW, wp): x transposed by code position, zero padded
+  int64_t row0, rows, qrow0, word0, wpr;
+  std::vector<float> xt;  // (M, VPW, wpr): x transposed by code position, zero past K
 };
 
-// x float32 (M, K) contiguous; counts int32 (5,) for bits (16, 8, 4, 3, 2). One parallel pass
-// over every kept row of every group.
+// Fewer multiply-adds than this per thread do not pay for waking a second thread.
+constexpr int64_t kMinWorkPerThread = 1 << 15;
+
+// x float32 (M, K) contiguous; counts int32 (5,) on the host for bits (16, 8, 4, 3, 2); bias
+// (N,) in any float dtype, or None. One pass over every kept row of every group, split across torch's
+// threads when the layer is large enough.
 torch::Tensor mixed_gemv(torch::Tensor x, torch::Tensor counts, torch::Tensor perm,
                          torch::Tensor weight16, torch::Tensor qweight, torch::Tensor scales,
                          torch::Tensor zeros, c10::optional<torch::Tensor> bias,
                          int64_t out_features, int64_t group_size) {
   TORCH_CHECK(x.dtype() == torch::kFloat32 && x.is_contiguous() && x.dim() == 2,
               "x must be contiguous float32 (M, K)");
-  const int64_t M = x.size(0), K = x.size(1);
-  auto y = torch::zeros({M, out_features}, x.options());
-  if (bias.has_value()) y.add_(bias->to(torch::kFloat32).unsqueeze(0));
+  const int64_t M = x.size(0), K = x.size(1), N = out_features;
+  auto y = torch::empty({M, N}, x.options());
+  float* yp = y.data_ptr<float>();
+  if (bias.has_value()) {  // every column starts at its bias: a pruned column stays there
+    TORCH_CHECK(bias->is_contiguous() && bias->numel() == N, "bias must be contiguous (N,)");
+    AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, bias->scalar_type(), "bias", [&] {
+      const scalar_t* bp = bias->data_ptr<scalar_t>();
+      for (int64_t m = 0; m < M; ++m)
+        for (int64_t n = 0; n < N; ++n) yp[m * N + n] = static_cast<float>(bp[n]);
+    });
+  } else {
+    std::fill(yp, yp + M * N, 0.f);
+  }
   const int bits_of[5] = {16, 8, 4, 3, 2};
   auto cnt = counts.accessor<int32_t, 1>();
-  auto w16 = weight16.to(torch::kFloat32).contiguous();
+  torch::Tensor w16;  // only the (rare) 16-bit rows are widened, and only when present
+  const float* w16p = nullptr;
+  if (cnt[0] > 0) {
+    w16 = weight16.to(torch::kFloat32).contiguous();
+    w16p = w16.data_ptr<float>();
+  }
   const float* xp = x.data_ptr<float>();
-  float* yp = y.data_ptr<float>();
   const int32_t* pp = perm.data_ptr<int32_t>();
   const int32_t* qp = qweight.data_ptr<int32_t>();
   const at::Half* sp = scales.data_ptr<at::Half>();
   const at::Half* zp = zeros.data_ptr<at::Half>();
-  const float* w16p = w16.data_ptr<float>();
   const int64_t G = scales.size(1);
   const bool per_row = group_size >= K;
   std::vector<GroupView> groups;
@@ -146,20 +180,21 @@ torch::Tensor mixed_gemv(torch::Tensor x, torch::Tensor counts, torch::Tensor pe
     const int vpw = bits == 16 ? 1 : 32 / bits;
     const int64_t wpr = bits == 16 ? 0 : (K + vpw - 1) / vpw;
     if (n > 0) {
-      GroupView g{bits, row0, n, qrow0, word0, wpr, (wpr + 15) / 16 * 16, {}};
+      GroupView g{bits, row0, n, qrow0, word0, wpr, {}};
       if (bits != 16 && per_row) {
-        g.xt.assign(M * vpw * g.wp, 0.f);
+        g.xt.assign(M * vpw * wpr, 0.f);
         for (int64_t m = 0; m < M; ++m)
           for (int64_t w = 0; w < wpr; ++w)
             for (int j = 0; j < vpw && w * vpw + j < K; ++j)
-              g.xt[(m * vpw + j) * g.wp + w] = xp[m * K + w * vpw + j];
+              g.xt[(m * vpw + j) * wpr + w] = xp[m * K + w * vpw + j];
       }
       groups.push_back(std::move(g));
     }
     row0 += n;
     if (bits != 16) { qrow0 += n; word0 += n * wpr; }
   }
-  at::parallel_for(0, row0, 16, [&](int64_t begin, int64_t end) {
+  const int64_t grain = std::max<int64_t>(16, kMinWorkPerThread / std::max<int64_t>(1, M * K));
+  at::parallel_for(0, row0, grain, [&](int64_t begin, int64_t end) {
     std::vector<float> buf(K);
     for (const GroupView& g : groups) {
       const int64_t lo = std::max(begin, g.row0), hi = std::min(end, g.row0 + g.rows);
@@ -172,9 +207,9 @@ torch::Tensor mixed_gemv(torch::Tensor x, torch::Tensor counts, torch::Tensor pe
           const float ze = static_cast<float>(zp[(g.qrow0 + r) * G]);
           const int vpw = 32 / g.bits;
           for (int64_t m = 0; m < M; ++m)
-            yp[m * out_features + col] += sc * (qdot_any(g.bits, words, g.wpr, g.wp,
-                                                         g.xt.data() + m * vpw * g.wp)
-                                                - ze * xsum[m]);
+            yp[m * N + col] += sc * (qdot_any(g.bits, words, g.wpr,
+                                              g.xt.data() + m * vpw * g.wpr)
+                                     - ze * xsum[m]);
           continue;
         }
         const float* w;
@@ -186,7 +221,7 @@ torch::Tensor mixed_gemv(torch::Tensor x, torch::Tensor counts, torch::Tensor pe
                     zp + (g.qrow0 + r) * G);
           w = buf.data();
         }
-        for (int64_t m = 0; m < M; ++m) yp[m * out_features + col] += dot(w, xp + m * K, K);
+        for (int64_t m = 0; m < M; ++m) yp[m * N + col] += dot(w, xp + m * K, K);
       }
     }
   });
@@ -213,21 +248,31 @@ torch::Tensor dequant_rows(torch::Tensor words, int64_t bits, torch::Tensor scal
   return out;
 }
 
-// Every kept row of a layer, in packed order, as bf16 (R, K): one GEMM then serves all groups.
-torch::Tensor dequant_all(torch::Tensor counts, torch::Tensor weight16, torch::Tensor qweight,
-                          torch::Tensor scales, torch::Tensor zeros, int64_t K,
-                          int64_t group_size) {
+// The whole layer as a dense bf16 (N, K) weight in output order: packed row r lands on row
+// perm[r] and pruned rows are zero, so one GEMM gives every column (a pruned one gives 0) with
+// no scatter afterwards, and N keeps the layer's own, usually GEMM-friendly, size.
+torch::Tensor dequant_dense(torch::Tensor counts, torch::Tensor perm, torch::Tensor weight16,
+                            torch::Tensor qweight, torch::Tensor scales, torch::Tensor zeros,
+                            int64_t N, int64_t K, int64_t group_size) {
   const int bits_of[5] = {16, 8, 4, 3, 2};
   auto cnt = counts.accessor<int32_t, 1>();
-  int64_t total = 0;
-  for (int gi = 0; gi < 5; ++gi) total += cnt[gi];
-  auto out = torch::empty({total, K}, torch::dtype(torch::kBFloat16));
+  auto out = torch::empty({N, K}, torch::dtype(torch::kBFloat16));
+  at::BFloat16* op = out.data_ptr<at::BFloat16>();
+  const int32_t* pp = perm.data_ptr<int32_t>();
+  std::vector<char> kept(N, 0);
+  for (int64_t r = 0; r < perm.numel(); ++r) kept[pp[r]] = 1;
+  for (int64_t c = 0; c < N; ++c)
+    if (!kept[c]) std::fill(op + c * K, op + (c + 1) * K, at::BFloat16(0.f));
   const int64_t n16 = cnt[0];
-  if (n16 > 0) out.narrow(0, 0, n16).copy_(weight16);
+  if (n16 > 0) {  // 16-bit rows are stored in the layer's dense dtype
+    const auto w16 = weight16.to(torch::kBFloat16).contiguous();
+    const at::BFloat16* wp = w16.data_ptr<at::BFloat16>();
+    for (int64_t r = 0; r < n16; ++r)
+      std::memcpy(op + pp[r] * K, wp + r * K, sizeof(at::BFloat16) * K);
+  }
   const int32_t* qp = qweight.data_ptr<int32_t>();
   const at::Half* sp = scales.data_ptr<at::Half>();
   const at::Half* zp = zeros.data_ptr<at::Half>();
-  at::BFloat16* op = out.data_ptr<at::BFloat16>();
   const int64_t G = scales.size(1);
   int64_t row0 = n16, qrow0 = 0, word0 = 0;
   for (int gi = 1; gi < 5; ++gi) {
@@ -238,7 +283,7 @@ torch::Tensor dequant_all(torch::Tensor counts, torch::Tensor weight16, torch::T
       for (int64_t r = begin; r < end; ++r) {
         decode_any(bits, qp + word0 + r * wpr, K, buf.data());
         scale_row(buf.data(), K, group_size, sp + (qrow0 + r) * G, zp + (qrow0 + r) * G);
-        at::BFloat16* o = op + (row0 + r) * K;
+        at::BFloat16* o = op + pp[row0 + r] * K;
         for (int64_t k = 0; k < K; ++k) o[k] = static_cast<at::BFloat16>(buf[k]);
       }
     });
@@ -250,5 +295,5 @@ torch::Tensor dequant_all(torch::Tensor counts, torch::Tensor weight16, torch::T
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("mixed_gemv", &mixed_gemv, "fused mixed-bit GEMV/GEMM for small M");
   m.def("dequant_rows", &dequant_rows, "decode one bit group's rows to bf16");
-  m.def("dequant_all", &dequant_all, "decode every kept row of a layer to bf16, packed order");
+  m.def("dequant_dense", &dequant_dense, "decode a whole layer to bf16 (N, K), output order");
 }

@@ -24,6 +24,7 @@ def triton_importable() -> bool:
     return True
 
 
+@functools.lru_cache(maxsize=None)  # called on every forward: a dict lookup once warm
 def choose_backend(device_type: str, preference: Backend = Backend.AUTO) -> Backend:
     """Return the backend for tensors on ``device_type`` ('cuda', 'cpu', ...)."""
     preference = Backend(preference)

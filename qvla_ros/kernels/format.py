@@ -127,6 +127,16 @@ class PackedLayout:
         wpr = {g.bits: g.words_per_row for g in self.groups()}
         return (*self.host_counts, *(wpr.get(b, 0) for b in GROUP_BITS[1:]))
 
+    @functools.cached_property
+    def cpu_gemv_args(self) -> tuple:
+        """Return the arguments after x of the CPU extension's ``mixed_gemv``, built once.
+
+        (counts, perm, weight16, qweight, scales, zeros, bias or None, out_features,
+        group_size): the layout's own CPU tensors, so in-place updates stay visible.
+        """
+        return (self.counts.cpu(), self.perm, self.weight16, self.qweight, self.scales,
+                self.zeros, self.bias, self.out_features, self.group_size)
+
     def output_buffer(self, m: int, dtype: torch.dtype, device) -> torch.Tensor:
         """Return an (m, N) output for kernels that write only the kept columns.
 

@@ -14,6 +14,7 @@ from safetensors.torch import load_file, save_file
 import torch
 from torch import nn
 
+from qvla_ros.kernels.cpu import cpu_linear
 from qvla_ros.kernels.dispatch import Backend, choose_backend
 from qvla_ros.kernels.format import PackedLayout, reference_linear, STATE_KEYS
 from qvla_ros.quant.spec import QuantSpec
@@ -75,7 +76,6 @@ class MixedBitLinear(nn.Module):
             from qvla_ros.kernels.triton_auto import auto_linear
             return auto_linear(x, self.layout)
         if backend is Backend.CPU:
-            from qvla_ros.kernels.cpu import cpu_linear
             return cpu_linear(x, self.layout)
         return reference_linear(x, self.layout)
 

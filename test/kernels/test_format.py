@@ -69,18 +69,27 @@ def test_pruned_rows_output_bias_or_zero():
 @pytest.mark.parametrize('use_ext', [True, False], ids=['extension', 'torch'])
 @pytest.mark.parametrize('m', [1, 7, 64])
 @pytest.mark.parametrize('gs', [None, 32])
-def test_cpu_path_matches_reference(m, gs, use_ext):
+@pytest.mark.parametrize('dense', [torch.float16, torch.bfloat16])
+def test_cpu_path_matches_reference(m, gs, use_ext, dense):
     if use_ext and cpu_ext.load() is None:
         pytest.fail(f'the CPU extension did not build: {cpu_ext.status()}')
-    # K = 104 is not a whole number of 2-, 3- or 4-bit words: the tail path is exercised.
+    # K = 104 is not a whole number of 2-, 3- or 4-bit words, and per-row GEMV words come in
+    # 16-, 8- and single-word steps (8-bit rows: 26 = 16 + 8 + 2): every tail is exercised.
     layout = PackedLayout.from_float(torch.randn(70, 104), _mix(70, 1),
-                                     QuantSpec(group_size=gs and 8), bias=torch.randn(70))
+                                     QuantSpec(group_size=gs and 8), bias=torch.randn(70),
+                                     dense_dtype=dense)
     x = torch.randn(m, 104)
     ref = reference_linear(x, layout)
     out = cpu_linear(x, layout, compute_dtype=torch.float32, use_ext=use_ext)
     assert torch.allclose(out, ref, rtol=1e-4, atol=1e-4)
     bf = cpu_linear(x, layout, use_ext=use_ext)  # default bf16 compute at large M
     assert ((bf - ref).abs().max() / ref.abs().max()) < 2e-2
+    # Large M through the per-group chunks as well as the whole-layer decode.
+    chunked = cpu_linear(x, layout, chunk_elements=16 * 104, use_ext=use_ext)
+    assert ((chunked - ref).abs().max() / ref.abs().max()) < 2e-2
+    pruned = layout.bits_per_row() == 0
+    assert pruned.any()
+    assert torch.allclose(bf[:, pruned], layout.bias[pruned].float().expand(m, -1))
 
 
 def test_module_roundtrip_and_validation(tmp_path):
