@@ -47,7 +47,7 @@ def bench_case(name, n, k, mix, m, device):
     if device == 'cuda':
         row.update(bench_cuda(layout, w, bias, m))
     else:
-        from qvla_ros.kernels.cpu import cpu_linear
+        from qvla_ros.kernels.cpu import cpu_linear, SMALL_M
         x = torch.randn(m, k)
         wb, bb = w.bfloat16(), bias.bfloat16()
         y = cpu_linear(x, layout)
@@ -59,6 +59,13 @@ def bench_case(name, n, k, mix, m, device):
         row['mixed_ms'] = time_cpu(lambda: cpu_linear(x, layout), reps=reps)
         row['mixed_over_fp32'] = row['mixed_ms'] / row['dense_fp32_ms']
         row['mixed_over_bf16'] = row['mixed_ms'] / row['dense_bf16_ms']
+        if m > SMALL_M:  # the default computes in bf16 here; float32 compute for comparison
+            y32 = cpu_linear(x, layout, compute_dtype=torch.float32)
+            row['max_rel_err_fp32_compute'] = ((y32 - ref).abs().max() / ref.abs().max()).item()
+            row['mixed_fp32_compute_ms'] = time_cpu(
+                lambda: cpu_linear(x, layout, compute_dtype=torch.float32), reps=reps)
+            row['mixed_fp32_compute_over_fp32'] = (row['mixed_fp32_compute_ms']
+                                                   / row['dense_fp32_ms'])
     return row
 
 
@@ -113,6 +120,13 @@ def main(argv=None) -> int:
     result = {'device': device_name(), 'commit': git_commit(), 'torch': torch.__version__,
               'threads': args.threads, 'command': ' '.join(sys.argv), 'cases': [],
               'skipped': []}
+    if args.device == 'cpu':  # without the extension every case would time the torch fallback
+        from qvla_ros.kernels import cpu_ext
+        cpu_ext.load()
+        result['cpu_extension'] = cpu_ext.status()
+        if result['cpu_extension'] != 'ok':
+            print(f'CPU extension: {result["cpu_extension"]}', file=sys.stderr)
+            return 1
     start = time.monotonic()
     for name, n, k in shapes:
         for mix in args.mixes.split(','):
@@ -124,7 +138,8 @@ def main(argv=None) -> int:
                 result['cases'].append(row)
                 write_json(out, result)
                 keys = (('path', 'speedup_vs_fp16', 'graph_speedup_vs_fp16')
-                        if args.device == 'cuda' else ('mixed_over_fp32', 'mixed_over_bf16'))
+                        if args.device == 'cuda' else ('mixed_over_fp32', 'mixed_over_bf16',
+                                                   'mixed_fp32_compute_over_fp32'))
                 print(f'{name:22s} {mix:8s} M={m:4d} ' + ' '.join(
                     f'{key}={_fmt(row.get(key))}' for key in keys)
                     + f' bytes={row["packed_over_fp16"]:.3f} err={row["max_rel_err"]:.1e}',

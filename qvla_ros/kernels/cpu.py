@@ -61,8 +61,10 @@ def cpu_linear(x: torch.Tensor, layout: PackedLayout,
     """Return x (..., K) through the packed layer, computing in ``compute_dtype``.
 
     With the compiled extension (``cpu_ext``): M <= SMALL_M runs one fused decode-and-dot
-    pass in float32; larger M decodes each chunk to bf16 in C++ and runs a bf16 GEMM.
-    Without it, or for float32 compute at large M, the pure-torch decode below is used.
+    pass in float32; larger M decodes the layer (small layers whole, in output order; large
+    ones chunk by chunk) to ``compute_dtype`` (bf16 by default: this CPU has bf16 GEMMs;
+    float32 for results within 1e-5 of the reference) in C++ and runs one GEMM per piece.
+    Without it, or for other compute dtypes, the pure-torch decode below is used.
     """
     lead = x.shape[:-1]
     x2 = x.reshape(-1, layout.in_features)
@@ -73,13 +75,14 @@ def cpu_linear(x: torch.Tensor, layout: PackedLayout,
         return y if x.dim() == 2 and x.dtype == torch.float32 else (
             y.to(x.dtype).reshape(*lead, layout.out_features))
     x2 = x2.to(compute_dtype)  # (M, K)
-    fast = ext is not None and compute_dtype == torch.bfloat16
+    fast = ext is not None and compute_dtype in (torch.bfloat16, torch.float32)
+    fp32 = compute_dtype == torch.float32
     if fast and layout.out_features * layout.in_features <= chunk_elements:
         # Small layer: decode it whole, in output order (pruned rows zero), then one GEMM.
         args = layout.cpu_gemv_args
         w = ext.dequant_dense(args[0], layout.perm, layout.weight16, layout.qweight,
                               layout.scales, layout.zeros, layout.out_features,
-                              layout.in_features, layout.group_size)
+                              layout.in_features, layout.group_size, fp32)
         return _finish(F.linear(x2, w), x, layout, lead)
     y = x2.new_zeros(x2.shape[0], layout.out_features)  # pruned columns stay 0 (+ bias)
     chunk_rows = max(16, chunk_elements // layout.in_features)
@@ -92,7 +95,7 @@ def cpu_linear(x: torch.Tensor, layout: PackedLayout,
                 rows = slice(g.qrow_start + start, g.qrow_start + stop)
                 w = ext.dequant_rows(words.view(stop - start, g.words_per_row), g.bits,
                                      layout.scales[rows], layout.zeros[rows],
-                                     layout.in_features, layout.group_size)
+                                     layout.in_features, layout.group_size, fp32)
             else:
                 w = dequantize_rows_of(layout, g, start, stop, compute_dtype)
             cols = layout.perm[g.row_start + start:g.row_start + stop].long()

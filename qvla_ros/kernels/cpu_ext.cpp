@@ -6,8 +6,8 @@
 //   per vector); group-wise grids decode a row into a thread-local buffer first. The result
 //   goes to output column perm[row]; pruned columns hold the bias. One at::parallel_for over
 //   all kept rows, on one thread when the layer is too small to pay for a second.
-// dequant_rows: a bf16 (n, K) block of one bit group, for a GEMM when M is large.
-// dequant_dense: a small layer as a transient bf16 (N, K) weight in output order.
+// dequant_rows: a bf16 or float (n, K) block of one bit group, for a GEMM when M is large.
+// dequant_dense: a small layer as a transient bf16 or float (N, K) weight in output order.
 #include <torch/extension.h>
 #include <ATen/Parallel.h>
 #include <algorithm>
@@ -228,47 +228,56 @@ torch::Tensor mixed_gemv(torch::Tensor x, torch::Tensor counts, torch::Tensor pe
   return y;
 }
 
-// Rows [start, start + n) of one quantized group -> bf16 (n, K).
-torch::Tensor dequant_rows(torch::Tensor words, int64_t bits, torch::Tensor scales,
-                           torch::Tensor zeros, int64_t K, int64_t group_size) {
-  const int64_t n = words.size(0), wpr = words.size(1), G = scales.size(1);
-  auto out = torch::empty({n, K}, torch::dtype(torch::kBFloat16));
-  const int32_t* qp = words.data_ptr<int32_t>();
-  const at::Half* sp = scales.data_ptr<at::Half>();
-  const at::Half* zp = zeros.data_ptr<at::Half>();
-  at::BFloat16* op = out.data_ptr<at::BFloat16>();
+// Rows [start, start + n) of one quantized group -> (n, K) in T (bf16 or float).
+template <typename T>
+void dequant_rows_into(const int32_t* qp, int64_t n, int64_t wpr, int bits, const at::Half* sp,
+                       const at::Half* zp, int64_t G, int64_t K, int64_t group_size,
+                       const int32_t* dest, T* op) {
   at::parallel_for(0, n, 16, [&](int64_t begin, int64_t end) {
     std::vector<float> buf(K);
     for (int64_t r = begin; r < end; ++r) {
-      decode_any(static_cast<int>(bits), qp + r * wpr, K, buf.data());
+      decode_any(bits, qp + r * wpr, K, buf.data());
       scale_row(buf.data(), K, group_size, sp + r * G, zp + r * G);
-      for (int64_t k = 0; k < K; ++k) op[r * K + k] = static_cast<at::BFloat16>(buf[k]);
+      T* o = op + (dest ? dest[r] : r) * K;
+      for (int64_t k = 0; k < K; ++k) o[k] = static_cast<T>(buf[k]);
     }
   });
+}
+
+torch::Tensor dequant_rows(torch::Tensor words, int64_t bits, torch::Tensor scales,
+                           torch::Tensor zeros, int64_t K, int64_t group_size, bool fp32) {
+  const int64_t n = words.size(0), wpr = words.size(1), G = scales.size(1);
+  auto out = torch::empty({n, K}, torch::dtype(fp32 ? torch::kFloat32 : torch::kBFloat16));
+  const int32_t* qp = words.data_ptr<int32_t>();
+  const at::Half* sp = scales.data_ptr<at::Half>();
+  const at::Half* zp = zeros.data_ptr<at::Half>();
+  if (fp32)
+    dequant_rows_into(qp, n, wpr, bits, sp, zp, G, K, group_size, nullptr, out.data_ptr<float>());
+  else
+    dequant_rows_into(qp, n, wpr, bits, sp, zp, G, K, group_size, nullptr,
+                      out.data_ptr<at::BFloat16>());
   return out;
 }
 
-// The whole layer as a dense bf16 (N, K) weight in output order: packed row r lands on row
-// perm[r] and pruned rows are zero, so one GEMM gives every column (a pruned one gives 0) with
-// no scatter afterwards, and N keeps the layer's own, usually GEMM-friendly, size.
-torch::Tensor dequant_dense(torch::Tensor counts, torch::Tensor perm, torch::Tensor weight16,
-                            torch::Tensor qweight, torch::Tensor scales, torch::Tensor zeros,
-                            int64_t N, int64_t K, int64_t group_size) {
+// The whole layer as a dense (N, K) weight in output order (bf16, or float when fp32): packed
+// row r lands on row perm[r] and pruned rows are zero, so one GEMM gives every column (a
+// pruned one gives 0) with no scatter afterwards, and N keeps the layer's own size.
+template <typename T>
+void dequant_dense_into(torch::Tensor counts, torch::Tensor perm, torch::Tensor weight16,
+                        torch::Tensor qweight, torch::Tensor scales, torch::Tensor zeros,
+                        int64_t N, int64_t K, int64_t group_size, T* op) {
   const int bits_of[5] = {16, 8, 4, 3, 2};
   auto cnt = counts.accessor<int32_t, 1>();
-  auto out = torch::empty({N, K}, torch::dtype(torch::kBFloat16));
-  at::BFloat16* op = out.data_ptr<at::BFloat16>();
   const int32_t* pp = perm.data_ptr<int32_t>();
   std::vector<char> kept(N, 0);
   for (int64_t r = 0; r < perm.numel(); ++r) kept[pp[r]] = 1;
   for (int64_t c = 0; c < N; ++c)
-    if (!kept[c]) std::fill(op + c * K, op + (c + 1) * K, at::BFloat16(0.f));
+    if (!kept[c]) std::fill(op + c * K, op + (c + 1) * K, static_cast<T>(0.f));
   const int64_t n16 = cnt[0];
   if (n16 > 0) {  // 16-bit rows are stored in the layer's dense dtype
-    const auto w16 = weight16.to(torch::kBFloat16).contiguous();
-    const at::BFloat16* wp = w16.data_ptr<at::BFloat16>();
-    for (int64_t r = 0; r < n16; ++r)
-      std::memcpy(op + pp[r] * K, wp + r * K, sizeof(at::BFloat16) * K);
+    const torch::Tensor w16 = weight16.to(c10::CppTypeToScalarType<T>::value).contiguous();
+    const T* wp = w16.data_ptr<T>();
+    for (int64_t r = 0; r < n16; ++r) std::memcpy(op + pp[r] * K, wp + r * K, sizeof(T) * K);
   }
   const int32_t* qp = qweight.data_ptr<int32_t>();
   const at::Half* sp = scales.data_ptr<at::Half>();
@@ -278,22 +287,27 @@ torch::Tensor dequant_dense(torch::Tensor counts, torch::Tensor perm, torch::Ten
   for (int gi = 1; gi < 5; ++gi) {
     const int bits = bits_of[gi];
     const int64_t n = cnt[gi], wpr = (K + 32 / bits - 1) / (32 / bits);
-    at::parallel_for(0, n, 16, [&](int64_t begin, int64_t end) {
-      std::vector<float> buf(K);
-      for (int64_t r = begin; r < end; ++r) {
-        decode_any(bits, qp + word0 + r * wpr, K, buf.data());
-        scale_row(buf.data(), K, group_size, sp + (qrow0 + r) * G, zp + (qrow0 + r) * G);
-        at::BFloat16* o = op + pp[row0 + r] * K;
-        for (int64_t k = 0; k < K; ++k) o[k] = static_cast<at::BFloat16>(buf[k]);
-      }
-    });
+    dequant_rows_into(qp + word0, n, wpr, bits, sp + qrow0 * G, zp + qrow0 * G, G, K,
+                      group_size, pp + row0, op);
     row0 += n; qrow0 += n; word0 += n * wpr;
   }
+}
+
+torch::Tensor dequant_dense(torch::Tensor counts, torch::Tensor perm, torch::Tensor weight16,
+                            torch::Tensor qweight, torch::Tensor scales, torch::Tensor zeros,
+                            int64_t N, int64_t K, int64_t group_size, bool fp32) {
+  auto out = torch::empty({N, K}, torch::dtype(fp32 ? torch::kFloat32 : torch::kBFloat16));
+  if (fp32)
+    dequant_dense_into(counts, perm, weight16, qweight, scales, zeros, N, K, group_size,
+                       out.data_ptr<float>());
+  else
+    dequant_dense_into(counts, perm, weight16, qweight, scales, zeros, N, K, group_size,
+                       out.data_ptr<at::BFloat16>());
   return out;
 }
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("mixed_gemv", &mixed_gemv, "fused mixed-bit GEMV/GEMM for small M");
-  m.def("dequant_rows", &dequant_rows, "decode one bit group's rows to bf16");
-  m.def("dequant_dense", &dequant_dense, "decode a whole layer to bf16 (N, K), output order");
+  m.def("dequant_rows", &dequant_rows, "decode one bit group's rows to bf16 or float");
+  m.def("dequant_dense", &dequant_dense, "decode a whole layer to (N, K), output order");
 }
