@@ -138,8 +138,8 @@ def main(argv=None) -> int:
                 result['cases'].append(row)
                 write_json(out, result)
                 keys = (('path', 'speedup_vs_fp16', 'graph_speedup_vs_fp16')
-                        if args.device == 'cuda' else ('mixed_over_fp32', 'mixed_over_bf16',
-                                                   'mixed_fp32_compute_over_fp32'))
+                        if args.device == 'cuda' else
+                        ('mixed_over_fp32', 'mixed_over_bf16', 'mixed_fp32_compute_over_fp32'))
                 print(f'{name:22s} {mix:8s} M={m:4d} ' + ' '.join(
                     f'{key}={_fmt(row.get(key))}' for key in keys)
                     + f' bytes={row["packed_over_fp16"]:.3f} err={row["max_rel_err"]:.1e}',
