@@ -33,7 +33,8 @@ def kernels_table(data, key, label):
         cases = {c['M']: c for c in data['cases'] if c['shape'] == s and c['mix'] == 'qvla4.0'}
         first = next(iter(cases.values()))
         lines.append(f'| {s} ({first["N"]}x{first["K"]}) | {first["packed_over_fp16"]:.3f} | '
-                     + ' | '.join(f'{cases[m][key]:.2f}' if m in cases else '-' for m in ms)
+                     + ' | '.join(f'{cases[m][key]:.2f}' if key in cases.get(m, {}) else '-'
+                                  for m in ms)
                      + ' |')
     return '\n'.join(lines)
 
@@ -61,9 +62,15 @@ def model_line(name: str, d: dict) -> str:
 def main() -> int:
     """Print every table whose results exist."""
     for path in sorted(RESULTS.glob('kernels-*.json')):
-        print(kernels_table(json.loads(path.read_text()), 'mixed_over_fp32',
+        data = json.loads(path.read_text())
+        print(kernels_table(data, 'mixed_over_fp32',
                             'CPU, 2 threads: packed time / fp32 F.linear time (lower is better)'))
         print()
+        if any('mixed_fp32_compute_over_fp32' in c for c in data['cases']):
+            print(kernels_table(data, 'mixed_fp32_compute_over_fp32',
+                                'CPU, 2 threads, computing in float32 instead of the bf16 '
+                                'default above M=16: packed time / fp32 F.linear time'))
+            print()
     for path in sorted(RESULTS.glob('gpu-kernels-*.json')):
         data = json.loads(path.read_text())
         for key, how in (('speedup_vs_fp16', 'eager, launch overhead included'),
