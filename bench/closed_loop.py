@@ -31,6 +31,23 @@ from qvla_ros.quant.methods import apply_method, Calibration, MethodConfig  # no
 from qvla_ros.sim.evaluate import EvalConfig, evaluate  # noqa: E402
 
 HEADLINE = {('qvla', 4.0), ('qvla', 3.0)}
+ALLOCATING = ('qvla', 'qvla-exact', 'layerwise')  # methods whose plan the prune cap shapes
+OLD_PRUNE_CAP = 0.5  # the cap of rows cached before the cap was recorded
+
+
+def retag_stale(row: dict, cap: float) -> dict:
+    """Return ``row``, re-tagged with its prune cap when that is not ``cap``.
+
+    A cached cell of an allocating method made under another per-layer prune cap stays in the
+    table as a record (tag 'prune<=X') and its cell is run again under ``cap``.
+    """
+    if row['method'] not in ALLOCATING:
+        return row
+    old = row.get('max_prune_fraction', OLD_PRUNE_CAP)
+    if old == cap or 'prune<=' in row.get('tag', ''):
+        return row
+    tag = ', '.join(t for t in (row.get('tag', ''), f'prune<={old:g}') if t)
+    return {**row, 'max_prune_fraction': old, 'tag': tag}
 
 
 def cell_key(method: str, bits, act, tag: str = '') -> str:
@@ -43,7 +60,7 @@ def run_cell(args, calib: Calibration, fp_params: int, method: str, bits: float,
     """Quantize, save and evaluate one cell; return its row."""
     policy = load_policy(args.checkpoint)
     cfg = MethodConfig(method, bits, act, refine_fraction=refine if refine is not None
-                       else args.refine_fraction)
+                       else args.refine_fraction, max_prune_fraction=args.max_prune_fraction)
     t0 = time.perf_counter()
     plan, act_spec, packed = apply_method(policy, calib, cfg)
     seconds = time.perf_counter() - t0
@@ -55,6 +72,7 @@ def run_cell(args, calib: Calibration, fp_params: int, method: str, bits: float,
     res.pop('per_episode')
     return {'method': method, 'target_bits': bits, 'act_bits': act, 'tag': tag,
             'refine_fraction': cfg.refine_fraction, 'plan_id': plan.plan_id,
+            'max_prune_fraction': cfg.max_prune_fraction,
             'plan_bits_per_param': plan.achieved_bits(), 'packed_bytes': packed,
             'real_bits_per_param': 8.0 * packed / fp_params, 'quantize_s': seconds,
             'histogram': plan.histogram(), **{k: res[k] for k in (
@@ -91,7 +109,9 @@ def markdown(rows, fp) -> str:
     """Return the markdown table of the rows."""
     out = ['| method | budget | real bits/param | success | Wilson 95 % | % of FP | '
            'mean / final dev. | latency ms |', '|---|---|---|---|---|---|---|---|']
-    for r in [fp] + rows:
+    ordered = sorted(rows, key=lambda r: (bool(r.get('tag')), -r['target_bits'],
+                                          r.get('act_bits') or 0))  # stable: run order
+    for r in [fp] + ordered:
         lo, hi = r['wilson95']
         rel = 100 * r['success_rate'] / fp['success_rate'] if fp['success_rate'] else 0.0
         dev = (f'{r["mean_deviation"]:.4f} / {r["final_step_deviation"]:.4f}'
@@ -144,6 +164,9 @@ def main() -> None:
     p.add_argument('--budgets', default='8,4,3,2.5')
     p.add_argument('--methods', default='qvla,qvla-release,layerwise,rtn,smoothquant,awq,gptq')
     p.add_argument('--refine-fraction', type=float, default=0.02)
+    p.add_argument('--max-prune-fraction', type=float,
+                   default=MethodConfig('qvla', 4.0).max_prune_fraction,
+                   help='per-layer prune cap of the allocating methods')
     p.add_argument('--w4a8', action='store_true')
     p.add_argument('--ablation', action='store_true',
                    help='add W3 qvla cells at other refine fractions and calibration sizes')
@@ -160,6 +183,7 @@ def main() -> None:
     torch.set_num_threads(1 if args.workers > 1 else 2)
     out = RESULTS / f'closed_loop_{args.suite}.json'
     done = {} if args.fresh or not out.is_file() else json.loads(out.read_text())
+    done['rows'] = [retag_stale(r, args.max_prune_fraction) for r in done.get('rows', [])]
     cache = {cell_key(r['method'], r['target_bits'], r['act_bits'], r.get('tag', '')): r
              for r in done.get('rows', [])}
     fp = done.get('fp') or fp_row(args, args.headline_episodes)

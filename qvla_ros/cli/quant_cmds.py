@@ -197,7 +197,8 @@ def add_commands(sub) -> None:
     p.add_argument('--target-bits', type=float, required=True)
     p.add_argument('--budget', default='params', choices=['params', 'bytes'])
     p.add_argument('--candidates', default='0,2,4,8,16')
-    p.add_argument('--max-prune-fraction', type=float, default=0.5)
+    p.add_argument('--max-prune-fraction', type=float, default=0.05,
+                   help='cap on the pruned (0-bit) rows of each layer')
     p.add_argument('--prune-threshold', type=float, default=None)
     p.add_argument('--layerwise', action='store_true', help='one width per layer (ablation)')
     p.add_argument('--out', required=True)
