@@ -191,8 +191,12 @@ def main() -> None:
     fp_policy = load_policy(args.checkpoint)
     fp_params = sum(m.weight.numel() for m in fp_policy.quantizable_layers().values())
     calibs = {}
+    old_meta = done.get('meta', {})
+    commands = list(old_meta.get('commands') or (
+        [old_meta['command']] if old_meta.get('command') else []))
+    commands.append(' '.join(sys.argv))  # every run whose rows the file holds, in order
     meta = {'suite': args.suite, 'checkpoint': args.checkpoint, 'device': device_name(),
-            'commit': git_commit(), 'command': ' '.join(sys.argv),
+            'commit': git_commit(), 'command': ' '.join(sys.argv), 'commands': commands,
             'quantized_params': fp_params, 'eval_seeds': [args.seed0, None],
             'not_run': {'qvla-exact': 'exact sensitivity for all rows x 4 widths needs ~10^5 '
                         'perturbed forwards of the calibration batch: hours on 2 CPU cores'}}

@@ -119,8 +119,9 @@ def main() -> int:
         print(f'| exact | 1 | 1 | 1 | 1 | {sens["exact_seconds"]:.2f} |')
     for path in sorted(RESULTS.glob('closed_loop_*.md')):
         data = json.loads(path.with_suffix('.json').read_text())
-        print(f'\nClosed loop, {data["meta"]["suite"]} ({data["meta"]["device"]}), '
-              f'`{data["meta"]["command"]}`:\n')
+        runs = data['meta'].get('commands') or [data['meta']['command']]
+        print(f'\nClosed loop, {data["meta"]["suite"]} ({data["meta"]["device"]}), rows from '
+              + ', then '.join(f'`{c}`' for c in runs) + ':\n')
         print(path.read_text())
     return 0
 

@@ -178,7 +178,8 @@ def plan_method(policy: QuantPolicy, calib: Calibration, cfg: MethodConfig):
                      candidates=candidates, extra={'method_config': {
                          'method': cfg.method, 'target_bits': cfg.target_bits,
                          'act_bits': cfg.act_bits, 'refine_fraction': cfg.refine_fraction,
-                         'projections': cfg.projections}})
+                         'projections': cfg.projections,
+                         'max_prune_fraction': cfg.max_prune_fraction}})
     act = ActSpec(cfg.act_bits) if cfg.act_bits else None
     return results, plan, act
 

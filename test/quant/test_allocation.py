@@ -108,3 +108,9 @@ def test_plan_roundtrip_and_validation(tmp_path):
         QuantPlan.load(tmp_path)
     with pytest.raises(FileNotFoundError, match='plan.json'):
         QuantPlan.load(tmp_path / 'nowhere')
+
+
+def test_prune_cap_default_is_shared_by_the_methods():
+    from qvla_ros.quant.methods import MethodConfig
+    assert MethodConfig('qvla', 4.0).max_prune_fraction == AllocationConfig().max_prune_fraction
+    assert AllocationConfig().max_prune_fraction <= 0.1  # 0.5 doubled the action deviation

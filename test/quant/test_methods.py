@@ -64,3 +64,12 @@ def test_qvla_bytes_follow_the_budget_and_beat_rtn_actions(calib):
     assert qvla4 <= rtn4 * 1.02  # the byte budget is the uniform width's payload
     err = {m: float((_packed(m, 3.0, calib)[2] - fp).abs().mean()) for m in ('qvla', 'rtn')}
     assert err['qvla'] < 0.8 * err['rtn'], err  # action-space allocation at equal bytes
+
+
+@pytest.mark.parametrize('cap', [0.0, 0.25])
+def test_prune_cap_bounds_each_layer_and_is_recorded_in_the_plan(calib, cap):
+    policy = load_policy('ref-tiny:1')
+    plan, _, _ = apply_method(policy, calib, MethodConfig('qvla', 2.5, max_prune_fraction=cap))
+    assert plan.extra['method_config']['max_prune_fraction'] == cap
+    for name, bits in plan.bits.items():
+        assert int((bits == 0).sum()) <= int(cap * bits.numel()), name
