@@ -213,7 +213,7 @@ def main() -> None:
         rows.append(row)
         cache[key] = row
         meta['eval_seeds'][1] = args.seed0 + max(r['episodes'] for r in rows)
-        seconds = dict(done.get('meta', {}).get('calibration_seconds', {}))
+        seconds = dict(old_meta.get('calibration_seconds', {}))
         for k, c in calibs.items():  # keep timings of cells cached from earlier runs
             seconds[str(k)] = {**seconds.get(str(k), {}), **c.seconds}
         meta['calibration_seconds'] = seconds

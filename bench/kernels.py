@@ -32,6 +32,11 @@ SHAPES = [
 ]
 
 
+def _rel_err(y: torch.Tensor, ref: torch.Tensor) -> float:
+    """Return max |y - ref| / max |ref| (y in any float dtype, ref float32)."""
+    return ((y.float() - ref).abs().max() / ref.abs().max()).item()
+
+
 def bench_case(name, n, k, mix, m, device):
     """Time one (shape, mix, M) case; return a result dict."""
     w = torch.randn(n, k, device=device) * 0.02
@@ -52,7 +57,7 @@ def bench_case(name, n, k, mix, m, device):
         wb, bb = w.bfloat16(), bias.bfloat16()
         y = cpu_linear(x, layout)
         ref = reference_linear(x, layout)
-        row['max_rel_err'] = ((y - ref).abs().max() / ref.abs().max()).item()
+        row['max_rel_err'] = _rel_err(y, ref)
         reps = 5 if n * k * m > 2e9 else 15
         row['dense_fp32_ms'] = time_cpu(lambda: F.linear(x, w, bias), reps=reps)
         row['dense_bf16_ms'] = time_cpu(lambda: F.linear(x.bfloat16(), wb, bb), reps=reps)
@@ -60,8 +65,8 @@ def bench_case(name, n, k, mix, m, device):
         row['mixed_over_fp32'] = row['mixed_ms'] / row['dense_fp32_ms']
         row['mixed_over_bf16'] = row['mixed_ms'] / row['dense_bf16_ms']
         if m > SMALL_M:  # the default computes in bf16 here; float32 compute for comparison
-            y32 = cpu_linear(x, layout, compute_dtype=torch.float32)
-            row['max_rel_err_fp32_compute'] = ((y32 - ref).abs().max() / ref.abs().max()).item()
+            row['max_rel_err_fp32_compute'] = _rel_err(
+                cpu_linear(x, layout, compute_dtype=torch.float32), ref)
             row['mixed_fp32_compute_ms'] = time_cpu(
                 lambda: cpu_linear(x, layout, compute_dtype=torch.float32), reps=reps)
             row['mixed_fp32_compute_over_fp32'] = (row['mixed_fp32_compute_ms']
@@ -78,7 +83,7 @@ def bench_cuda(layout, w, bias, m) -> dict:
     row = {'dense_fp16_ms': time_cuda(lambda: F.linear(x, w16, b16))}
     for path in triton_auto.candidates(layout, m):  # each autotunes on its first call
         y = triton_auto.auto_linear(x, layout, path)
-        row[f'{path}_max_rel_err'] = ((y.float() - ref).abs().max() / ref.abs().max()).item()
+        row[f'{path}_max_rel_err'] = _rel_err(y, ref)
         row[f'{path}_ms'] = time_cuda(lambda: triton_auto.auto_linear(x, layout, path))
     row['path'] = triton_auto.choose(x, layout)
     row['max_rel_err'] = row[f'{row["path"]}_max_rel_err']

@@ -73,9 +73,11 @@ def cmd_allocate(args) -> int:
     from qvla_ros.quant.spec import QuantSpec
     sens = SensitivityFile.load(Path(args.sensitivity))
     spec = QuantSpec.from_dict(sens.extra['spec']) if 'spec' in sens.extra else QuantSpec()
+    cap = ({} if args.max_prune_fraction is None
+           else {'max_prune_fraction': args.max_prune_fraction})
     cfg = AllocationConfig(target_bits=args.target_bits, candidates=_ints(args.candidates),
-                           budget=args.budget, max_prune_fraction=args.max_prune_fraction,
-                           prune_threshold=args.prune_threshold, group_size=spec.group_size)
+                           budget=args.budget, prune_threshold=args.prune_threshold,
+                           group_size=spec.group_size, **cap)
     alloc = (layerwise_allocate if args.layerwise else greedy_allocate)(
         sens.scores, sens.bits, sens.in_features, cfg)
     plan = QuantPlan(spec, 'layerwise' if args.layerwise else f'qvla-{sens.method}',
@@ -197,8 +199,9 @@ def add_commands(sub) -> None:
     p.add_argument('--target-bits', type=float, required=True)
     p.add_argument('--budget', default='params', choices=['params', 'bytes'])
     p.add_argument('--candidates', default='0,2,4,8,16')
-    p.add_argument('--max-prune-fraction', type=float, default=0.05,
-                   help='cap on the pruned (0-bit) rows of each layer')
+    p.add_argument('--max-prune-fraction', type=float, default=None,
+                   help='cap on the pruned (0-bit) rows of each layer (default: '
+                   'AllocationConfig.max_prune_fraction)')
     p.add_argument('--prune-threshold', type=float, default=None)
     p.add_argument('--layerwise', action='store_true', help='one width per layer (ablation)')
     p.add_argument('--out', required=True)

@@ -79,8 +79,7 @@ def cpu_linear(x: torch.Tensor, layout: PackedLayout,
     fp32 = compute_dtype == torch.float32
     if fast and layout.out_features * layout.in_features <= chunk_elements:
         # Small layer: decode it whole, in output order (pruned rows zero), then one GEMM.
-        args = layout.cpu_gemv_args
-        w = ext.dequant_dense(args[0], layout.perm, layout.weight16, layout.qweight,
+        w = ext.dequant_dense(layout.counts, layout.perm, layout.weight16, layout.qweight,
                               layout.scales, layout.zeros, layout.out_features,
                               layout.in_features, layout.group_size, fp32)
         return _finish(F.linear(x2, w), x, layout, lead)

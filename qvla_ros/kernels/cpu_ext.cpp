@@ -123,9 +123,30 @@ inline float qdot_any(int bits, const int32_t* words, int64_t W, const float* xt
 }
 }  // namespace
 
-struct GroupView {
+// One non-empty bit group of the packed layout (format.py): its rows start at row0 of perm,
+// at qrow0 of scales/zeros and at word0 of qweight, wpr int32 words per row (0 for 16-bit).
+struct GroupSpan {
   int bits;
   int64_t row0, rows, qrow0, word0, wpr;
+};
+
+// counts int32 (5,) on the host, rows per bit-width (16, 8, 4, 3, 2) in packed order.
+std::vector<GroupSpan> group_spans(torch::Tensor counts, int64_t K) {
+  const int bits_of[5] = {16, 8, 4, 3, 2};
+  auto cnt = counts.accessor<int32_t, 1>();
+  std::vector<GroupSpan> spans;
+  int64_t row0 = 0, qrow0 = 0, word0 = 0;
+  for (int gi = 0; gi < 5; ++gi) {
+    const int bits = bits_of[gi];
+    const int64_t n = cnt[gi], wpr = bits == 16 ? 0 : (K + 32 / bits - 1) / (32 / bits);
+    if (n > 0) spans.push_back({bits, row0, n, qrow0, word0, wpr});
+    row0 += n;
+    if (bits != 16) { qrow0 += n; word0 += n * wpr; }
+  }
+  return spans;
+}
+
+struct GroupView : GroupSpan {
   std::vector<float> xt;  // (M, VPW, wpr): x transposed by code position, zero past K
 };
 
@@ -133,8 +154,8 @@ struct GroupView {
 constexpr int64_t kMinWorkPerThread = 1 << 15;
 
 // x float32 (M, K) contiguous; counts int32 (5,) on the host for bits (16, 8, 4, 3, 2); bias
-// (N,) in any float dtype, or None. One pass over every kept row of every group, split across torch's
-// threads when the layer is large enough.
+// (N,) in any float dtype, or None. One pass over every kept row of every group, split across
+// torch's threads when the layer is large enough.
 torch::Tensor mixed_gemv(torch::Tensor x, torch::Tensor counts, torch::Tensor perm,
                          torch::Tensor weight16, torch::Tensor qweight, torch::Tensor scales,
                          torch::Tensor zeros, c10::optional<torch::Tensor> bias,
@@ -154,11 +175,10 @@ torch::Tensor mixed_gemv(torch::Tensor x, torch::Tensor counts, torch::Tensor pe
   } else {
     std::fill(yp, yp + M * N, 0.f);
   }
-  const int bits_of[5] = {16, 8, 4, 3, 2};
-  auto cnt = counts.accessor<int32_t, 1>();
+  const std::vector<GroupSpan> spans = group_spans(counts, K);
   torch::Tensor w16;  // only the (rare) 16-bit rows are widened, and only when present
   const float* w16p = nullptr;
-  if (cnt[0] > 0) {
+  if (!spans.empty() && spans.front().bits == 16) {
     w16 = weight16.to(torch::kFloat32).contiguous();
     w16p = w16.data_ptr<float>();
   }
@@ -173,26 +193,19 @@ torch::Tensor mixed_gemv(torch::Tensor x, torch::Tensor counts, torch::Tensor pe
   std::vector<float> xsum(M, 0.f);
   for (int64_t m = 0; m < M; ++m)
     for (int64_t k = 0; k < K; ++k) xsum[m] += xp[m * K + k];
-  int64_t row0 = 0, qrow0 = 0, word0 = 0;
-  for (int gi = 0; gi < 5; ++gi) {
-    const int bits = bits_of[gi];
-    const int64_t n = cnt[gi];
-    const int vpw = bits == 16 ? 1 : 32 / bits;
-    const int64_t wpr = bits == 16 ? 0 : (K + vpw - 1) / vpw;
-    if (n > 0) {
-      GroupView g{bits, row0, n, qrow0, word0, wpr, {}};
-      if (bits != 16 && per_row) {
-        g.xt.assign(M * vpw * wpr, 0.f);
-        for (int64_t m = 0; m < M; ++m)
-          for (int64_t w = 0; w < wpr; ++w)
-            for (int j = 0; j < vpw && w * vpw + j < K; ++j)
-              g.xt[(m * vpw + j) * wpr + w] = xp[m * K + w * vpw + j];
-      }
-      groups.push_back(std::move(g));
+  for (const GroupSpan& span : spans) {
+    GroupView g{span, {}};
+    if (g.bits != 16 && per_row) {
+      const int vpw = 32 / g.bits;
+      g.xt.assign(M * vpw * g.wpr, 0.f);
+      for (int64_t m = 0; m < M; ++m)
+        for (int64_t w = 0; w < g.wpr; ++w)
+          for (int j = 0; j < vpw && w * vpw + j < K; ++j)
+            g.xt[(m * vpw + j) * g.wpr + w] = xp[m * K + w * vpw + j];
     }
-    row0 += n;
-    if (bits != 16) { qrow0 += n; word0 += n * wpr; }
+    groups.push_back(std::move(g));
   }
+  const int64_t row0 = spans.empty() ? 0 : spans.back().row0 + spans.back().rows;
   const int64_t grain = std::max<int64_t>(16, kMinWorkPerThread / std::max<int64_t>(1, M * K));
   at::parallel_for(0, row0, grain, [&](int64_t begin, int64_t end) {
     std::vector<float> buf(K);
@@ -266,30 +279,25 @@ template <typename T>
 void dequant_dense_into(torch::Tensor counts, torch::Tensor perm, torch::Tensor weight16,
                         torch::Tensor qweight, torch::Tensor scales, torch::Tensor zeros,
                         int64_t N, int64_t K, int64_t group_size, T* op) {
-  const int bits_of[5] = {16, 8, 4, 3, 2};
-  auto cnt = counts.accessor<int32_t, 1>();
   const int32_t* pp = perm.data_ptr<int32_t>();
   std::vector<char> kept(N, 0);
   for (int64_t r = 0; r < perm.numel(); ++r) kept[pp[r]] = 1;
   for (int64_t c = 0; c < N; ++c)
     if (!kept[c]) std::fill(op + c * K, op + (c + 1) * K, static_cast<T>(0.f));
-  const int64_t n16 = cnt[0];
-  if (n16 > 0) {  // 16-bit rows are stored in the layer's dense dtype
-    const torch::Tensor w16 = weight16.to(c10::CppTypeToScalarType<T>::value).contiguous();
-    const T* wp = w16.data_ptr<T>();
-    for (int64_t r = 0; r < n16; ++r) std::memcpy(op + pp[r] * K, wp + r * K, sizeof(T) * K);
-  }
   const int32_t* qp = qweight.data_ptr<int32_t>();
   const at::Half* sp = scales.data_ptr<at::Half>();
   const at::Half* zp = zeros.data_ptr<at::Half>();
   const int64_t G = scales.size(1);
-  int64_t row0 = n16, qrow0 = 0, word0 = 0;
-  for (int gi = 1; gi < 5; ++gi) {
-    const int bits = bits_of[gi];
-    const int64_t n = cnt[gi], wpr = (K + 32 / bits - 1) / (32 / bits);
-    dequant_rows_into(qp + word0, n, wpr, bits, sp + qrow0 * G, zp + qrow0 * G, G, K,
-                      group_size, pp + row0, op);
-    row0 += n; qrow0 += n; word0 += n * wpr;
+  for (const GroupSpan& g : group_spans(counts, K)) {
+    if (g.bits == 16) {  // 16-bit rows are stored in the layer's dense dtype
+      const torch::Tensor w16 = weight16.to(c10::CppTypeToScalarType<T>::value).contiguous();
+      const T* wp = w16.data_ptr<T>();
+      for (int64_t r = 0; r < g.rows; ++r)
+        std::memcpy(op + pp[g.row0 + r] * K, wp + r * K, sizeof(T) * K);
+      continue;
+    }
+    dequant_rows_into(qp + g.word0, g.rows, g.wpr, g.bits, sp + g.qrow0 * G, zp + g.qrow0 * G,
+                      G, K, group_size, pp + g.row0, op);
   }
 }
 

@@ -134,7 +134,7 @@ class PackedLayout:
         (counts, perm, weight16, qweight, scales, zeros, bias or None, out_features,
         group_size): the layout's own CPU tensors, so in-place updates stay visible.
         """
-        return (self.counts.cpu(), self.perm, self.weight16, self.qweight, self.scales,
+        return (self.counts, self.perm, self.weight16, self.qweight, self.scales,
                 self.zeros, self.bias, self.out_features, self.group_size)
 
     def output_buffer(self, m: int, dtype: torch.dtype, device) -> torch.Tensor:

@@ -44,7 +44,7 @@ class MethodConfig:
     target_bits: float
     act_bits: Optional[int] = None
     candidates: Tuple[int, ...] = (0, 2, 4, 8, 16)
-    max_prune_fraction: float = 0.05  # per layer; see AllocationConfig
+    max_prune_fraction: float = AllocationConfig.max_prune_fraction  # per layer
     projections: int = 8
     refine_fraction: float = 0.05
     spec: QuantSpec = field(default_factory=QuantSpec)
