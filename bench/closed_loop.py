@@ -30,24 +30,33 @@ from qvla_ros.models.checkpoint import load_policy, save_quantized  # noqa: E402
 from qvla_ros.quant.methods import apply_method, Calibration, MethodConfig  # noqa: E402
 from qvla_ros.sim.evaluate import EvalConfig, evaluate  # noqa: E402
 
-HEADLINE = {('qvla', 4.0), ('qvla', 3.0)}
-ALLOCATING = ('qvla', 'qvla-exact', 'layerwise')  # methods whose plan the prune cap shapes
+HEADLINE = {('qvla', 4.0), ('qvla', 3.0), ('qvla-gptq', 4.0), ('qvla-gptq', 3.0)}
+ALLOCATING = ('qvla', 'qvla-gptq', 'qvla-exact', 'layerwise')  # plans the prune cap shapes
 OLD_PRUNE_CAP = 0.5  # the cap of rows cached before the cap was recorded
+SAMPLING = 'spread'  # calibration steps spread over the dataset (data.rollouts.spread_steps)
+
+
+def _add_tag(row: dict, tag: str) -> dict:
+    return {**row, 'tag': ', '.join(t for t in (row.get('tag', ''), tag) if t)}
 
 
 def retag_stale(row: dict, cap: float) -> dict:
-    """Return ``row``, re-tagged with its prune cap when that is not ``cap``.
+    """Return ``row``, re-tagged when it was made under settings this run no longer uses.
 
-    A cached cell of an allocating method made under another per-layer prune cap stays in the
-    table as a record (tag 'prune<=X') and its cell is run again under ``cap``.
+    Stale cached cells stay in the table as records and their cells run again: allocating
+    methods made under another per-layer prune cap get the tag 'prune<=X'; calibrated methods
+    whose calibration steps were the dataset's first ones (before ``SAMPLING``) get
+    'head-calib'.
     """
-    if row['method'] not in ALLOCATING:
-        return row
-    old = row.get('max_prune_fraction', OLD_PRUNE_CAP)
-    if old == cap or 'prune<=' in row.get('tag', ''):
-        return row
-    tag = ', '.join(t for t in (row.get('tag', ''), f'prune<={old:g}') if t)
-    return {**row, 'max_prune_fraction': old, 'tag': tag}
+    tags = row.get('tag', '')
+    if row['method'] in ALLOCATING and 'prune<=' not in tags:
+        old = row.get('max_prune_fraction', OLD_PRUNE_CAP)
+        if old != cap:
+            row = _add_tag({**row, 'max_prune_fraction': old}, f'prune<={old:g}')
+    if row['method'] not in ('fp', 'rtn') and 'head-calib' not in tags and \
+            row.get('calibration_sampling') != SAMPLING:
+        row = _add_tag(row, 'head-calib')
+    return row
 
 
 def cell_key(method: str, bits, act, tag: str = '') -> str:
@@ -72,7 +81,7 @@ def run_cell(args, calib: Calibration, fp_params: int, method: str, bits: float,
     res.pop('per_episode')
     return {'method': method, 'target_bits': bits, 'act_bits': act, 'tag': tag,
             'refine_fraction': cfg.refine_fraction, 'plan_id': plan.plan_id,
-            'max_prune_fraction': cfg.max_prune_fraction,
+            'max_prune_fraction': cfg.max_prune_fraction, 'calibration_sampling': SAMPLING,
             'plan_bits_per_param': plan.achieved_bits(), 'packed_bytes': packed,
             'real_bits_per_param': 8.0 * packed / fp_params, 'quantize_s': seconds,
             'histogram': plan.histogram(), **{k: res[k] for k in (
@@ -162,7 +171,8 @@ def main() -> None:
     p.add_argument('--execute-steps', type=int, default=4)
     p.add_argument('--workers', type=int, default=2)
     p.add_argument('--budgets', default='8,4,3,2.5')
-    p.add_argument('--methods', default='qvla,qvla-release,layerwise,rtn,smoothquant,awq,gptq')
+    p.add_argument('--methods',
+                   default='qvla,qvla-gptq,qvla-release,layerwise,rtn,smoothquant,awq,gptq')
     p.add_argument('--refine-fraction', type=float, default=0.02)
     p.add_argument('--max-prune-fraction', type=float,
                    default=MethodConfig('qvla', 4.0).max_prune_fraction,
@@ -174,6 +184,8 @@ def main() -> None:
                    help='refine fractions of the ablation (comma list)')
     p.add_argument('--ablation-samples', default='4,32',
                    help='calibration sample counts of the ablation (comma list)')
+    p.add_argument('--name', default='',
+                   help='results file suffix: closed_loop_<suite>[_<name>] (e.g. dev seeds)')
     p.add_argument('--fresh', action='store_true')
     args = p.parse_args()
     args.budgets = [float(b) for b in args.budgets.split(',')]
@@ -181,7 +193,8 @@ def main() -> None:
     args.ablation_refine = [float(v) for v in args.ablation_refine.split(',') if v]
     args.ablation_samples = [int(v) for v in args.ablation_samples.split(',') if v]
     torch.set_num_threads(1 if args.workers > 1 else 2)
-    out = RESULTS / f'closed_loop_{args.suite}.json'
+    out = RESULTS / (f'closed_loop_{args.suite}' + (f'_{args.name}' if args.name else '')
+                     + '.json')
     done = {} if args.fresh or not out.is_file() else json.loads(out.read_text())
     done['rows'] = [retag_stale(r, args.max_prune_fraction) for r in done.get('rows', [])]
     cache = {cell_key(r['method'], r['target_bits'], r['act_bits'], r.get('tag', '')): r

@@ -5,7 +5,7 @@
 # cloning of qvla-ref small (sincos-initialised vision positions; on tabletop also the
 # auxiliary colour-localization loss of qvla_ros/models/aux_targets.py) -> bf16 export to
 # checkpoints/<suite>-small -> calibration data (expert + FP-policy rollouts, separate seeds)
-# -> QVLA 4-bit packed checkpoint.
+# -> QVLA 4-bit packed checkpoint (QVLA allocation, GPTQ rounding within each row's width).
 # Seeds: demos 0.., calibration 50000.. / 60000.., evaluation 100000.., demo 200000..
 # Every step resumes or is skipped when its output exists; BUILD=... moves the work folder.
 set -euo pipefail
@@ -33,6 +33,6 @@ mkdir -p "$BUILD" checkpoints
   $QVLA sim collect --suite "$SUITE" --episodes 20 --seed 50000 --out "$BUILD/calib"
   $QVLA sim collect --suite "$SUITE" --episodes 20 --seed 60000 --policy "$FP" \
     --out "$BUILD/calib"; }
-[ -f "$Q4/model.safetensors" ] || $QVLA quantize --model "$FP" --method qvla --bits 4 \
+[ -f "$Q4/model.safetensors" ] || $QVLA quantize --model "$FP" --method qvla-gptq --bits 4 \
   --dataset "$BUILD/calib" --max-samples 16 --stride 3 --refine-fraction 0.01 --out "$Q4"
 echo "reference $SUITE: $FP and $Q4"

@@ -19,14 +19,12 @@ def calibration_batch(policy, dataset, synthetic: int, max_samples: int, stride:
     from qvla_ros.runtime.types import Observation
     batches = []
     if dataset:
-        from qvla_ros.data.rollouts import iter_steps, read_info
+        from qvla_ros.data.rollouts import read_info, spread_steps
         cam = read_info(dataset).cameras[0]
-        for entry, i, data in iter_steps(dataset, stride):
+        for entry, i, data in spread_steps(dataset, max_samples, stride):
             obs = Observation({cam: data[f'image.{cam}'][i]}, entry['instruction'],
                               data['proprio'][i])
             batches.append(policy.make_batch(obs))
-            if len(batches) >= max_samples:
-                break
     else:
         rng = np.random.default_rng(seed)
         for i in range(synthetic):
@@ -50,11 +48,14 @@ def cmd_sensitivity(args) -> int:
                               args.stride)
     cfg = SensitivityConfig(bits=_ints(args.bits), method=args.method,
                             projections=args.projections, refine_fraction=args.refine_fraction,
-                            spec=QuantSpec(group_size=args.group_size), progress=True)
+                            spec=QuantSpec(group_size=args.group_size),
+                            rounding=args.rounding, progress=True)
     scores, refined = measure(policy, batch, cfg)
     n = next(iter(batch.values())).shape[0]
     extra = {'model': args.model, 'projections': cfg.projections,
              'refine_fraction': cfg.refine_fraction, 'spec': cfg.spec.to_dict()}
+    if cfg.rounding != 'rtn':  # absent means RTN, as in files written before the option
+        extra['rounding'] = cfg.rounding
     if refined is not None:
         extra['refined_rows'] = {k: int(v.sum()) for k, v in refined.items()}
     layers = policy.quantizable_layers()
@@ -88,6 +89,8 @@ def cmd_allocate(args) -> int:
                             'total_sensitivity': alloc.total_sensitivity,
                             'max_prune_fraction': cfg.max_prune_fraction,
                             'prune_threshold': cfg.prune_threshold})
+    if 'rounding' in sens.extra:  # the rows are rounded as they were measured
+        plan.extra['rounding'] = sens.extra['rounding']
     plan.save(Path(args.out))
     print(f'wrote {args.out}: achieved {plan.achieved_bits():.4f} bits/param (target '
           f'{args.target_bits}), histogram {plan.histogram()}, plan id {plan.plan_id}')
@@ -113,7 +116,13 @@ def build_quantized(model: str, out: Path, plan_dir=None, method=None, bits=None
     if plan_dir is not None:
         plan, act = QuantPlan.load(Path(plan_dir)), None
         check_plan_matches(layers, plan)
-        quantize_(policy, layers, results_from_plan(plan), plan.spec, mode='packed')
+        hessians = None
+        if dataset and plan.extra.get('rounding', 'rtn') != 'rtn':
+            from qvla_ros.quant.calibration import collect_inputs
+            batch = calibration_batch(policy, dataset, 0, max_samples, stride)
+            hessians = {k: v.hessian() for k, v in collect_inputs(policy, batch).items()}
+        results = results_from_plan(plan, layers, hessians)
+        quantize_(policy, layers, results, plan.spec, mode='packed')
         packed = plan_bytes(policy, plan)
     else:
         if bits is None:
@@ -171,8 +180,10 @@ def add_quant_source(p) -> None:
     p.add_argument('--method', choices=METHODS, help='quantize with this method instead')
     p.add_argument('--bits', type=float, help='--method: average bits per parameter')
     p.add_argument('--act-bits', type=int, choices=[8], help='--method: W*A8 activations')
-    p.add_argument('--dataset', help='--method: calibration rollout dataset')
-    p.add_argument('--max-samples', type=int, default=64)
+    p.add_argument('--dataset', help='calibration rollout dataset (--method, and --plan '
+                   'with gptq rounding)')
+    p.add_argument('--max-samples', type=int, default=64,
+                   help='calibration steps, spread evenly over the whole dataset')
     p.add_argument('--stride', type=int, default=5)
     p.add_argument('--refine-fraction', type=float, default=0.05,
                    help='--method qvla: share of rows re-measured exactly')
@@ -181,17 +192,22 @@ def add_quant_source(p) -> None:
 
 def add_commands(sub) -> None:
     """Register the quantization subcommands on an argparse subparsers object."""
+    from qvla_ros.quant.rounding import ROUNDINGS
     p = sub.add_parser('sensitivity', help='measure action-space channel sensitivity')
     p.add_argument('--model', required=True, help='toy, toy:SEED or a checkpoint folder')
     p.add_argument('--dataset', help='rollout dataset folder (qvla-rollouts)')
     p.add_argument('--synthetic', type=int, default=0, help='use N synthetic observations')
-    p.add_argument('--max-samples', type=int, default=64)
+    p.add_argument('--max-samples', type=int, default=64,
+                   help='calibration steps, spread evenly over the whole dataset')
     p.add_argument('--stride', type=int, default=5, help='take every k-th step')
     p.add_argument('--method', default='hybrid', choices=['exact', 'proxy', 'hybrid'])
     p.add_argument('--bits', default='0,2,4,8')
     p.add_argument('--projections', type=int, default=8)
     p.add_argument('--refine-fraction', type=float, default=0.05)
     p.add_argument('--group-size', type=int, default=None)
+    p.add_argument('--rounding', default='rtn', choices=ROUNDINGS,
+                   help='measure each row with its RTN or its GPTQ delta (plans made from '
+                   'the file round rows the same way)')
     p.add_argument('--out', required=True)
     p.set_defaults(func=cmd_sensitivity)
     p = sub.add_parser('allocate', help='greedy Eq. 8 bit allocation -> plan folder')

@@ -149,3 +149,26 @@ def iter_steps(root: Path, stride: int = 1) -> Iterator[Tuple[dict, int, Dict[st
         data = read_episode(root, entry)
         for i in range(0, entry['num_steps'], stride):
             yield entry, i, data
+
+
+def spread_steps(root: Path, count: int, stride: int = 1
+                 ) -> Iterator[Tuple[dict, int, Dict[str, np.ndarray]]]:
+    """Yield ``count`` (episode entry, step index, episode tensors), spread over the dataset.
+
+    Of the steps every ``stride`` of every episode (L candidates, in dataset order), take
+    those at positions floor((j + 1/2) L / count), j < count, so a small calibration set covers
+    the whole dataset (every task and source) instead of its first episodes. All L when
+    ``count`` >= L. Deterministic; each episode is read once.
+    """
+    if count < 1 or stride < 1:
+        raise ValueError(f'count and stride must be >= 1, got {count} and {stride}')
+    entries = episodes(root)
+    steps = [(e, i) for e, entry in enumerate(entries)
+             for i in range(0, entry['num_steps'], stride)]
+    if count < len(steps):
+        steps = [steps[int((j + 0.5) * len(steps) / count)] for j in range(count)]
+    loaded, data = None, None
+    for e, i in steps:
+        if e != loaded:
+            loaded, data = e, read_episode(root, entries[e])
+        yield entries[e], i, data

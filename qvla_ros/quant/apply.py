@@ -22,6 +22,7 @@ from qvla_ros.quant.activation import ActSpec, fake_quant_tokens
 from qvla_ros.quant.artifacts import QuantPlan
 from qvla_ros.quant.baselines import LayerQuant
 from qvla_ros.quant.primitives import fake_quant_rows
+from qvla_ros.quant.rounding import check_rounding, layer_quant
 from qvla_ros.quant.spec import QuantSpec
 
 MODES = ('fake', 'packed')
@@ -46,9 +47,23 @@ class QuantizedLinear(nn.Module):
         return self.inner(x)
 
 
-def results_from_plan(plan: QuantPlan) -> Dict[str, LayerQuant]:
-    """Return plain per-row-RTN LayerQuants for the bits of ``plan`` (QVLA's quantizer)."""
-    return {k: LayerQuant(b) for k, b in plan.bits.items()}
+def results_from_plan(plan: QuantPlan, layers: Optional[Dict[str, nn.Linear]] = None,
+                      hessians: Optional[Dict[str, torch.Tensor]] = None
+                      ) -> Dict[str, LayerQuant]:
+    """Return the LayerQuants for the bits of ``plan`` with the plan's rounding.
+
+    RTN (the default; plans without a ``rounding`` entry) needs nothing else; GPTQ rounding
+    needs the model's ``layers`` and their input Hessians {layer: (K, K)}.
+    """
+    rounding = check_rounding(plan.extra.get('rounding', 'rtn'))
+    if rounding == 'rtn':
+        return {k: LayerQuant(b) for k, b in plan.bits.items()}
+    if layers is None or hessians is None:
+        raise ValueError(f'plan {plan.plan_id} rounds rows with {rounding}: quantizing it '
+                         'needs calibration data for the layer input Hessians (give --dataset '
+                         'DIR)')
+    return {k: layer_quant(layers[k].weight, b, plan.spec, rounding, hessians[k])
+            for k, b in plan.bits.items()}
 
 
 def check_plan_matches(layers: Dict[str, nn.Linear], plan: QuantPlan) -> None:

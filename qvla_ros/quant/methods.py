@@ -4,7 +4,10 @@
 The closed-loop comparison and ``qvla quantize --method`` use this, so every method is packed
 by the same code (``apply.quantize_``) with the same quantizer spec and counted in real bytes.
 
-* ``qvla``: action-space hybrid sensitivity (proxy + exact refinement) and the Eq. 8 greedy;
+* ``qvla``: action-space hybrid sensitivity (proxy + exact refinement) and the Eq. 8 greedy,
+  rows rounded to nearest (RTN) as in the paper;
+* ``qvla-gptq``: the same allocation with GPTQ rounding inside each row's width, and the
+  sensitivity measured on the GPTQ deltas (``qvla_ros.quant.rounding``);
 * ``qvla-exact``: the same with exact sensitivity for every row (slow; small models only);
 * ``qvla-release``: the official release's Hessian proxy and absolute-cost greedy;
 * ``layerwise``: one width per layer from the action-space sensitivity;
@@ -27,11 +30,13 @@ from qvla_ros.quant.apply import layer_bytes, quantize_
 from qvla_ros.quant.artifacts import QuantPlan
 from qvla_ros.quant.baselines import LayerQuant
 from qvla_ros.quant.policy import Batch, QuantPolicy
+from qvla_ros.quant.rounding import layer_quant
 from qvla_ros.quant.spec import QuantSpec
 
-METHODS = ('qvla', 'qvla-exact', 'qvla-release', 'layerwise', 'rtn', 'smoothquant', 'awq',
-           'gptq')
-SENSITIVITY_METHODS = {'qvla': 'hybrid', 'qvla-exact': 'exact', 'layerwise': 'hybrid'}
+METHODS = ('qvla', 'qvla-gptq', 'qvla-exact', 'qvla-release', 'layerwise', 'rtn',
+           'smoothquant', 'awq', 'gptq')
+SENSITIVITY_METHODS = {'qvla': 'hybrid', 'qvla-gptq': 'hybrid', 'qvla-exact': 'exact',
+                       'layerwise': 'hybrid'}
 UNIFORM_BITS = (2, 3, 4, 8)
 SENS_BITS = (0, 2, 4, 8)
 
@@ -63,6 +68,11 @@ class MethodConfig:
         """True for methods that give every row the same width."""
         return self.method in ('rtn', 'smoothquant', 'awq', 'gptq')
 
+    @property
+    def rounding(self) -> str:
+        """How an allocating method rounds rows within their widths ('rtn' or 'gptq')."""
+        return 'gptq' if self.method == 'qvla-gptq' else 'rtn'
+
 
 def uniform_bits(target_bits: float) -> int:
     """Return the largest uniform width in UNIFORM_BITS that fits ``target_bits``."""
@@ -89,12 +99,18 @@ class Calibration:
 
 def _sensitivity(policy, calib: Calibration, kind: str, cfg: MethodConfig):
     key = f'{kind}@refine={cfg.refine_fraction:g}'  # the refine ablation needs its own scores
+    if cfg.rounding != 'rtn':
+        key += f'@{cfg.rounding}'
     if key not in calib.scores:
         from qvla_ros.quant.sensitivity import measure, SensitivityConfig
+        hessians = None
+        if cfg.rounding == 'gptq':
+            hessians = {k: v.hessian() for k, v in _inputs(policy, calib).items()}
         t0 = time.perf_counter()
         scfg = SensitivityConfig(bits=SENS_BITS, method=kind, projections=cfg.projections,
-                                 refine_fraction=cfg.refine_fraction, spec=cfg.spec)
-        calib.scores[key] = measure(policy, calib.batch, scfg)[0]
+                                 refine_fraction=cfg.refine_fraction, spec=cfg.spec,
+                                 rounding=cfg.rounding)
+        calib.scores[key] = measure(policy, calib.batch, scfg, hessians)[0]
         calib.seconds[f'sensitivity_{key}'] = time.perf_counter() - t0
     return calib.scores[key]
 
@@ -171,7 +187,10 @@ def plan_method(policy: QuantPolicy, calib: Calibration, cfg: MethodConfig):
         candidates = tuple(sorted({uniform_bits(cfg.target_bits), *cfg.candidates}))
     else:
         bits = _mixed_bits(policy, layers, calib, cfg)
-        results = {k: LayerQuant(b) for k, b in bits.items()}
+        stats = _inputs(policy, calib) if cfg.rounding == 'gptq' else {}
+        results = {k: layer_quant(layers[k].weight, b, cfg.spec, cfg.rounding,
+                                  stats[k].hessian() if k in stats else None)
+                   for k, b in bits.items()}
         candidates = cfg.candidates
     plan = QuantPlan(cfg.spec, cfg.method + (f'-a{cfg.act_bits}' if cfg.act_bits else ''),
                      {k: r.bits for k, r in results.items()}, in_features, cfg.target_bits,
@@ -180,6 +199,8 @@ def plan_method(policy: QuantPolicy, calib: Calibration, cfg: MethodConfig):
                          'act_bits': cfg.act_bits, 'refine_fraction': cfg.refine_fraction,
                          'projections': cfg.projections,
                          'max_prune_fraction': cfg.max_prune_fraction}})
+    if cfg.rounding != 'rtn':  # absent means RTN, as in plans written before the option
+        plan.extra['rounding'] = cfg.rounding
     act = ActSpec(cfg.act_bits) if cfg.act_bits else None
     return results, plan, act
 

@@ -14,19 +14,23 @@ known perturbation dy_c = x . (Q_b(w_c) - w_c), so:
   ranked globally across layers.
 
 Exact work is split into shards (layer x row range x bit) that run independently and merge.
+``rounding`` = 'gptq' measures every row with its GPTQ delta instead of its RTN delta (see
+``qvla_ros.quant.rounding``); it needs each layer's input Hessian, collected once.
 """
 
 from dataclasses import dataclass
 from enum import Enum
-from typing import Dict, Iterable, List, Tuple
+from typing import Dict, Iterable, List, Optional, Tuple
 
 import torch
 from tqdm.auto import tqdm
 
 from qvla_ros.quant.policy import (Batch, batch_size, capture_io, hooked, QuantPolicy,
                                    repeat_batch, split_batch)
-from qvla_ros.quant.primitives import fake_quant_rows
+from qvla_ros.quant.rounding import check_rounding, rounded_delta
 from qvla_ros.quant.spec import check_bits, QuantSpec
+
+Hessians = Optional[Dict[str, torch.Tensor]]  # {layer: (K, K)}, for gptq rounding
 
 
 class Method(str, Enum):
@@ -49,11 +53,13 @@ class SensitivityConfig:
     samples_per_pass: int = 32
     seed: int = 0
     spec: QuantSpec = QuantSpec()
+    rounding: str = 'rtn'
     progress: bool = False
     version: int = 1
 
     def __post_init__(self):
         object.__setattr__(self, 'method', Method(self.method))
+        check_rounding(self.rounding)
         object.__setattr__(self, 'bits', tuple(int(b) for b in self.bits))
         for b in self.bits:
             if check_bits(b) == 16:
@@ -79,10 +85,19 @@ class Shard:
     bits: int
 
 
-def weight_delta(weight: torch.Tensor, bits: int, spec: QuantSpec) -> torch.Tensor:
-    """Return Q_b(W) - W (N, K) with every row at ``bits`` (0: -W, the row removed)."""
-    full = torch.full((weight.shape[0],), bits, dtype=torch.int64)
-    return fake_quant_rows(weight, full, spec) - weight.detach()
+def weight_delta(weight: torch.Tensor, bits: int, cfg: SensitivityConfig,
+                 hessian: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """Return Q_b(W) - W (N, K) with every row at ``bits`` under ``cfg``'s rounding."""
+    return rounded_delta(weight, bits, cfg.spec, cfg.rounding, hessian)
+
+
+def _layer_hessians(policy: QuantPolicy, batch: Batch, cfg: SensitivityConfig,
+                    hessians: Hessians) -> Hessians:
+    """Return the layer input Hessians gptq rounding needs (collected if not given)."""
+    if cfg.rounding != 'gptq' or hessians is not None:
+        return hessians
+    from qvla_ros.quant.calibration import collect_inputs
+    return {k: v.hessian() for k, v in collect_inputs(policy, batch).items()}
 
 
 def make_shards(out_features: Dict[str, int], bits: Iterable[int],
@@ -115,11 +130,16 @@ def _exact_rows(policy: QuantPolicy, layer, x, batch: Batch, a_fp: torch.Tensor,
 
 
 def run_shard(policy: QuantPolicy, batch: Batch, shard: Shard, cfg: SensitivityConfig,
-              rows: torch.Tensor = None) -> torch.Tensor:
-    """Return exact s for the shard's rows (stop - start,), or for ``rows`` if given."""
+              rows: torch.Tensor = None, hessian: Optional[torch.Tensor] = None
+              ) -> torch.Tensor:
+    """Return exact s for the shard's rows (stop - start,), or for ``rows`` if given.
+
+    ``hessian`` (K, K) of the shard's layer is needed for gptq rounding; a subset of rows
+    gets the same GPTQ delta as in a full-layer pass (rows are rounded independently).
+    """
     layer = policy.quantizable_layers()[shard.layer]
     rows = torch.arange(shard.start, shard.stop) if rows is None else rows
-    delta_all = weight_delta(layer.weight[rows], shard.bits, cfg.spec)  # (R, K)
+    delta_all = weight_delta(layer.weight[rows], shard.bits, cfg, hessian)  # (R, K)
     total = torch.zeros(rows.numel(), dtype=torch.float64)
     n_total = 0
     for part in split_batch(batch, cfg.samples_per_pass):
@@ -134,15 +154,17 @@ def run_shard(policy: QuantPolicy, batch: Batch, shard: Shard, cfg: SensitivityC
     return (total / n_total).float()
 
 
-def exact_sensitivity(policy: QuantPolicy, batch: Batch,
-                      cfg: SensitivityConfig) -> Dict[str, torch.Tensor]:
+def exact_sensitivity(policy: QuantPolicy, batch: Batch, cfg: SensitivityConfig,
+                      hessians: Hessians = None) -> Dict[str, torch.Tensor]:
     """Return {layer: (len(bits), N)} exact action-space sensitivities."""
     layers = policy.quantizable_layers()
+    hessians = _layer_hessians(policy, batch, cfg, hessians) or {}
     shards = make_shards({k: v.out_features for k, v in layers.items()}, cfg.bits,
                          cfg.rows_per_pass * 4)
     results = {}
     for shard in tqdm(shards, desc='exact sensitivity', disable=not cfg.progress):
-        results[shard] = run_shard(policy, batch, shard, cfg)
+        results[shard] = run_shard(policy, batch, shard, cfg,
+                                   hessian=hessians.get(shard.layer))
     return merge_shards(results, {k: v.out_features for k, v in layers.items()}, cfg.bits)
 
 
@@ -159,11 +181,13 @@ def merge_shards(results: Dict[Shard, torch.Tensor], out_features: Dict[str, int
     return scores
 
 
-def proxy_sensitivity(policy: QuantPolicy, batch: Batch,
-                      cfg: SensitivityConfig) -> Dict[str, torch.Tensor]:
+def proxy_sensitivity(policy: QuantPolicy, batch: Batch, cfg: SensitivityConfig,
+                      hessians: Hessians = None) -> Dict[str, torch.Tensor]:
     """Return {layer: (len(bits), N)} first-order proxies of the action-space sensitivity."""
     layers = policy.quantizable_layers()
-    deltas = {k: torch.stack([weight_delta(m.weight, b, cfg.spec) for b in cfg.bits])
+    hessians = _layer_hessians(policy, batch, cfg, hessians) or {}
+    deltas = {k: torch.stack([weight_delta(m.weight, b, cfg, hessians.get(k))
+                              for b in cfg.bits])
               for k, m in layers.items()}  # (nb, N, K)
     acc = {k: torch.zeros(len(cfg.bits), m.out_features, dtype=torch.float64)
            for k, m in layers.items()}
@@ -207,9 +231,11 @@ def proxy_sensitivity(policy: QuantPolicy, batch: Batch,
     return {k: (v / count).float() for k, v in acc.items()}
 
 
-def hybrid_sensitivity(policy: QuantPolicy, batch: Batch, cfg: SensitivityConfig):
+def hybrid_sensitivity(policy: QuantPolicy, batch: Batch, cfg: SensitivityConfig,
+                       hessians: Hessians = None):
     """Return (scores, refined) where refined[layer] is a bool (len(bits), N) mask."""
-    scores = proxy_sensitivity(policy, batch, cfg)
+    hessians = _layer_hessians(policy, batch, cfg, hessians) or {}
+    scores = proxy_sensitivity(policy, batch, cfg, hessians)
     refined = {k: torch.zeros_like(v, dtype=torch.bool) for k, v in scores.items()}
     names = list(scores)
     for bi, b in enumerate(cfg.bits):
@@ -225,18 +251,23 @@ def hybrid_sensitivity(policy: QuantPolicy, batch: Batch, cfg: SensitivityConfig
                 continue
             rows = rows.sort().values
             shard = Shard(name, 0, 0, b)
-            scores[name][bi, rows] = run_shard(policy, batch, shard, cfg, rows=rows)
+            scores[name][bi, rows] = run_shard(policy, batch, shard, cfg, rows=rows,
+                                               hessian=hessians.get(name))
             refined[name][bi, rows] = True
     return scores, refined
 
 
-def measure(policy: QuantPolicy, batch: Batch, cfg: SensitivityConfig):
-    """Return (scores, refined mask or None) with the configured method."""
+def measure(policy: QuantPolicy, batch: Batch, cfg: SensitivityConfig,
+            hessians: Hessians = None):
+    """Return (scores, refined mask or None) with the configured method.
+
+    ``hessians`` {layer: (K, K)} serve gptq rounding; collected from ``batch`` if None.
+    """
     if cfg.method is Method.EXACT:
-        return exact_sensitivity(policy, batch, cfg), None
+        return exact_sensitivity(policy, batch, cfg, hessians), None
     if cfg.method is Method.PROXY:
-        return proxy_sensitivity(policy, batch, cfg), None
-    return hybrid_sensitivity(policy, batch, cfg)
+        return proxy_sensitivity(policy, batch, cfg, hessians), None
+    return hybrid_sensitivity(policy, batch, cfg, hessians)
 
 
 def _ranks(v: torch.Tensor) -> torch.Tensor:

@@ -74,3 +74,25 @@ def test_errors_name_what_was_expected(tmp_path, capsys):
 def test_toy_spec_parsing():
     with pytest.raises(ValueError, match='integer seed'):
         load_policy('toy:x')
+
+
+def test_gptq_rounding_travels_from_sensitivity_to_checkpoint(tmp_path, capsys):
+    data = _dataset(tmp_path / 'data')
+    sens, plan, ckpt = tmp_path / 's.safetensors', tmp_path / 'plan', tmp_path / 'ckpt'
+    assert main(['sensitivity', '--model', 'toy:1', '--dataset', str(data), '--stride', '2',
+                 '--method', 'proxy', '--rounding', 'gptq', '--out', str(sens)]) == 0
+    assert main(['allocate', '--sensitivity', str(sens), '--target-bits', '3.0',
+                 '--out', str(plan)]) == 0
+    assert QuantPlan.load(plan).extra['rounding'] == 'gptq'
+    assert main(['quantize', '--model', 'toy:1', '--plan', str(plan), '--out', str(ckpt)]) == 2
+    assert 'give --dataset DIR' in capsys.readouterr().err and not ckpt.exists()
+    assert main(['quantize', '--model', 'toy:1', '--plan', str(plan), '--dataset', str(data),
+                 '--stride', '2', '--out', str(ckpt)]) == 0
+    obs = Observation({'front': np.zeros((48, 64, 3), np.uint8)}, 'push the red block')
+    gptq = load_policy(str(ckpt)).predict(obs).actions
+    rtn_plan = QuantPlan.load(plan)
+    del rtn_plan.extra['rounding']
+    rtn_plan.save(tmp_path / 'rtn-plan')
+    assert main(['quantize', '--model', 'toy:1', '--plan', str(tmp_path / 'rtn-plan'),
+                 '--out', str(tmp_path / 'rtn')]) == 0
+    assert not np.array_equal(gptq, load_policy(str(tmp_path / 'rtn')).predict(obs).actions)

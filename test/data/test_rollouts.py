@@ -6,8 +6,8 @@ import json
 import numpy as np
 import pytest
 
-from qvla_ros.data.rollouts import (DatasetInfo, episodes, read_episode, read_info,
-                                    RolloutWriter)
+from qvla_ros.data.rollouts import (DatasetInfo, episodes, iter_steps, read_episode,
+                                    read_info, RolloutWriter, spread_steps)
 
 INFO = DatasetInfo(7, 3, 10.0, ('front',))
 
@@ -57,3 +57,22 @@ def test_wrong_format(tmp_path):
         read_info(tmp_path)
     with pytest.raises(FileNotFoundError, match='dataset.json'):
         read_info(tmp_path / 'none')
+
+
+def test_spread_steps_cover_the_whole_dataset(tmp_path):
+    w = RolloutWriter(tmp_path, INFO)
+    for e, t in enumerate((30, 6, 6, 6, 12)):  # a long first episode, as in real calibration
+        w.add_episode(*_episode(t, seed=e), f'task {e}', True, 'sim', 'expert')
+    picked = [(entry['instruction'], i) for entry, i, _ in spread_steps(tmp_path, 5, 2)]
+    assert len(picked) == 5 and len(set(picked)) == 5
+    assert {p[0] for p in picked} == {'task 0', 'task 1', 'task 3', 'task 4'}  # not the head
+    head = [(entry['instruction'], i) for entry, i, _ in iter_steps(tmp_path, 2)][:5]
+    assert {p[0] for p in head} == {'task 0'}  # what taking the first N steps would give
+    assert picked == [(entry['instruction'], i) for entry, i, _ in spread_steps(tmp_path, 5, 2)]
+    everything = [(entry['instruction'], i) for entry, i, _ in iter_steps(tmp_path, 2)]
+    assert [(entry['instruction'], i) for entry, i, _ in spread_steps(tmp_path, 999, 2)] == \
+        everything
+    entry, i, data = next(spread_steps(tmp_path, 1, 1))
+    assert data['proprio'].shape[0] == entry['num_steps'] and i < entry['num_steps']
+    with pytest.raises(ValueError, match='count and stride must be >= 1'):
+        next(spread_steps(tmp_path, 0, 1))

@@ -73,3 +73,16 @@ def test_prune_cap_bounds_each_layer_and_is_recorded_in_the_plan(calib, cap):
     assert plan.extra['method_config']['max_prune_fraction'] == cap
     for name, bits in plan.bits.items():
         assert int((bits == 0).sum()) <= int(cap * bits.numel()), name
+
+
+def test_qvla_gptq_rounds_the_allocated_rows_with_gptq(calib):
+    fp_policy = load_policy('ref-tiny:1')
+    with torch.no_grad():
+        fp = fp_policy.action_tensor(calib.batch)
+    plan, packed, out = _packed('qvla-gptq', 3.0, calib)
+    rtn_plan, rtn_packed, rtn_out = _packed('qvla', 3.0, calib)
+    assert plan.extra['rounding'] == 'gptq' and 'rounding' not in rtn_plan.extra
+    assert packed <= rtn_packed * 1.01  # same byte budget
+    err = {'gptq': float((out - fp).abs().mean()), 'rtn': float((rtn_out - fp).abs().mean())}
+    assert err['gptq'] < 0.8 * err['rtn'], err
+    assert any(k.endswith('@gptq') for k in calib.scores)  # measured on the GPTQ deltas

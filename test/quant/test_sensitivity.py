@@ -7,9 +7,11 @@ import pytest
 import torch
 
 from qvla_ros.quant.artifacts import SensitivityFile
+from qvla_ros.quant.calibration import collect_inputs
 from qvla_ros.quant.primitives import fake_quant_rows
+from qvla_ros.quant.rounding import rounded_delta
 from qvla_ros.quant.sensitivity import (exact_sensitivity, hybrid_sensitivity, make_shards,
-                                        merge_shards, proxy_sensitivity, run_shard,
+                                        measure, merge_shards, proxy_sensitivity, run_shard,
                                         SensitivityConfig, spearman)
 
 
@@ -35,6 +37,32 @@ def test_exact_equals_brute_force(tiny_policy, calib_batch):
                 ref = _brute(policy, batch, name, row, b)
                 got = scores[name][bi, row].item()
                 assert got == pytest.approx(ref, rel=1e-5, abs=1e-30), (name, b, row)
+
+
+def test_gptq_rounding_measures_the_gptq_row(tiny_policy, calib_batch):
+    policy = tiny_policy(torch.float64)
+    batch = calib_batch(6, torch.float64)
+    hessians = {k: v.hessian() for k, v in collect_inputs(policy, batch).items()}
+    cfg = SensitivityConfig(method='exact', bits=(2, 4), rounding='gptq', rows_per_pass=7)
+    scores = exact_sensitivity(policy, batch, cfg, hessians)
+    rtn = exact_sensitivity(policy, batch, SensitivityConfig(method='exact', bits=(2, 4)))
+    name = 'vision.0'
+    for bi, b in enumerate(cfg.bits):
+        delta = rounded_delta(policy.quantizable_layers()[name].weight, b, cfg.spec, 'gptq',
+                              hessians[name])
+        for row in (0, 5, 30):
+            q = copy.deepcopy(policy)
+            q.quantizable_layers()[name].weight.data[row] += delta[row]
+            with torch.no_grad():
+                ref = ((q.action_tensor(batch) - policy.action_tensor(batch)) ** 2).sum(
+                    (1, 2)).mean().item()
+            assert scores[name][bi, row].item() == pytest.approx(ref, rel=1e-5, abs=1e-30)
+        assert not torch.allclose(scores[name][bi], rtn[name][bi])  # a different quantizer
+    proxy = SensitivityConfig(method='proxy', projections=2, rounding='gptq')
+    collected, _ = measure(policy, batch, proxy)  # collects the Hessians itself
+    given, _ = measure(policy, batch, proxy, hessians)
+    for k in given:
+        torch.testing.assert_close(collected[k], given[k])
 
 
 def test_sensitivity_decreases_with_bits(tiny_policy, calib_batch):
@@ -105,6 +133,8 @@ def test_config_validation():
         SensitivityConfig(bits=(4, 16))
     with pytest.raises(ValueError, match='refine_fraction'):
         SensitivityConfig(refine_fraction=1.5)
+    with pytest.raises(ValueError, match='unknown rounding'):
+        SensitivityConfig(rounding='nearest')
 
 
 def test_spearman():
