@@ -47,13 +47,23 @@ def device_name() -> str:
 
 
 def git_commit() -> str:
-    """Return the current commit, or 'unknown' outside a checkout."""
+    """Return the current commit (+'-dirty' if tracked code differs), or 'unknown'.
+
+    Changes under bench/results (which benchmarks write while they run) do not count.
+    """
+    here = Path(__file__).parent
     try:
         out = subprocess.run(['git', 'rev-parse', '--short', 'HEAD'], capture_output=True,
-                             text=True, cwd=Path(__file__).parent, timeout=5)
-        return out.stdout.strip() or 'unknown'
+                             text=True, cwd=here, timeout=5)
+        dirty = subprocess.run(['git', 'status', '--porcelain', '--untracked-files=no', '--',
+                                '.', ':!bench/results'], capture_output=True, text=True,
+                               cwd=here.parent, timeout=5)
     except (OSError, subprocess.SubprocessError):
         return 'unknown'
+    commit = out.stdout.strip()
+    if not commit:
+        return 'unknown'
+    return commit + ('-dirty' if dirty.stdout.strip() else '')
 
 
 def sample_cpu(fn, warmup: int = 3, reps: int = 20) -> list:
