@@ -120,7 +120,7 @@ def main() -> int:
     for path in sorted(RESULTS.glob('closed_loop_*.md')):
         data = json.loads(path.with_suffix('.json').read_text())
         runs = data['meta'].get('commands') or [data['meta']['command']]
-        print(f'\nClosed loop, {data["meta"]["suite"]} ({data["meta"]["device"]}), rows from '
+        print(f'\nClosed loop, `{path.name}` ({data["meta"]["device"]}), rows from '
               + ', then '.join(f'`{c}`' for c in runs) + ':\n')
         print(path.read_text())
     return 0
