@@ -70,7 +70,10 @@ class MethodConfig:
 
     @property
     def rounding(self) -> str:
-        """How an allocating method rounds rows within their widths ('rtn' or 'gptq')."""
+        """How an allocating method rounds rows within their widths ('rtn' or 'gptq').
+
+        Uniform methods ignore it: each baseline rounds its own way (``gptq`` with GPTQ).
+        """
         return 'gptq' if self.method == 'qvla-gptq' else 'rtn'
 
 
