@@ -53,7 +53,8 @@ def rounded_delta(weight: torch.Tensor, bits: int, spec: QuantSpec = QuantSpec()
     if rounding == 'rtn' or bits in (0, 16):
         return fake_quant_rows(weight, full, spec) - weight.detach()
     _need_hessian(rounding, hessian, weight.shape[1])
-    return gptq(weight, hessian, full, spec, act_order=True)[0] - weight.detach()
+    q = gptq(weight, hessian, full, spec, act_order=True)[0]
+    return (q - weight.detach().to(q.dtype)).to(weight.dtype)
 
 
 def layer_quant(weight: torch.Tensor, bits: torch.Tensor, spec: QuantSpec = QuantSpec(),

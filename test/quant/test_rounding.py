@@ -48,6 +48,16 @@ def test_rtn_is_the_paper_quantizer_and_zero_bits_remove_the_row():
     assert layer_quant(w, torch.full((24,), 4)).weight is None  # RTN: packer rounds itself
 
 
+def test_low_precision_weights_keep_exact_grid_values():
+    w, h = _layer()
+    bits = torch.full((24,), 8)
+    low = layer_quant(w.bfloat16(), bits, rounding='gptq', hessian=h).weight
+    assert low.dtype == torch.float32  # 8-bit grid values do not fit bf16's mantissa
+    torch.testing.assert_close(low, layer_quant(w.bfloat16().float(), bits, rounding='gptq',
+                                                hessian=h).weight.float(), rtol=0, atol=0)
+    assert rounded_delta(w.bfloat16(), 4, rounding='gptq', hessian=h).dtype == torch.bfloat16
+
+
 def test_errors_name_what_was_expected():
     w, h = _layer()
     with pytest.raises(ValueError, match='expected one of'):

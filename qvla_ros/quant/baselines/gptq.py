@@ -37,7 +37,10 @@ def _grids(w: torch.Tensor, bits: torch.Tensor, spec: QuantSpec):
 def gptq(weight: torch.Tensor, hessian: torch.Tensor, bits: torch.Tensor,
          spec: QuantSpec = QuantSpec(), block: int = 128, percdamp: float = 0.01,
          act_order: bool = False) -> Tuple[torch.Tensor, Tuple[torch.Tensor, torch.Tensor]]:
-    """Return (W_q (N, K) on each row's grid, (scale, zero)) for ``bits`` (N,)."""
+    """Return (W_q (N, K) on each row's grid, (scale, zero)) for ``bits`` (N,).
+
+    W_q has the weight's dtype, or float32 when that is float16 / bfloat16.
+    """
     W = weight.detach().double().clone()  # (N, K)
     H = hessian.detach().double().clone()  # (K, K)
     n, k = W.shape
@@ -71,7 +74,9 @@ def gptq(weight: torch.Tensor, hessian: torch.Tensor, bits: torch.Tensor,
         W[:, i2:] -= Err1 @ Hinv[i1:i2, i2:]
     Q = Q[:, torch.argsort(perm)]
     Q[bits == 0] = 0
-    return Q.to(weight.dtype), (scale, zero)
+    # grid values (q - z) s of 8-bit rows need more mantissa than bf16/fp16 has: keep float32
+    low = weight.dtype in (torch.float16, torch.bfloat16)
+    return Q.to(torch.float32 if low else weight.dtype), (scale, zero)
 
 
 def gptq_layer(weight: torch.Tensor, hessian: torch.Tensor, bits: torch.Tensor,
