@@ -118,9 +118,9 @@ def build_quantized(model: str, out: Path, plan_dir=None, method=None, bits=None
         check_plan_matches(layers, plan)
         hessians = None
         if dataset and plan.extra.get('rounding', 'rtn') != 'rtn':
-            from qvla_ros.quant.calibration import collect_inputs
-            batch = calibration_batch(policy, dataset, 0, max_samples, stride)
-            hessians = {k: v.hessian() for k, v in collect_inputs(policy, batch).items()}
+            from qvla_ros.quant.calibration import collect_hessians
+            hessians = collect_hessians(
+                policy, calibration_batch(policy, dataset, 0, max_samples, stride))
         results = results_from_plan(plan, layers, hessians)
         quantize_(policy, layers, results, plan.spec, mode='packed')
         packed = plan_bytes(policy, plan)

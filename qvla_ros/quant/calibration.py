@@ -65,3 +65,8 @@ def collect_inputs(policy: QuantPolicy, batch: Batch, max_rows: int = 2048,
         absmax, xtx, count = stats[name]
         out[name] = LayerInputs(x, absmax.float(), xtx, count)
     return out
+
+
+def collect_hessians(policy: QuantPolicy, batch: Batch) -> Dict[str, torch.Tensor]:
+    """Return {layer: H = 2/n X^T X (K, K)} over ``batch`` (what GPTQ rounding needs)."""
+    return {k: v.hessian() for k, v in collect_inputs(policy, batch).items()}

@@ -96,8 +96,8 @@ def _layer_hessians(policy: QuantPolicy, batch: Batch, cfg: SensitivityConfig,
     """Return the layer input Hessians gptq rounding needs (collected if not given)."""
     if cfg.rounding != 'gptq' or hessians is not None:
         return hessians
-    from qvla_ros.quant.calibration import collect_inputs
-    return {k: v.hessian() for k, v in collect_inputs(policy, batch).items()}
+    from qvla_ros.quant.calibration import collect_hessians
+    return collect_hessians(policy, batch)
 
 
 def make_shards(out_features: Dict[str, int], bits: Iterable[int],
