@@ -5,7 +5,8 @@ Every cell quantizes the FP reference with one method at one budget through the 
 kernels (``qvla_ros.quant.methods``), saves it, and runs ``qvla_ros.sim.evaluate`` on seeds
 disjoint from training and calibration, with the FP policy queried on the same observations
 for the action deviation. Cells are cached in the results JSON as they finish, so an
-interrupted run resumes; ``--fresh`` starts over.
+interrupted run resumes; ``--fresh`` starts over. The file records the sha256 of the FP
+weights, and a run with another checkpoint refuses to add cells to it.
 
     python bench/closed_loop.py --suite tabletop \\
         --checkpoint checkpoints/tabletop-small --calibration build/calib-tabletop
@@ -14,6 +15,7 @@ writes bench/results/closed_loop_<suite>.json, .md (the table) and .png (success
 """
 
 import argparse
+import hashlib
 import json
 from pathlib import Path
 import sys
@@ -57,6 +59,27 @@ def retag_stale(row: dict, cap: float) -> dict:
             row.get('calibration_sampling') != SAMPLING:
         row = _add_tag(row, 'head-calib')
     return row
+
+
+def weights_digest(checkpoint: str) -> str:
+    """Return 12 hex digits of the sha256 of a checkpoint folder's weights ('' if none)."""
+    path = Path(checkpoint) / 'model.safetensors'
+    if not path.is_file():
+        return ''
+    h = hashlib.sha256()
+    with path.open('rb') as f:
+        for block in iter(lambda: f.read(1 << 20), b''):
+            h.update(block)
+    return h.hexdigest()[:12]
+
+
+def check_same_weights(old_meta: dict, digest: str, out: Path) -> None:
+    """Refuse to add cells of one FP checkpoint to a file that holds another's."""
+    old = old_meta.get('checkpoint_sha256')
+    if old and digest and old != digest:
+        raise SystemExit(f'{out} holds cells of checkpoint weights {old}; this checkpoint is '
+                         f'{digest}. Pass --fresh to replace them or --name NAME to write '
+                         'another file')
 
 
 def cell_key(method: str, bits, act, tag: str = '') -> str:
@@ -196,6 +219,8 @@ def main() -> None:
     out = RESULTS / (f'closed_loop_{args.suite}' + (f'_{args.name}' if args.name else '')
                      + '.json')
     done = {} if args.fresh or not out.is_file() else json.loads(out.read_text())
+    digest = weights_digest(args.checkpoint)
+    check_same_weights(done.get('meta', {}), digest, out)
     done['rows'] = [retag_stale(r, args.max_prune_fraction) for r in done.get('rows', [])]
     cache = {cell_key(r['method'], r['target_bits'], r['act_bits'], r.get('tag', '')): r
              for r in done.get('rows', [])}
@@ -208,7 +233,9 @@ def main() -> None:
     commands = list(old_meta.get('commands') or (
         [old_meta['command']] if old_meta.get('command') else []))
     commands.append(' '.join(sys.argv))  # every run whose rows the file holds, in order
-    meta = {'suite': args.suite, 'checkpoint': args.checkpoint, 'device': device_name(),
+    meta = {'suite': args.suite, 'checkpoint': args.checkpoint,
+            'checkpoint_sha256': digest or old_meta.get('checkpoint_sha256'),
+            'device': device_name(),
             'commit': git_commit(), 'command': ' '.join(sys.argv), 'commands': commands,
             'quantized_params': fp_params, 'eval_seeds': [args.seed0, None],
             'not_run': {'qvla-exact': 'exact sensitivity for all rows x 4 widths needs ~10^5 '

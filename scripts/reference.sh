@@ -6,6 +6,9 @@
 # auxiliary colour-localization loss of qvla_ros/models/aux_targets.py) -> bf16 export to
 # checkpoints/<suite>-small -> calibration data (expert + FP-policy rollouts, separate seeds)
 # -> QVLA 4-bit packed checkpoint (QVLA allocation, GPTQ rounding within each row's width).
+# With MORE > 0 (tabletop), a second stage adds MORE demonstrations (seeds after the first
+# EPISODES) and fine-tunes the first model on all of them (qvla train --init); that model is
+# the one exported.
 # Seeds: demos 0.., calibration 50000.. / 60000.., evaluation 100000.., demo 200000..
 # Every step resumes or is skipped when its output exists; BUILD=... moves the work folder.
 set -euo pipefail
@@ -13,9 +16,9 @@ cd "$(dirname "$0")/.."
 SUITE=${1:?usage: scripts/reference.sh tabletop|metaworld}
 case "$SUITE" in
   tabletop)  EPISODES=${EPISODES:-1000}; NOISE=${NOISE:-0.005}; STEPS=${STEPS:-4000}
-             AUX=${AUX:-1.0} ;;
+             AUX=${AUX:-1.0}; MORE=${MORE:-3000}; FT_STEPS=${FT_STEPS:-3000} ;;
   metaworld) EPISODES=${EPISODES:-400};  NOISE=${NOISE:-0.1};   STEPS=${STEPS:-4000}
-             AUX=${AUX:-0.0} ;;
+             AUX=${AUX:-0.0}; MORE=${MORE:-0}; FT_STEPS=${FT_STEPS:-0} ;;
   *) echo "unknown suite $SUITE; expected tabletop or metaworld" >&2; exit 2 ;;
 esac
 BUILD=${BUILD:-build/reference-$SUITE}
@@ -28,7 +31,20 @@ mkdir -p "$BUILD" checkpoints
 [ -f "$BUILD/train/model.safetensors" ] || $QVLA train --dataset "$BUILD/demos" --config small \
   --out "$BUILD/train" --steps "$STEPS" --batch-size 32 --lr 3e-4 --seed 0 --val-every 500 \
   --crop-scale 1.0 --jitter 0.1 --loss mse --pos-init sincos --aux-weight "$AUX"
-[ -f "$FP/model.safetensors" ] || $QVLA export "$BUILD/train" --dtype bf16 --out "$FP"
+TRAINED=$BUILD/train
+if [ "$MORE" -gt 0 ]; then
+  [ -f "$BUILD/demos-all/dataset.json" ] || {
+    rm -rf "$BUILD/demos-all.tmp"; cp -rL "$BUILD/demos" "$BUILD/demos-all.tmp"
+    $QVLA sim collect --suite "$SUITE" --episodes "$MORE" --seed "$EPISODES" \
+      --action-noise "$NOISE" --successes-only --out "$BUILD/demos-all.tmp"
+    mv "$BUILD/demos-all.tmp" "$BUILD/demos-all"; }
+  [ -f "$BUILD/finetune/model.safetensors" ] || $QVLA train --dataset "$BUILD/demos-all" \
+    --init "$BUILD/train" --config small --out "$BUILD/finetune" --steps "$FT_STEPS" \
+    --batch-size 32 --lr 1.5e-4 --seed 1 --val-every 500 --crop-scale 1.0 --jitter 0.1 \
+    --loss mse --aux-weight "$AUX"
+  TRAINED=$BUILD/finetune
+fi
+[ -f "$FP/model.safetensors" ] || $QVLA export "$TRAINED" --dtype bf16 --out "$FP"
 [ -f "$BUILD/calib/dataset.json" ] || {
   $QVLA sim collect --suite "$SUITE" --episodes 20 --seed 50000 --out "$BUILD/calib"
   $QVLA sim collect --suite "$SUITE" --episodes 20 --seed 60000 --policy "$FP" \

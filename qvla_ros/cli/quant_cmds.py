@@ -105,7 +105,8 @@ def build_quantized(model: str, out: Path, plan_dir=None, method=None, bits=None
     Return a one-line summary with the real packed bytes.
     """
     from qvla_ros.models.checkpoint import load_policy, save_quantized
-    from qvla_ros.quant.apply import check_plan_matches, quantize_, results_from_plan
+    from qvla_ros.quant.apply import (check_plan_matches, plan_rounding, quantize_,
+                                      results_from_plan)
     from qvla_ros.quant.artifacts import QuantPlan
     from qvla_ros.quant.methods import apply_method, Calibration, MethodConfig, plan_bytes
     if (plan_dir is None) == (method is None):
@@ -117,7 +118,7 @@ def build_quantized(model: str, out: Path, plan_dir=None, method=None, bits=None
         plan, act = QuantPlan.load(Path(plan_dir)), None
         check_plan_matches(layers, plan)
         hessians = None
-        if dataset and plan.extra.get('rounding', 'rtn') != 'rtn':
+        if dataset and plan_rounding(plan) != 'rtn':
             from qvla_ros.quant.calibration import collect_hessians
             hessians = collect_hessians(
                 policy, calibration_batch(policy, dataset, 0, max_samples, stride))

@@ -38,7 +38,7 @@ def cmd_train(args) -> int:
                       seed=args.seed, bf16=not args.fp32, val_every=args.val_every,
                       save_every=args.save_every, crop_scale=args.crop_scale,
                       jitter=args.jitter, loss=args.loss, aux_weight=args.aux_weight,
-                      pos_init=args.pos_init)
+                      pos_init=args.pos_init, init=args.init or '')
     summary = train(args.dataset, CONFIGS[args.config], args.out, cfg, progress=True)
     print(f'wrote {args.out}: {summary}')
     return 0
@@ -81,6 +81,8 @@ def cmd_eval(args) -> int:
     if not first.isdigit() or not last.isdigit() or int(last) <= int(first):
         raise ValueError(f'--seeds must be A:B with integers A < B, got {args.seeds!r}')
     seeds = range(int(first), int(last))[:args.episodes]
+    if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     import tempfile
     with tempfile.TemporaryDirectory(prefix='qvla-eval-') as tmp:
         model, reference = args.checkpoint, args.reference
@@ -136,6 +138,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help='weight of the auxiliary colour-localization loss (0: off)')
     p.add_argument('--pos-init', default='random', choices=['random', 'sincos'],
                    help='initialisation of the vision position embeddings')
+    p.add_argument('--init', help='warm-start from this float qvla-ref checkpoint folder (same '
+                   'config; its action and proprio normalization are kept)')
     p.set_defaults(func=cmd_train)
     p = sub.add_parser('export', help='re-save an FP checkpoint in bf16 / fp16 / fp32')
     p.add_argument('checkpoint')

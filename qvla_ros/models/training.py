@@ -6,7 +6,9 @@ decay, bf16 autocast on CPU, periodic validation on held-out episodes. Optional 
 training from scratch: fixed 2D sine-cosine initialisation of the vision position embeddings
 (``pos_init='sincos'``) and an auxiliary colour-localization loss (``aux_weight``, with
 ``aux_counterfactual`` extra frames per batch read with other samples' instructions; see
-``aux_targets``) through a training-only head. Deterministic given the
+``aux_targets``) through a training-only head. ``init`` warm-starts from a float checkpoint
+of the same config and keeps its action and proprio normalization (fine-tuning on a larger
+dataset without re-learning from scratch). Deterministic given the
 seed: the batch of step s is drawn from a generator seeded by (seed, s), so a run resumed from
 its last saved state (every ``save_every`` steps, written atomically, no pickle) continues
 exactly as if it had never stopped.
@@ -59,6 +61,7 @@ class TrainConfig:
     aux_weight: float = 0.0
     aux_counterfactual: int = 16
     pos_init: str = 'random'
+    init: str = ''  # float checkpoint folder to warm-start from ('' = from scratch)
     version: int = 1
 
     def __post_init__(self):
@@ -76,6 +79,9 @@ class TrainConfig:
                              f' with crop_scale {self.crop_scale}')
         if not 0.0 <= self.val_fraction < 1.0:
             raise ValueError(f'val_fraction must be in [0, 1), got {self.val_fraction}')
+        if self.init and self.pos_init != 'random':
+            raise ValueError(f'pos_init {self.pos_init!r} initialises from scratch; a warm '
+                             f'start from {self.init!r} keeps its position embeddings')
 
 
 class ChunkDataset:
@@ -229,12 +235,17 @@ def train(root: Path, config: RefConfig, out: Path, cfg: TrainConfig,
     from qvla_ros.models.checkpoint import save_policy
     root, out = Path(root), Path(out)
     train_eps, val_eps = _split(root, cfg.val_fraction)
-    normalizer = _fit_normalizer(root, train_eps, config.action_dim)
+    init = _warm_start(cfg.init, config) if cfg.init else None
+    normalizer = (init.normalizer if init is not None
+                  else _fit_normalizer(root, train_eps, config.action_dim))
     data = ChunkDataset(root, config, train_eps, normalizer, aux=cfg.aux_weight > 0)
     val = ChunkDataset(root, config, val_eps, normalizer) if val_eps else None
-    model = build_reference(config, cfg.seed, normalizer).train()
-    model.proprio_mean.copy_(data.proprio.mean(0))
-    model.proprio_std.copy_(data.proprio.std(0).clamp_min(1e-3))
+    if init is not None:  # keep its normalization: its head was fitted in those units
+        model = init.train()
+    else:
+        model = build_reference(config, cfg.seed, normalizer).train()
+        model.proprio_mean.copy_(data.proprio.mean(0))
+        model.proprio_std.copy_(data.proprio.std(0).clamp_min(1e-3))
     if cfg.pos_init == 'sincos':
         emb = model.vision.embeddings.position_embedding.weight
         with torch.no_grad():
@@ -291,6 +302,25 @@ def train(root: Path, config: RefConfig, out: Path, cfg: TrainConfig,
                                                     'log': log}, indent=1))
     return {'steps': step, 'final_loss': log[-1]['loss'] if log else None,
             'val_loss': next((e['val_loss'] for e in reversed(log) if 'val_loss' in e), None)}
+
+
+def _warm_start(folder: str, config: RefConfig) -> torch.nn.Module:
+    """Load the float qvla-ref checkpoint at ``folder``; its config must equal ``config``."""
+    from qvla_ros.kernels.linear import MixedBitLinear
+    from qvla_ros.models.checkpoint import load_policy
+    from qvla_ros.models.reference import ReferenceVLA
+    if not (Path(folder) / 'model.safetensors').is_file():
+        raise ValueError(f'--init expects a qvla-ref checkpoint folder with model.safetensors, '
+                         f'got {folder!r}')
+    model = load_policy(folder)
+    if not isinstance(model, ReferenceVLA) or any(
+            isinstance(m, MixedBitLinear) for m in model.modules()):
+        raise ValueError(f'--init {folder!r} must be a float qvla-ref checkpoint, got '
+                         f'{type(model).__name__} (quantized checkpoints cannot be trained)')
+    if asdict(model.config) != asdict(config):
+        raise ValueError(f'--init {folder!r} has config {asdict(model.config)}; training '
+                         f'asked for {asdict(config)}')
+    return model.float()
 
 
 def _aux_loss(head: torch.nn.Module, state: torch.Tensor, values: torch.Tensor,

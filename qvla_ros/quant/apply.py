@@ -11,7 +11,7 @@ An input scale s (SmoothQuant/AWQ) and activation fake quantization (A8) wrap th
 :class:`QuantizedLinear` that computes inner(Q_a(x / s)); s is stored (fp16) and counted.
 """
 
-from typing import Dict, Optional
+from typing import Dict, Mapping, Optional
 
 import torch
 from torch import nn
@@ -47,15 +47,20 @@ class QuantizedLinear(nn.Module):
         return self.inner(x)
 
 
+def plan_rounding(plan: QuantPlan) -> str:
+    """Return how the plan's rows are rounded ('rtn' when the plan does not say: older plans)."""
+    return check_rounding(plan.extra.get('rounding', 'rtn'))
+
+
 def results_from_plan(plan: QuantPlan, layers: Optional[Dict[str, nn.Linear]] = None,
-                      hessians: Optional[Dict[str, torch.Tensor]] = None
+                      hessians: Optional[Mapping[str, torch.Tensor]] = None
                       ) -> Dict[str, LayerQuant]:
     """Return the LayerQuants for the bits of ``plan`` with the plan's rounding.
 
     RTN (the default; plans without a ``rounding`` entry) needs nothing else; GPTQ rounding
     needs the model's ``layers`` and their input Hessians {layer: (K, K)}.
     """
-    rounding = check_rounding(plan.extra.get('rounding', 'rtn'))
+    rounding = plan_rounding(plan)
     if rounding == 'rtn':
         return {k: LayerQuant(b) for k, b in plan.bits.items()}
     if layers is None or hessians is None:

@@ -2,7 +2,7 @@
 """Forward-hook collectors of per-layer input statistics over calibration batches."""
 
 from dataclasses import dataclass
-from typing import Dict
+from typing import Dict, Iterator, Mapping
 
 import torch
 
@@ -67,6 +67,26 @@ def collect_inputs(policy: QuantPolicy, batch: Batch, max_rows: int = 2048,
     return out
 
 
-def collect_hessians(policy: QuantPolicy, batch: Batch) -> Dict[str, torch.Tensor]:
-    """Return {layer: H = 2/n X^T X (K, K)} over ``batch`` (what GPTQ rounding needs)."""
-    return {k: v.hessian() for k, v in collect_inputs(policy, batch).items()}
+class LayerHessians(Mapping):
+    """{layer: H = 2/n X^T X (K, K)}, each computed when it is read and not kept.
+
+    GPTQ rounding needs one layer's Hessian at a time; materializing all of them at once would
+    double the memory that ``collect_inputs`` already holds (for a 7B model, tens of GB).
+    """
+
+    def __init__(self, inputs: Mapping[str, LayerInputs]):
+        self._inputs = inputs
+
+    def __getitem__(self, name: str) -> torch.Tensor:
+        return self._inputs[name].hessian()
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._inputs)
+
+    def __len__(self) -> int:
+        return len(self._inputs)
+
+
+def collect_hessians(policy: QuantPolicy, batch: Batch) -> LayerHessians:
+    """Return {layer: H (K, K)} over ``batch`` (what GPTQ rounding needs), computed lazily."""
+    return LayerHessians(collect_inputs(policy, batch))

@@ -108,7 +108,8 @@ def _sensitivity(policy, calib: Calibration, kind: str, cfg: MethodConfig):
         from qvla_ros.quant.sensitivity import measure, SensitivityConfig
         hessians = None
         if cfg.rounding == 'gptq':
-            hessians = {k: v.hessian() for k, v in _inputs(policy, calib).items()}
+            from qvla_ros.quant.calibration import LayerHessians
+            hessians = LayerHessians(_inputs(policy, calib))
         t0 = time.perf_counter()
         scfg = SensitivityConfig(bits=SENS_BITS, method=kind, projections=cfg.projections,
                                  refine_fraction=cfg.refine_fraction, spec=cfg.spec,
@@ -193,7 +194,7 @@ def plan_method(policy: QuantPolicy, calib: Calibration, cfg: MethodConfig):
         stats = _inputs(policy, calib) if cfg.rounding == 'gptq' else {}
         results = {k: layer_quant(layers[k].weight, b, cfg.spec, cfg.rounding,
                                   stats[k].hessian() if k in stats else None)
-                   for k, b in bits.items()}
+                   for k, b in bits.items()}  # one layer's Hessian (K, K) alive at a time
         candidates = cfg.candidates
     plan = QuantPlan(cfg.spec, cfg.method + (f'-a{cfg.act_bits}' if cfg.act_bits else ''),
                      {k: r.bits for k, r in results.items()}, in_features, cfg.target_bits,

@@ -20,7 +20,7 @@ Exact work is split into shards (layer x row range x bit) that run independently
 
 from dataclasses import dataclass
 from enum import Enum
-from typing import Dict, Iterable, List, Optional, Tuple
+from typing import Dict, Iterable, List, Mapping, Optional, Tuple
 
 import torch
 from tqdm.auto import tqdm
@@ -30,7 +30,7 @@ from qvla_ros.quant.policy import (Batch, batch_size, capture_io, hooked, QuantP
 from qvla_ros.quant.rounding import check_rounding, rounded_delta
 from qvla_ros.quant.spec import check_bits, QuantSpec
 
-Hessians = Optional[Dict[str, torch.Tensor]]  # {layer: (K, K)}, for gptq rounding
+Hessians = Optional[Mapping[str, torch.Tensor]]  # {layer: (K, K)}, for gptq rounding
 
 
 class Method(str, Enum):

@@ -6,7 +6,10 @@ import sys
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from bench.closed_loop import cell_key, retag_stale, SAMPLING  # noqa: E402
+import pytest  # noqa: E402
+
+from bench.closed_loop import (cell_key, check_same_weights, retag_stale,  # noqa: E402
+                               SAMPLING, weights_digest)
 
 
 def _row(method, **extra):
@@ -31,3 +34,15 @@ def test_current_and_uncalibrated_cells_are_kept_as_they_are():
         assert retag_stale(row, 0.05) == row
     assert retag_stale(_row('layerwise', max_prune_fraction=0.05,
                             calibration_sampling=SAMPLING), 0.1)['tag'] == 'prune<=0.05'
+
+
+def test_cells_of_another_checkpoint_are_refused(tmp_path):
+    for name, data in (('a', b'weights a'), ('b', b'weights b')):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / 'model.safetensors').write_bytes(data)
+    a, b = weights_digest(str(tmp_path / 'a')), weights_digest(str(tmp_path / 'b'))
+    assert len(a) == 12 and a != b and weights_digest(str(tmp_path)) == ''
+    check_same_weights({'checkpoint_sha256': a}, a, tmp_path / 'r.json')
+    check_same_weights({}, a, tmp_path / 'r.json')  # files written before the digest
+    with pytest.raises(SystemExit, match='--fresh'):
+        check_same_weights({'checkpoint_sha256': a}, b, tmp_path / 'r.json')

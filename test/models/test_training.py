@@ -87,3 +87,33 @@ def test_aux_head_is_trained_but_not_exported(dataset, tmp_path):
     aux = load_file(str(tmp_path / 'aux' / 'model.safetensors'))
     assert plain.keys() == aux.keys()  # the head is not exported
     # (its state survives a resume: test_resume_continues_exactly[aux] is bit-exact)
+
+
+def test_warm_start_continues_from_the_checkpoint(dataset, tmp_path):
+    cfg = TrainConfig(steps=150, batch_size=8, lr=1e-3, warmup=10, val_every=150,
+                      save_every=150, val_fraction=0.25, bf16=False)
+    train(dataset, TINY, tmp_path / 'base', cfg)
+    base_log = json.loads((tmp_path / 'base' / 'train_log.json').read_text())['log']
+    warm = dataclasses.replace(cfg, steps=5, lr=1e-5, init=str(tmp_path / 'base'))
+    train(dataset, TINY, tmp_path / 'warm', warm)
+    log = json.loads((tmp_path / 'warm' / 'train_log.json').read_text())['log']
+    # a fresh model starts at the base run's first loss; the warm start near its last
+    assert log[0]['loss'] < 0.5 * np.mean([e['loss'] for e in base_log[:5]])
+    assert log[0]['loss'] < 2 * np.mean([e['loss'] for e in base_log[-10:]]) + 1e-3
+    for name in ('norm_stats.json', 'config.json'):
+        assert ((tmp_path / 'warm' / name).read_text()
+                == (tmp_path / 'base' / name).read_text())
+
+
+def test_warm_start_rejects_what_it_cannot_continue(dataset, tmp_path):
+    with pytest.raises(ValueError, match='pos_init'):
+        TrainConfig(init='x', pos_init='sincos')
+    cfg = TrainConfig(steps=2, batch_size=4, warmup=1, val_every=100, val_fraction=0.25,
+                      bf16=False)
+    with pytest.raises(ValueError, match='model.safetensors'):
+        train(dataset, TINY, tmp_path / 'a', dataclasses.replace(cfg, init=str(tmp_path)))
+    train(dataset, TINY, tmp_path / 'base', cfg)
+    other = dataclasses.replace(TINY, hidden=TINY.hidden * 2)
+    with pytest.raises(ValueError, match='has config'):
+        train(dataset, other, tmp_path / 'b',
+              dataclasses.replace(cfg, init=str(tmp_path / 'base')))

@@ -126,3 +126,17 @@ def test_collect_inputs_gathers_every_layer(tiny_policy, calib_batch):
         # float32 layers give batch-size-dependent last bits: passes of 4 vs one pass of 12
         assert torch.allclose(st.hessian(), 2 * x.T @ x / 12, rtol=1e-5, atol=1e-6)
         assert torch.allclose(st.absmax, x.abs().amax(0).float(), rtol=1e-5, atol=1e-6)
+
+
+def test_collect_hessians_computes_each_layer_when_read(tiny_policy, calib_batch):
+    from qvla_ros.quant.calibration import collect_hessians, collect_inputs, LayerHessians
+    policy, batch = tiny_policy(), calib_batch(6)
+    stats = collect_inputs(policy, batch)
+    lazy = LayerHessians(stats)
+    assert set(lazy) == set(stats) and len(lazy) == len(stats)
+    for name, st in stats.items():
+        assert torch.equal(lazy[name], st.hessian())
+        assert lazy[name] is not lazy[name]  # not kept: one layer's (K, K) alive at a time
+    assert lazy.get('missing') is None
+    direct = collect_hessians(policy, batch)
+    assert all(torch.equal(direct[k], lazy[k]) for k in stats)
