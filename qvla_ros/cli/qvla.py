@@ -101,6 +101,7 @@ def cmd_eval(args) -> int:
           f'{result["episodes"]} = {100 * result["success_rate"]:.1f} % '
           f'(Wilson 95 % {100 * low:.1f}-{100 * high:.1f}), policy latency '
           f'{result["policy_latency_ms"]:.1f} ms, packed bytes {result["packed_bytes"]}')
+    print('by task: ' + ', '.join(f'{k} {s}/{n}' for k, (s, n) in result['by_task'].items()))
     if result['mean_deviation'] is not None:
         print(f'deviation from {cfg.reference}: mean {result["mean_deviation"]:.4g}, final '
               f'step {result["final_step_deviation"]:.4g}')

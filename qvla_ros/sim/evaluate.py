@@ -62,7 +62,7 @@ def _episode(env, policy, reference, seed: int, execute_steps: int) -> dict:
             steps += 1
             if done:
                 break
-    return {'seed': seed, 'success': bool(success), 'steps': steps,
+    return {'seed': seed, 'task': env.task_family(), 'success': bool(success), 'steps': steps,
             'latency_ms': 1e3 * float(np.mean(latencies)), 'deviation': deviations}
 
 
@@ -89,6 +89,16 @@ def packed_bytes(model_spec: str) -> Optional[int]:
     return sum(m.packed_bytes() for m in layers) if layers else None
 
 
+def by_task(episodes: List[dict]) -> dict:
+    """Return {task family: [successes, episodes]}, sorted by family."""
+    out: dict = {}
+    for e in episodes:
+        tally = out.setdefault(e['task'], [0, 0])
+        tally[0] += int(e['success'])
+        tally[1] += 1
+    return dict(sorted(out.items()))
+
+
 def evaluate(cfg: EvalConfig, workers: int = 1) -> dict:
     """Run every seed (split over ``workers`` processes) and return the summary."""
     seeds = list(cfg.seeds)
@@ -107,6 +117,7 @@ def evaluate(cfg: EvalConfig, workers: int = 1) -> dict:
     return {'config': {**asdict(cfg), 'seeds': [min(seeds), max(seeds) + 1]},
             'episodes': len(episodes), 'successes': wins,
             'success_rate': wins / len(episodes), 'wilson95': [low, high],
+            'by_task': by_task(episodes),
             'mean_deviation': float(np.mean([d for ds in devs for d in ds])) if devs else None,
             'final_step_deviation': float(np.mean([ds[-1] for ds in devs])) if devs else None,
             'policy_latency_ms': float(np.mean([e['latency_ms'] for e in episodes])),

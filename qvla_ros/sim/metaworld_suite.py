@@ -84,6 +84,10 @@ class MetaWorldEnv:
         image = self._env(self.task).render()[::-1].copy() if self._render else None
         return {'image': image, 'proprio': np.asarray(self._obs[:4], np.float32)}
 
+    def task_family(self) -> str:
+        """Return the current task's Meta-World name, for success by task."""
+        return self.task
+
     def expert(self):
         """Return the task's built-in scripted policy behind the expert interface."""
         return MetaWorldExpert(self)

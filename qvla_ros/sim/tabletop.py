@@ -218,6 +218,10 @@ class TabletopEnv:
             self._held = None
         self._closed = close
 
+    def task_family(self) -> str:
+        """Return the current task's kind ('push' or 'stack'), for success by task."""
+        return self.task.kind
+
     def success(self) -> bool:
         """Return True when the current task is done."""
         t = self.task

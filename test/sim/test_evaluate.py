@@ -8,7 +8,7 @@ import pytest
 
 from qvla_ros.cli.qvla import main as qvla
 from qvla_ros.runtime.types import ActionChunk
-from qvla_ros.sim.evaluate import _episode, wilson
+from qvla_ros.sim.evaluate import _episode, by_task, wilson
 from qvla_ros.sim.expert import Expert
 from qvla_ros.sim.tabletop import TabletopEnv
 
@@ -32,12 +32,19 @@ class _ExpertPolicy:
         return ActionChunk(self.expert.act()[None], 0.1)
 
 
+def test_success_by_task_counts_every_episode():
+    eps = [{'task': 'stack', 'success': True}, {'task': 'push', 'success': False},
+           {'task': 'stack', 'success': False}]
+    assert by_task(eps) == {'push': [0, 1], 'stack': [1, 2]}
+
+
 def test_episode_runs_the_policy_and_measures_deviation():
     env = TabletopEnv()
     try:
         policy = _ExpertPolicy(env)
         result = _episode(env, policy, policy, seed=3, execute_steps=1)
         assert result['success'] and result['steps'] > 5
+        assert result['task'] in ('push', 'stack')
         assert result['deviation'] and max(result['deviation']) < 1e-6
     finally:
         env.close()
@@ -50,6 +57,7 @@ def test_cli_eval_toy_policy(tmp_path, capsys):
     result = json.loads(out.read_text())
     assert result['episodes'] == 2 and result['successes'] == 0  # an untrained toy fails
     assert result['mean_deviation'] > 0 and result['packed_bytes'] is None
+    assert sum(n for _, n in result['by_task'].values()) == 2
     assert 'Wilson 95 %' in capsys.readouterr().out
     assert qvla(['eval', '--checkpoint', 'toy', '--seeds', '5:5']) == 2
     assert np.isfinite(result['policy_latency_ms'])

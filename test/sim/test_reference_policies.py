@@ -3,7 +3,7 @@
 predictor on fresh expert data, and each still succeeds in closed loop (10 evaluation
 episodes).
 
-Measured success rates are in README / bench/results (tabletop 59 % over 100 episodes, below
+Measured success rates are in README / bench/results (tabletop 75 % over 100 episodes, below
 the 80 % goal; see the #7 note). The closed-loop check asks for at least MIN_SUCCESSES of the
 10 episodes on fixed seeds; what each checkpoint solved when this was written is noted beside.
 """
@@ -21,7 +21,7 @@ from qvla_ros.sim.collect import make_env
 from qvla_ros.sim.evaluate import EvalConfig, evaluate
 
 ROOT = Path(__file__).resolve().parents[2]
-MIN_SUCCESSES = {'tabletop': 2,  # solved 4 of 10
+MIN_SUCCESSES = {'tabletop': 5,  # solved 8 of 10
                  'metaworld': 2}  # solved 4 of 10
 SUITES = sorted(MIN_SUCCESSES)
 
