@@ -1,8 +1,9 @@
 # Copyright 2026 qvla_ros authors. Apache-2.0.
 """Closed-loop evaluation of a policy on a simulated suite.
 
-It reports the success rate with a Wilson interval, the deviation from a reference policy on
-the same observations, policy latency and packed bytes.
+It reports the success rate with a Wilson interval and by task family (``env.task_family()``),
+the deviation from a reference policy on the same observations, policy latency and packed
+bytes.
 
 Each episode runs the policy's chunks with execute-k-then-replan. When a reference policy is
 given (the FP model), it is queried on exactly the observations the evaluated policy saw, so
