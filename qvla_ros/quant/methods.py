@@ -106,10 +106,7 @@ def _sensitivity(policy, calib: Calibration, kind: str, cfg: MethodConfig):
         key += f'@{cfg.rounding}'
     if key not in calib.scores:
         from qvla_ros.quant.sensitivity import measure, SensitivityConfig
-        hessians = None
-        if cfg.rounding == 'gptq':
-            from qvla_ros.quant.calibration import LayerHessians
-            hessians = LayerHessians(_inputs(policy, calib))
+        hessians = _hessians(policy, calib, cfg)
         t0 = time.perf_counter()
         scfg = SensitivityConfig(bits=SENS_BITS, method=kind, projections=cfg.projections,
                                  refine_fraction=cfg.refine_fraction, spec=cfg.spec,
@@ -126,6 +123,14 @@ def _inputs(policy, calib: Calibration):
         calib.inputs = collect_inputs(policy, calib.batch)
         calib.seconds['inputs'] = time.perf_counter() - t0
     return calib.inputs
+
+
+def _hessians(policy, calib: Calibration, cfg: MethodConfig):
+    """Return {layer: H (K, K)} computed when read, if ``cfg`` rounds with GPTQ; else None."""
+    if cfg.rounding != 'gptq':
+        return None
+    from qvla_ros.quant.calibration import LayerHessians
+    return LayerHessians(_inputs(policy, calib))
 
 
 def _uniform_results(policy, layers, calib, cfg: MethodConfig) -> Dict[str, LayerQuant]:
@@ -191,9 +196,9 @@ def plan_method(policy: QuantPolicy, calib: Calibration, cfg: MethodConfig):
         candidates = tuple(sorted({uniform_bits(cfg.target_bits), *cfg.candidates}))
     else:
         bits = _mixed_bits(policy, layers, calib, cfg)
-        stats = _inputs(policy, calib) if cfg.rounding == 'gptq' else {}
+        hessians = _hessians(policy, calib, cfg)
         results = {k: layer_quant(layers[k].weight, b, cfg.spec, cfg.rounding,
-                                  stats[k].hessian() if k in stats else None)
+                                  hessians[k] if hessians is not None else None)
                    for k, b in bits.items()}  # one layer's Hessian (K, K) alive at a time
         candidates = cfg.candidates
     plan = QuantPlan(cfg.spec, cfg.method + (f'-a{cfg.act_bits}' if cfg.act_bits else ''),
