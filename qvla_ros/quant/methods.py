@@ -29,6 +29,7 @@ from qvla_ros.quant.allocation import AllocationConfig, greedy_allocate
 from qvla_ros.quant.apply import layer_bytes, quantize_
 from qvla_ros.quant.artifacts import QuantPlan
 from qvla_ros.quant.baselines import LayerQuant
+from qvla_ros.quant.calibration import LayerHessians, StreamedInputs
 from qvla_ros.quant.policy import Batch, QuantPolicy
 from qvla_ros.quant.rounding import layer_quant
 from qvla_ros.quant.spec import QuantSpec
@@ -91,12 +92,13 @@ class Calibration:
 
     scores: action-space sensitivity per method name ('hybrid' / 'exact'), each
     {layer: (len(SENS_BITS), N)}; inputs: per-layer input statistics (GPTQ, AWQ,
-    SmoothQuant, release proxy).
+    SmoothQuant, release proxy), a ``StreamedInputs``; seconds: wall time per step, where
+    'inputs' sums the statistics passes (a sensitivity step includes any pass it triggers).
     """
 
     batch: Batch
     scores: Dict[str, Dict[str, torch.Tensor]] = field(default_factory=dict)
-    inputs: Optional[dict] = None
+    inputs: Optional[StreamedInputs] = None
     seconds: Dict[str, float] = field(default_factory=dict)
 
 
@@ -117,11 +119,11 @@ def _sensitivity(policy, calib: Calibration, kind: str, cfg: MethodConfig):
 
 
 def _inputs(policy, calib: Calibration):
+    """Return the per-layer input statistics, gathered a byte-bounded group at a time."""
     if calib.inputs is None:
-        from qvla_ros.quant.calibration import collect_inputs
-        t0 = time.perf_counter()
-        calib.inputs = collect_inputs(policy, calib.batch)
-        calib.seconds['inputs'] = time.perf_counter() - t0
+        calib.inputs = StreamedInputs(policy, calib.batch, timings=calib.seconds)
+    else:
+        calib.inputs.bind(policy)  # an earlier method may have quantized its model in place
     return calib.inputs
 
 
@@ -129,7 +131,6 @@ def _hessians(policy, calib: Calibration, cfg: MethodConfig):
     """Return {layer: H (K, K)} computed when read, if ``cfg`` rounds with GPTQ; else None."""
     if cfg.rounding != 'gptq':
         return None
-    from qvla_ros.quant.calibration import LayerHessians
     return LayerHessians(_inputs(policy, calib))
 
 

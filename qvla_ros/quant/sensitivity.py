@@ -55,6 +55,7 @@ class SensitivityConfig:
     spec: QuantSpec = QuantSpec()
     rounding: str = 'rtn'
     progress: bool = False
+    max_delta_bytes: int = 4 << 30  # proxy: deltas held at once (a group of layers)
     version: int = 1
 
     def __post_init__(self):
@@ -70,7 +71,7 @@ class SensitivityConfig:
                              f'{self.bits}')
         if not 0.0 <= self.refine_fraction <= 1.0:
             raise ValueError(f'refine_fraction must be in [0, 1], got {self.refine_fraction}')
-        for name in ('projections', 'rows_per_pass', 'samples_per_pass'):
+        for name in ('projections', 'rows_per_pass', 'samples_per_pass', 'max_delta_bytes'):
             if getattr(self, name) < 1:
                 raise ValueError(f'SensitivityConfig.{name} must be >= 1')
 
@@ -183,15 +184,35 @@ def merge_shards(results: Dict[Shard, torch.Tensor], out_features: Dict[str, int
 
 def proxy_sensitivity(policy: QuantPolicy, batch: Batch, cfg: SensitivityConfig,
                       hessians: Hessians = None) -> Dict[str, torch.Tensor]:
-    """Return {layer: (len(bits), N)} first-order proxies of the action-space sensitivity."""
+    """Return {layer: (len(bits), N)} first-order proxies of the action-space sensitivity.
+
+    The deltas Q_b(W) - W of every bit are len(bits) copies of the weights, so layers are
+    measured in consecutive groups of at most ``cfg.max_delta_bytes`` of deltas (one forward
+    and ``projections`` backwards per group and calibration part). Every group sees the same
+    projections v, so the scores do not depend on the grouping.
+    """
+    from qvla_ros.quant.calibration import byte_groups
     layers = policy.quantizable_layers()
     hessians = _layer_hessians(policy, batch, cfg, hessians) or {}
+    sizes = {k: len(cfg.bits) * m.weight.numel() * m.weight.element_size()
+             for k, m in layers.items()}
+    scores = {}
+    for group in byte_groups(sizes, cfg.max_delta_bytes):
+        scores.update(_proxy_group(policy, batch, cfg, {k: layers[k] for k in group},
+                                   hessians))
+    return scores
+
+
+def _proxy_group(policy: QuantPolicy, batch: Batch, cfg: SensitivityConfig,
+                 layers: Dict[str, torch.nn.Linear], hessians: Mapping[str, torch.Tensor]
+                 ) -> Dict[str, torch.Tensor]:
+    """Return the proxy scores {layer: (len(bits), N)} of ``layers`` (one group)."""
     deltas = {k: torch.stack([weight_delta(m.weight, b, cfg, hessians.get(k))
                               for b in cfg.bits])
               for k, m in layers.items()}  # (nb, N, K)
     acc = {k: torch.zeros(len(cfg.bits), m.out_features, dtype=torch.float64)
            for k, m in layers.items()}
-    gen = torch.Generator().manual_seed(cfg.seed)
+    gen = torch.Generator().manual_seed(cfg.seed)  # the same v for every group
     count = 0
     parts = split_batch(batch, cfg.samples_per_pass)
     for part in tqdm(parts, desc='proxy sensitivity', disable=not cfg.progress):

@@ -106,37 +106,3 @@ def test_quantize_checks_names_and_sizes():
         quantize_(model, layers, {'1': LayerQuant(torch.full((4,), 4))}, QuantSpec())
     with pytest.raises(ValueError, match='3 bits for 4 rows'):
         quantize_(model, layers, {'0': LayerQuant(torch.full((3,), 4))}, QuantSpec())
-
-
-def test_collect_inputs_gathers_every_layer(tiny_policy, calib_batch):
-    from qvla_ros.quant.calibration import collect_inputs
-    policy, batch = tiny_policy(), calib_batch(12)
-    stats = collect_inputs(policy, batch, max_rows=5, samples_per_pass=4)
-    layers = policy.quantizable_layers()
-    assert set(stats) == set(layers)
-    for name, lin in layers.items():
-        st = stats[name]
-        assert st.count == 12 and st.sample.shape == (5, lin.in_features)
-        xs = []
-        handle = lin.register_forward_hook(lambda m, a, o: xs.append(a[0].detach()))
-        with torch.no_grad():
-            policy.action_tensor(batch)
-        handle.remove()
-        x = xs[0].double()
-        # float32 layers give batch-size-dependent last bits: passes of 4 vs one pass of 12
-        assert torch.allclose(st.hessian(), 2 * x.T @ x / 12, rtol=1e-5, atol=1e-6)
-        assert torch.allclose(st.absmax, x.abs().amax(0).float(), rtol=1e-5, atol=1e-6)
-
-
-def test_collect_hessians_computes_each_layer_when_read(tiny_policy, calib_batch):
-    from qvla_ros.quant.calibration import collect_hessians, collect_inputs, LayerHessians
-    policy, batch = tiny_policy(), calib_batch(6)
-    stats = collect_inputs(policy, batch)
-    lazy = LayerHessians(stats)
-    assert set(lazy) == set(stats) and len(lazy) == len(stats)
-    for name, st in stats.items():
-        assert torch.equal(lazy[name], st.hessian())
-        assert lazy[name] is not lazy[name]  # not kept: one layer's (K, K) alive at a time
-    assert lazy.get('missing') is None
-    direct = collect_hessians(policy, batch)
-    assert all(torch.equal(direct[k], lazy[k]) for k in stats)

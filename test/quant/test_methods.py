@@ -86,3 +86,15 @@ def test_qvla_gptq_rounds_the_allocated_rows_with_gptq(calib):
     err = {'gptq': float((out - fp).abs().mean()), 'rtn': float((rtn_out - fp).abs().mean())}
     assert err['gptq'] < 0.8 * err['rtn'], err
     assert any(k.endswith('@gptq') for k in calib.scores)  # measured on the GPTQ deltas
+
+
+def test_streamed_statistics_give_the_same_quantized_model(calib):
+    from qvla_ros.quant.calibration import StreamedInputs
+    streamed = Calibration(calib.batch)
+    streamed.inputs = StreamedInputs(load_policy('ref-tiny:1'), calib.batch, max_bytes=1)
+    for method in ('gptq', 'awq', 'qvla-gptq', 'qvla-release'):  # in turn, as the bench does
+        plan, packed, out = _packed(method, 3.0, streamed)
+        ref_plan, ref_packed, ref_out = _packed(method, 3.0, calib)
+        assert plan.plan_id == ref_plan.plan_id and packed == ref_packed, method
+        assert torch.allclose(out, ref_out, rtol=1e-5, atol=1e-6), method
+    assert streamed.inputs.passes > len(streamed.inputs.groups) > 1  # groups were re-read

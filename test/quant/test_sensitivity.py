@@ -143,3 +143,16 @@ def test_spearman():
     assert spearman(a, -a) == pytest.approx(-1.0)
     assert spearman(torch.tensor([1.0, 1.0, 2.0]), torch.tensor([1.0, 1.0, 2.0])) == \
         pytest.approx(1.0)
+
+
+@pytest.mark.parametrize('rounding', ['rtn', 'gptq'])
+def test_proxy_scores_do_not_depend_on_the_delta_budget(tiny_policy, calib_batch, rounding):
+    policy, batch = tiny_policy(torch.float64), calib_batch(6, torch.float64)
+    kw = dict(method='proxy', projections=3, samples_per_pass=4, rounding=rounding)
+    whole = proxy_sensitivity(policy, batch, SensitivityConfig(**kw))
+    grouped = proxy_sensitivity(policy, batch, SensitivityConfig(**kw, max_delta_bytes=1))
+    assert set(whole) == set(grouped) == set(policy.quantizable_layers())
+    for name in whole:  # one layer's deltas at a time, the same projections v
+        assert torch.allclose(grouped[name], whole[name], rtol=1e-9, atol=0)
+    with pytest.raises(ValueError, match='max_delta_bytes'):
+        SensitivityConfig(max_delta_bytes=0)
