@@ -6,7 +6,7 @@
 # auxiliary colour-localization loss of qvla_ros/models/aux_targets.py) -> bf16 export to
 # checkpoints/<suite>-small -> calibration data (expert + FP-policy rollouts, separate seeds)
 # -> QVLA 4-bit packed checkpoint (QVLA allocation, GPTQ rounding within each row's width).
-# With MORE > 0 (tabletop), a second stage adds MORE demonstrations (seeds after the first
+# With MORE > 0 (both suites), a second stage adds MORE demonstrations (seeds after the first
 # EPISODES) and fine-tunes the first model on all of them (qvla train --init); that model is
 # the one exported.
 # Seeds: demos 0.., calibration 50000.. / 60000.., evaluation 100000.., demo 200000..
@@ -18,7 +18,7 @@ case "$SUITE" in
   tabletop)  EPISODES=${EPISODES:-1000}; NOISE=${NOISE:-0.005}; STEPS=${STEPS:-4000}
              AUX=${AUX:-1.0}; MORE=${MORE:-3000}; FT_STEPS=${FT_STEPS:-3000} ;;
   metaworld) EPISODES=${EPISODES:-400};  NOISE=${NOISE:-0.1};   STEPS=${STEPS:-4000}
-             AUX=${AUX:-0.0}; MORE=${MORE:-0}; FT_STEPS=${FT_STEPS:-0} ;;
+             AUX=${AUX:-0.0}; MORE=${MORE:-800}; FT_STEPS=${FT_STEPS:-2500} ;;
   *) echo "unknown suite $SUITE; expected tabletop or metaworld" >&2; exit 2 ;;
 esac
 BUILD=${BUILD:-build/reference-$SUITE}
