@@ -4,8 +4,8 @@ predictor on fresh expert data, and each still succeeds in closed loop.
 
 Closed-loop outcomes are not reproducible across machines: another CPU's float rounding moves
 a rollout a little and the contacts amplify it, so each episode's success is a draw at the
-policy's success rate (the Meta-World policy solved 4 of its 10 test seeds here and 1 on the
-CI machine). The closed-loop check is therefore a binomial one: the pass mark is the most
+policy's success rate (the first-stage Meta-World policy solved 4 of its 10 test seeds here and
+1 on the CI machine). The closed-loop check is therefore binomial: the pass mark is the most
 successes that a policy as good as the lower Wilson bound of its measured FP success (the
 100-episode row in bench/results/closed_loop_<suite>.json, which must be for these weights)
 reaches with probability at least 1 - FALSE_FAILURE. A broken policy (0 successes) fails.
