@@ -11,10 +11,10 @@ successes that a policy as good as the lower Wilson bound of its measured FP suc
 reaches with probability at least 1 - FALSE_FAILURE. A broken policy (0 successes) fails.
 """
 
-import hashlib
 import json
 from math import comb
 from pathlib import Path
+import sys
 
 import numpy as np
 import pytest
@@ -73,9 +73,11 @@ def test_policy_beats_a_constant_on_fresh_expert_steps(suite):
 
 def _measured_fp(suite: str) -> dict:
     """Return the FP row of the suite's closed-loop results, checked to be for these weights."""
+    sys.path.insert(0, str(ROOT))
+    from bench.closed_loop import weights_digest  # what the bench records
     results = json.loads((ROOT / 'bench' / 'results' / f'closed_loop_{suite}.json').read_text())
-    digest = hashlib.sha256((_ckpt(suite) / 'model.safetensors').read_bytes()).hexdigest()
-    assert results['meta']['checkpoint_sha256'] == digest[:12], 'results are for other weights'
+    digest = weights_digest(str(_ckpt(suite)))
+    assert results['meta']['checkpoint_sha256'] == digest, 'results are for other weights'
     return results['fp']
 
 
