@@ -6,7 +6,8 @@ kernels (``qvla_ros.quant.methods``), saves it, and runs ``qvla_ros.sim.evaluate
 disjoint from training and calibration, with the FP policy queried on the same observations
 for the action deviation. Cells are cached in the results JSON as they finish, so an
 interrupted run resumes; ``--fresh`` starts over. The file records the sha256 of the FP
-weights, and a run with another checkpoint refuses to add cells to it.
+weights and the chunk schedule (``--execute-steps``), and a run with another checkpoint or
+schedule refuses to add cells to it.
 
     python bench/closed_loop.py --suite tabletop \\
         --checkpoint checkpoints/tabletop-small --calibration build/calib-tabletop
@@ -30,12 +31,13 @@ from bench.common import device_name, git_commit, RESULTS, write_json  # noqa: E
 from qvla_ros.cli.quant_cmds import calibration_batch  # noqa: E402
 from qvla_ros.models.checkpoint import load_policy, save_quantized  # noqa: E402
 from qvla_ros.quant.methods import apply_method, Calibration, MethodConfig  # noqa: E402
-from qvla_ros.sim.evaluate import EvalConfig, evaluate  # noqa: E402
+from qvla_ros.sim.evaluate import EvalConfig, evaluate, EXECUTE_STEPS  # noqa: E402
 
 HEADLINE = {('qvla', 4.0), ('qvla', 3.0), ('qvla-gptq', 4.0), ('qvla-gptq', 3.0)}
 ALLOCATING = ('qvla', 'qvla-gptq', 'qvla-exact', 'layerwise')  # plans the prune cap shapes
 OLD_PRUNE_CAP = 0.5  # the cap of rows cached before the cap was recorded
 SAMPLING = 'spread'  # calibration steps spread over the dataset (data.rollouts.spread_steps)
+OLD_EXECUTE_STEPS = 4  # the schedule of files written before the schedule was recorded
 
 
 def _add_tag(row: dict, tag: str) -> dict:
@@ -80,6 +82,17 @@ def check_same_weights(old_meta: dict, digest: str, out: Path) -> None:
         raise SystemExit(f'{out} holds cells of checkpoint weights {old}; this checkpoint is '
                          f'{digest}. Pass --fresh to replace them or --name NAME to write '
                          'another file')
+
+
+def check_same_schedule(old_meta: dict, execute_steps: int, out: Path) -> None:
+    """Refuse to add cells run with one chunk schedule to a file that holds another's."""
+    if not old_meta:
+        return
+    old = old_meta.get('execute_steps', OLD_EXECUTE_STEPS)
+    if old != execute_steps:
+        raise SystemExit(f'{out} holds cells that executed {old} actions per chunk; this run '
+                         f'executes {execute_steps}. Pass --fresh to replace them or --name '
+                         'NAME to write another file')
 
 
 def cell_key(method: str, bits, act, tag: str = '') -> str:
@@ -191,7 +204,8 @@ def main() -> None:
     p.add_argument('--episodes', type=int, default=50)
     p.add_argument('--headline-episodes', type=int, default=100)
     p.add_argument('--seed0', type=int, default=100000)
-    p.add_argument('--execute-steps', type=int, default=4)
+    p.add_argument('--execute-steps', type=int, default=EXECUTE_STEPS,
+                   help='actions run from each chunk before replanning')
     p.add_argument('--workers', type=int, default=2)
     p.add_argument('--budgets', default='8,4,3,2.5')
     p.add_argument('--methods',
@@ -221,6 +235,7 @@ def main() -> None:
     done = {} if args.fresh or not out.is_file() else json.loads(out.read_text())
     digest = weights_digest(args.checkpoint)
     check_same_weights(done.get('meta', {}), digest, out)
+    check_same_schedule(done.get('meta', {}), args.execute_steps, out)
     done['rows'] = [retag_stale(r, args.max_prune_fraction) for r in done.get('rows', [])]
     cache = {cell_key(r['method'], r['target_bits'], r['act_bits'], r.get('tag', '')): r
              for r in done.get('rows', [])}
@@ -238,6 +253,7 @@ def main() -> None:
             'device': device_name(),
             'commit': git_commit(), 'command': ' '.join(sys.argv), 'commands': commands,
             'quantized_params': fp_params, 'eval_seeds': [args.seed0, None],
+            'execute_steps': args.execute_steps,
             'not_run': {'qvla-exact': 'exact sensitivity for all rows x 4 widths needs ~10^5 '
                         'perturbed forwards of the calibration batch: hours on 2 CPU cores'}}
     rows = list(cache.values())

@@ -21,7 +21,8 @@ def cmd_sim_collect(args) -> int:
     from qvla_ros.sim.collect import collect
     keep = (lambda success: success) if args.successes_only else None
     summary = collect(args.suite, args.episodes, args.out, args.seed, progress=True,
-                      keep=keep, action_noise=args.action_noise, policy=args.policy)
+                      keep=keep, action_noise=args.action_noise, policy=args.policy,
+                      execute_steps=args.execute_steps)
     who = 'policy' if args.policy else 'expert'
     print(f'wrote {summary["written"]} episodes to {args.out}; {who} success '
           f'{summary["successes"]}/{summary["episodes"]}')
@@ -114,6 +115,7 @@ def cmd_eval(args) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     """Return the argument parser of ``qvla``."""
+    from qvla_ros.sim.evaluate import EXECUTE_STEPS
     parser = argparse.ArgumentParser(prog='qvla', description=__doc__)
     sub = parser.add_subparsers(dest='command', required=True)
     sub.add_parser('version', help='print versions').set_defaults(func=cmd_version)
@@ -172,7 +174,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument('--reference', help='FP model to measure action deviation against')
     p.add_argument('--episodes', type=int, default=100)
     p.add_argument('--seeds', default='100000:100100', help='A:B, disjoint from training')
-    p.add_argument('--execute-steps', type=int, default=4)
+    p.add_argument('--execute-steps', type=int, default=EXECUTE_STEPS,
+                   help='actions run from each chunk before replanning')
     p.add_argument('--workers', type=int, default=2)
     p.add_argument('--out', help='write the full result JSON here')
     add_quant_source(p)
@@ -187,6 +190,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help='std of noise added to executed actions (labels stay clean)')
     c.add_argument('--successes-only', action='store_true', help='drop failed episodes')
     c.add_argument('--policy', help='record this policy (checkpoint) instead of the expert')
+    c.add_argument('--execute-steps', type=int, default=EXECUTE_STEPS,
+                   help='--policy: actions run from each chunk before replanning')
     c.add_argument('--out', required=True)
     c.set_defaults(func=cmd_sim_collect)
     return parser

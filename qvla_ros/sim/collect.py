@@ -8,6 +8,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from qvla_ros.data.rollouts import DatasetInfo, RolloutWriter
+from qvla_ros.sim.evaluate import EXECUTE_STEPS
 from qvla_ros.sim.metaworld_suite import MetaWorldEnv
 from qvla_ros.sim.tabletop import TabletopEnv
 
@@ -26,7 +27,7 @@ def make_env(suite: str, render: bool = True):
 class PolicyActor:
     """Act with a policy the way the evaluator does: execute ``execute_steps`` per chunk."""
 
-    def __init__(self, policy, env, text: str, execute_steps: int = 4):
+    def __init__(self, policy, env, text: str, execute_steps: int = EXECUTE_STEPS):
         self.policy, self.env, self.text, self.k = policy, env, text, execute_steps
         self.queue = []
 
@@ -42,11 +43,12 @@ class PolicyActor:
 
 def collect(suite: str, episodes: int, out: Path, seed: int = 0, progress: bool = False,
             keep: Optional[Callable[[bool], bool]] = None, action_noise: float = 0.0,
-            policy: Optional[str] = None) -> dict:
+            policy: Optional[str] = None, execute_steps: int = EXECUTE_STEPS) -> dict:
     """Record ``episodes`` episodes with seeds seed, seed+1, ...; return a summary.
 
     The scripted expert acts unless ``policy`` (a model spec or checkpoint folder) is given;
-    then that policy's executed actions are recorded (calibration data from FP rollouts).
+    then that policy's executed actions are recorded (calibration data from FP rollouts), with
+    ``execute_steps`` actions of each chunk run before replanning, as the evaluator runs them.
     ``keep(success)`` filters episodes (default: keep all, failures flagged in the index).
     ``action_noise`` > 0 adds Gaussian noise of that standard deviation (action units) to every
     executed dimension but the gripper, while the dataset records the expert's clean action: the
@@ -54,6 +56,8 @@ def collect(suite: str, episodes: int, out: Path, seed: int = 0, progress: bool 
     """
     if action_noise < 0:
         raise ValueError(f'action_noise must be >= 0, got {action_noise}')
+    if execute_steps < 1:
+        raise ValueError(f'execute_steps must be >= 1, got {execute_steps}')
     model = None
     if policy is not None:  # load torch models before the renderer's EGL context (segfault)
         from qvla_ros.models.checkpoint import load_policy
@@ -65,7 +69,7 @@ def collect(suite: str, episodes: int, out: Path, seed: int = 0, progress: bool 
     try:
         for i in tqdm(range(episodes), desc=f'collect {suite}', disable=not progress):
             obs, text = env.reset(seed + i)
-            actor = env.expert() if model is None else PolicyActor(model, env, text)
+            actor = env.expert() if model is None else PolicyActor(model, env, text, execute_steps)
             rng = np.random.default_rng((seed + i, 7))
             images, proprio, actions = [], [], []
             done, success = False, False

@@ -8,8 +8,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 import pytest  # noqa: E402
 
-from bench.closed_loop import (cell_key, check_same_weights, retag_stale,  # noqa: E402
-                               SAMPLING, weights_digest)
+from bench.closed_loop import (cell_key, check_same_schedule, check_same_weights,  # noqa: E402
+                               OLD_EXECUTE_STEPS, retag_stale, SAMPLING, weights_digest)
 
 
 def _row(method, **extra):
@@ -46,3 +46,14 @@ def test_cells_of_another_checkpoint_are_refused(tmp_path):
     check_same_weights({}, a, tmp_path / 'r.json')  # files written before the digest
     with pytest.raises(SystemExit, match='--fresh'):
         check_same_weights({'checkpoint_sha256': a}, b, tmp_path / 'r.json')
+
+
+def test_cells_of_another_chunk_schedule_are_refused(tmp_path):
+    out = tmp_path / 'r.json'
+    check_same_schedule({}, 8, out)  # a new file
+    check_same_schedule({'execute_steps': 8}, 8, out)
+    check_same_schedule({'checkpoint_sha256': 'a'}, OLD_EXECUTE_STEPS, out)  # before recorded
+    with pytest.raises(SystemExit, match='executed 4 actions per chunk; this run executes 8'):
+        check_same_schedule({'checkpoint_sha256': 'a'}, 8, out)
+    with pytest.raises(SystemExit, match='--fresh'):
+        check_same_schedule({'execute_steps': 8}, 2, out)

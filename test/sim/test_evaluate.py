@@ -8,7 +8,8 @@ import pytest
 
 from qvla_ros.cli.qvla import main as qvla
 from qvla_ros.runtime.types import ActionChunk
-from qvla_ros.sim.evaluate import _episode, by_task, wilson
+from qvla_ros.sim.collect import collect, PolicyActor
+from qvla_ros.sim.evaluate import _episode, by_task, EvalConfig, EXECUTE_STEPS, wilson
 from qvla_ros.sim.expert import Expert
 from qvla_ros.sim.tabletop import TabletopEnv
 
@@ -48,6 +49,35 @@ def test_episode_runs_the_policy_and_measures_deviation():
         assert result['deviation'] and max(result['deviation']) < 1e-6
     finally:
         env.close()
+
+
+class _CountingPolicy:
+    """Chunks of 8 numbered actions; counts its forward passes."""
+
+    def __init__(self):
+        self.calls = 0
+
+    def predict(self, obs):
+        self.calls += 1
+        return ActionChunk(np.arange(8, dtype=np.float32)[:, None].repeat(7, 1), 0.1)
+
+
+def test_policy_actor_replans_after_execute_steps(tmp_path):
+    env = TabletopEnv(render=False)
+    try:
+        obs, text = env.reset(0)
+        for k, calls in ((3, 4), (EXECUTE_STEPS, 2)):
+            policy = _CountingPolicy()
+            actor = PolicyActor(policy, env, text, k)
+            firsts = [actor.act(obs)[0] for _ in range(10)]
+            assert policy.calls == calls
+            assert firsts[:k + 1] == [*range(k), 0.0]  # k actions, then a fresh chunk
+    finally:
+        env.close()
+    with pytest.raises(ValueError, match='execute_steps must be >= 1'):
+        EvalConfig('toy', execute_steps=0)
+    with pytest.raises(ValueError, match='execute_steps must be >= 1'):
+        collect('tabletop', 1, tmp_path / 'd', policy='toy', execute_steps=0)
 
 
 def test_cli_eval_toy_policy(tmp_path, capsys):
