@@ -10,6 +10,7 @@ import sys
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.closed_loop import OLD_EXECUTE_STEPS  # noqa: E402
 from bench.common import RESULTS  # noqa: E402
 
 
@@ -117,11 +118,24 @@ def main() -> int:
             print(f'| {key} | ' + ' | '.join(f'{rho[str(b)]["all"]:.3f}' for b in sens['bits'])
                   + f' | {sens[key]["seconds"]:.2f} |')
         print(f'| exact | 1 | 1 | 1 | 1 | {sens["exact_seconds"]:.2f} |')
+    for path in sorted(RESULTS.glob('schedule_*.json')):
+        data = json.loads(path.read_text())
+        print(f'\nChunk schedule, {data["meta"]["suite"]}, `{data["meta"]["command"]}` '
+              f'({data["meta"]["device"]}):\n')
+        print('| actions executed per chunk | success | Wilson 95 % | by task |')
+        print('|---|---|---|---|')
+        for r in data['rows']:
+            lo, hi = r['wilson95']
+            tasks = ', '.join(f'{t} {s}/{n}' for t, (s, n) in r['by_task'].items())
+            print(f'| {r["execute_steps"]} | {r["successes"]}/{r["episodes"]} | '
+                  f'{100 * lo:.0f}-{100 * hi:.0f} % | {tasks} |')
     for path in sorted(RESULTS.glob('closed_loop_*.md')):
         data = json.loads(path.with_suffix('.json').read_text())
         runs = data['meta'].get('commands') or [data['meta']['command']]
-        print(f'\nClosed loop, `{path.name}` ({data["meta"]["device"]}), rows from '
-              + ', then '.join(f'`{c}`' for c in runs) + ':\n')
+        steps = data['meta'].get('execute_steps', OLD_EXECUTE_STEPS)
+        print(f'\nClosed loop, `{path.name}` ({data["meta"]["device"]}; {steps} actions '
+              'executed per chunk), rows from ' + ', then '.join(f'`{c}`' for c in runs)
+              + ':\n')
         print(path.read_text())
     return 0
 

@@ -23,7 +23,7 @@ import torch
 from qvla_ros.models.checkpoint import load_policy
 from qvla_ros.runtime.types import Observation
 from qvla_ros.sim.collect import make_env
-from qvla_ros.sim.evaluate import EvalConfig, evaluate
+from qvla_ros.sim.evaluate import EvalConfig, evaluate, EXECUTE_STEPS
 
 ROOT = Path(__file__).resolve().parents[2]
 EPISODES = {'tabletop': 10, 'metaworld': 30}
@@ -72,12 +72,15 @@ def test_policy_beats_a_constant_on_fresh_expert_steps(suite):
 
 
 def _measured_fp(suite: str) -> dict:
-    """Return the FP row of the suite's closed-loop results, checked to be for these weights."""
+    """Return the FP row of the suite's closed-loop results, checked to be for these weights
+    and for the chunk schedule the test runs."""
     sys.path.insert(0, str(ROOT))
-    from bench.closed_loop import weights_digest  # what the bench records
+    from bench.closed_loop import OLD_EXECUTE_STEPS, weights_digest  # what the bench records
     results = json.loads((ROOT / 'bench' / 'results' / f'closed_loop_{suite}.json').read_text())
     digest = weights_digest(str(_ckpt(suite)))
     assert results['meta']['checkpoint_sha256'] == digest, 'results are for other weights'
+    steps = results['meta'].get('execute_steps', OLD_EXECUTE_STEPS)
+    assert steps == EXECUTE_STEPS, f'results executed {steps} actions per chunk'
     return results['fp']
 
 
