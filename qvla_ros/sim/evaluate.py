@@ -27,7 +27,7 @@ from qvla_ros.runtime.types import Observation
 # fewer, the behaviour-cloned tabletop reference stalls: above a block its first action is ~0
 # where the expert descends (its demonstrations dither there: noisy steps, 4 mm tolerance),
 # and only later chunk steps move on. It solved 49, 48, 45, 38, 25, 8 and 0 of 50 dev seeds
-# executing 8, 6, 5, 4, 3, 2 and 1 steps (`qvla eval --execute-steps K --seeds 90000:90050`).
+# executing 8, 6, 5, 4, 3, 2 and 1 steps (`python bench/schedule.py`, results/schedule_*.json).
 EXECUTE_STEPS = 8
 
 
