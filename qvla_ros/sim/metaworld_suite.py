@@ -7,6 +7,11 @@ first four state values (hand xyz, gripper opening); shadows are turned off befo
 render. Actions are 7-D ee_delta vectors (dx, dy, dz, -, -, -, gripper) in Meta-World's
 normalized units; the rotation slots are ignored. Instructions are templated from task names.
 The built-in scripted policies are the experts.
+
+An episode is a function of its seed alone: the seed draws the task and one of the task's
+``LAYOUT_SEED``-fixed MT1 goal/object layouts. (Meta-World's own wrapper draws the layout
+from an RNG it reseeds only after drawing, from a layout list made with an unseeded RNG, so
+the same seed gave different episodes in different processes.)
 """
 
 import os
@@ -25,6 +30,7 @@ INSTRUCTIONS = {
     'peg-insert-side-v3': 'insert the peg into the hole',
     'window-open-v3': 'slide the window open', 'window-close-v3': 'slide the window closed'}
 IMAGE_SIZE = 128
+LAYOUT_SEED = 0  # seeds MT1's list of goal/object layouts per task
 
 
 class MetaWorldEnv:
@@ -50,9 +56,10 @@ class MetaWorldEnv:
         if task not in self._envs:
             import gymnasium as gym
             import metaworld  # noqa: F401 - registers the Meta-World environments
-            env = gym.make('Meta-World/MT1', env_name=task, render_mode='rgb_array',
-                           width=IMAGE_SIZE, height=IMAGE_SIZE, camera_name=self.camera,
-                           max_episode_steps=self.max_steps)
+            env = gym.make('Meta-World/MT1', env_name=task, seed=LAYOUT_SEED,
+                           render_mode='rgb_array', width=IMAGE_SIZE, height=IMAGE_SIZE,
+                           camera_name=self.camera, max_episode_steps=self.max_steps)
+            env.get_wrapper_attr('toggle_sample_tasks_on_reset')(False)  # reset() picks
             env.unwrapped.model.vis.quality.shadowsize = 0
             self._envs[task] = env
         return self._envs[task]
@@ -62,7 +69,10 @@ class MetaWorldEnv:
         self.task = task or self.tasks[np.random.default_rng(seed).integers(len(self.tasks))]
         if self.task not in self.tasks:
             raise ValueError(f'task {self.task!r} is not one of {self.tasks}')
-        self._obs, _ = self._env(self.task).reset(seed=seed)
+        env = self._env(self.task)
+        layouts = env.get_wrapper_attr('tasks')
+        env.unwrapped.set_task(layouts[np.random.default_rng((seed, 1)).integers(len(layouts))])
+        self._obs, _ = env.reset(seed=seed)
         self._steps, self._success = 0, False
         return self.observation(), INSTRUCTIONS[self.task]
 

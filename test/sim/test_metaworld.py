@@ -47,3 +47,24 @@ def test_collect_metaworld(tmp_path):
     entry = episodes(tmp_path / 'mw')[0]
     assert entry['success'] and entry['instruction'] in INSTRUCTIONS.values()
     assert read_episode(tmp_path / 'mw', entry)['image.corner'].shape[1:] == (128, 128, 3)
+
+
+def test_an_episode_is_a_function_of_its_seed():
+    first = MetaWorldEnv(render=False)
+    other = MetaWorldEnv(render=False)
+    try:
+        obs, _ = first.reset(90000)
+        other.reset(90002)  # another history in another environment
+        again, _ = other.reset(90000)
+        assert first.task == other.task
+        np.testing.assert_array_equal(first._obs, other._obs)
+        np.testing.assert_array_equal(obs['proprio'], again['proprio'])
+        goals = set()
+        for seed in range(90000, 90040):
+            first.reset(seed)
+            if first.task == 'reach-v3':
+                goals.add(tuple(first._obs[-3:]))
+        assert len(goals) > 1  # the seeds still draw different layouts
+    finally:
+        first.close()
+        other.close()
