@@ -20,15 +20,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.closed_loop import weights_digest  # noqa: E402
 from bench.common import device_name, git_commit, RESULTS, write_json  # noqa: E402
-from qvla_ros.sim.evaluate import EvalConfig, evaluate  # noqa: E402
+from qvla_ros.sim.evaluate import EvalConfig, evaluate, seed_range  # noqa: E402
 
 
 def parse_seeds(text: str) -> range:
-    """Return the seeds of 'A:B' (A < B)."""
-    first, _, last = text.partition(':')
-    if not first.isdigit() or not last.isdigit() or int(last) <= int(first):
-        raise SystemExit(f'--seeds must be A:B with integers A < B, got {text!r}')
-    return range(int(first), int(last))
+    """Return the seeds of 'A:B' (A < B); a usage error (SystemExit) names the form."""
+    try:
+        return seed_range(text)
+    except ValueError as err:
+        raise SystemExit(str(err)) from None
 
 
 def main() -> None:

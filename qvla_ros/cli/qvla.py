@@ -77,11 +77,8 @@ def cmd_from_bag(args) -> int:
 def cmd_eval(args) -> int:
     """Closed-loop evaluation of a policy on a simulated suite."""
     import json
-    from qvla_ros.sim.evaluate import EvalConfig, evaluate
-    first, _, last = args.seeds.partition(':')
-    if not first.isdigit() or not last.isdigit() or int(last) <= int(first):
-        raise ValueError(f'--seeds must be A:B with integers A < B, got {args.seeds!r}')
-    seeds = range(int(first), int(last))[:args.episodes]
+    from qvla_ros.sim.evaluate import EvalConfig, evaluate, seed_range
+    seeds = seed_range(args.seeds)[:args.episodes]
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     import tempfile

@@ -48,6 +48,14 @@ class EvalConfig:
             raise ValueError(f'execute_steps must be >= 1, got {self.execute_steps}')
 
 
+def seed_range(text: str) -> range:
+    """Return the seeds of ``text`` = 'A:B' (integers A < B); ValueError names the form."""
+    first, _, last = text.partition(':')
+    if not first.isdigit() or not last.isdigit() or int(last) <= int(first):
+        raise ValueError(f'--seeds must be A:B with integers A < B, got {text!r}')
+    return range(int(first), int(last))
+
+
 def wilson(successes: int, n: int, z: float = 1.96):
     """Return the Wilson score interval (low, high) of a binomial proportion."""
     if n == 0:
