@@ -10,7 +10,8 @@
 # EPISODES) and fine-tunes the first model on all of them (qvla train --init); that model is
 # the one exported.
 # Seeds: demos 0.., calibration 50000.. / 60000.., evaluation 100000.., demo 200000..
-# Every step resumes or is skipped when its output exists; BUILD=... moves the work folder.
+# Every step resumes or is skipped when its output exists: a shipped FP checkpoint is kept (remove
+# checkpoints/<suite>-small to retrain it), and so is a 4-bit one. BUILD=... moves the work folder.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SUITE=${1:?usage: scripts/reference.sh tabletop|metaworld}
@@ -26,25 +27,29 @@ QVLA=.venv/bin/qvla
 FP=checkpoints/$SUITE-small
 Q4=checkpoints/$SUITE-small-qvla-w4
 mkdir -p "$BUILD" checkpoints
-[ -f "$BUILD/demos/dataset.json" ] || $QVLA sim collect --suite "$SUITE" --episodes "$EPISODES" \
-  --seed 0 --action-noise "$NOISE" --successes-only --out "$BUILD/demos"
-[ -f "$BUILD/train/model.safetensors" ] || $QVLA train --dataset "$BUILD/demos" --config small \
-  --out "$BUILD/train" --steps "$STEPS" --batch-size 32 --lr 3e-4 --seed 0 --val-every 500 \
-  --crop-scale 1.0 --jitter 0.1 --loss mse --pos-init sincos --aux-weight "$AUX"
-TRAINED=$BUILD/train
-if [ "$MORE" -gt 0 ]; then
-  [ -f "$BUILD/demos-all/dataset.json" ] || {
-    rm -rf "$BUILD/demos-all.tmp"; cp -rL "$BUILD/demos" "$BUILD/demos-all.tmp"
-    $QVLA sim collect --suite "$SUITE" --episodes "$MORE" --seed "$EPISODES" \
-      --action-noise "$NOISE" --successes-only --out "$BUILD/demos-all.tmp"
-    mv "$BUILD/demos-all.tmp" "$BUILD/demos-all"; }
-  [ -f "$BUILD/finetune/model.safetensors" ] || $QVLA train --dataset "$BUILD/demos-all" \
-    --init "$BUILD/train" --config small --out "$BUILD/finetune" --steps "$FT_STEPS" \
-    --batch-size 32 --lr 1.5e-4 --seed 1 --val-every 500 --crop-scale 1.0 --jitter 0.1 \
-    --loss mse --aux-weight "$AUX"
-  TRAINED=$BUILD/finetune
-fi
-[ -f "$FP/model.safetensors" ] || $QVLA export "$TRAINED" --dtype bf16 --out "$FP"
+# The FP policy: demonstrations, training, fine-tuning and export, skipped when it exists.
+train_fp() {
+  [ -f "$BUILD/demos/dataset.json" ] || $QVLA sim collect --suite "$SUITE" --episodes "$EPISODES" \
+    --seed 0 --action-noise "$NOISE" --successes-only --out "$BUILD/demos"
+  [ -f "$BUILD/train/model.safetensors" ] || $QVLA train --dataset "$BUILD/demos" --config small \
+    --out "$BUILD/train" --steps "$STEPS" --batch-size 32 --lr 3e-4 --seed 0 --val-every 500 \
+    --crop-scale 1.0 --jitter 0.1 --loss mse --pos-init sincos --aux-weight "$AUX"
+  TRAINED=$BUILD/train
+  if [ "$MORE" -gt 0 ]; then
+    [ -f "$BUILD/demos-all/dataset.json" ] || {
+      rm -rf "$BUILD/demos-all.tmp"; cp -rL "$BUILD/demos" "$BUILD/demos-all.tmp"
+      $QVLA sim collect --suite "$SUITE" --episodes "$MORE" --seed "$EPISODES" \
+        --action-noise "$NOISE" --successes-only --out "$BUILD/demos-all.tmp"
+      mv "$BUILD/demos-all.tmp" "$BUILD/demos-all"; }
+    [ -f "$BUILD/finetune/model.safetensors" ] || $QVLA train --dataset "$BUILD/demos-all" \
+      --init "$BUILD/train" --config small --out "$BUILD/finetune" --steps "$FT_STEPS" \
+      --batch-size 32 --lr 1.5e-4 --seed 1 --val-every 500 --crop-scale 1.0 --jitter 0.1 \
+      --loss mse --aux-weight "$AUX"
+    TRAINED=$BUILD/finetune
+  fi
+  $QVLA export "$TRAINED" --dtype bf16 --out "$FP"
+}
+if [ ! -f "$FP/model.safetensors" ]; then train_fp; fi
 [ -f "$BUILD/calib/dataset.json" ] || {
   $QVLA sim collect --suite "$SUITE" --episodes 20 --seed 50000 --out "$BUILD/calib"
   $QVLA sim collect --suite "$SUITE" --episodes 20 --seed 60000 --policy "$FP" \
