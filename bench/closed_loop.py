@@ -84,11 +84,16 @@ def check_same_weights(old_meta: dict, digest: str, out: Path) -> None:
                          'another file')
 
 
+def recorded_schedule(meta: dict) -> int:
+    """Return the actions per chunk a results file's cells executed (4 before it was recorded)."""
+    return meta.get('execute_steps', OLD_EXECUTE_STEPS)
+
+
 def check_same_schedule(old_meta: dict, execute_steps: int, out: Path) -> None:
     """Refuse to add cells run with one chunk schedule to a file that holds another's."""
     if not old_meta:
         return
-    old = old_meta.get('execute_steps', OLD_EXECUTE_STEPS)
+    old = recorded_schedule(old_meta)
     if old != execute_steps:
         raise SystemExit(f'{out} holds cells that executed {old} actions per chunk; this run '
                          f'executes {execute_steps}. Pass --fresh to replace them or --name '

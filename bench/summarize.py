@@ -10,7 +10,7 @@ import sys
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.closed_loop import OLD_EXECUTE_STEPS  # noqa: E402
+from bench.closed_loop import recorded_schedule  # noqa: E402
 from bench.common import RESULTS  # noqa: E402
 
 
@@ -132,7 +132,7 @@ def main() -> int:
     for path in sorted(RESULTS.glob('closed_loop_*.md')):
         data = json.loads(path.with_suffix('.json').read_text())
         runs = data['meta'].get('commands') or [data['meta']['command']]
-        steps = data['meta'].get('execute_steps', OLD_EXECUTE_STEPS)
+        steps = recorded_schedule(data['meta'])
         print(f'\nClosed loop, `{path.name}` ({data["meta"]["device"]}; {steps} actions '
               'executed per chunk), rows from ' + ', then '.join(f'`{c}`' for c in runs)
               + ':\n')

@@ -75,11 +75,11 @@ def _measured_fp(suite: str) -> dict:
     """Return the FP row of the suite's closed-loop results, checked to be for these weights
     and for the chunk schedule the test runs."""
     sys.path.insert(0, str(ROOT))
-    from bench.closed_loop import OLD_EXECUTE_STEPS, weights_digest  # what the bench records
+    from bench.closed_loop import recorded_schedule, weights_digest  # what the bench records
     results = json.loads((ROOT / 'bench' / 'results' / f'closed_loop_{suite}.json').read_text())
     digest = weights_digest(str(_ckpt(suite)))
     assert results['meta']['checkpoint_sha256'] == digest, 'results are for other weights'
-    steps = results['meta'].get('execute_steps', OLD_EXECUTE_STEPS)
+    steps = recorded_schedule(results['meta'])
     assert steps == EXECUTE_STEPS, f'results executed {steps} actions per chunk'
     return results['fp']
 
