@@ -91,7 +91,8 @@ def cmd_eval(args) -> int:
                                   args.bits, args.act_bits, args.dataset, args.max_samples,
                                   args.stride, args.refine_fraction, args.unnorm_key))
             reference = reference or args.checkpoint
-        cfg = EvalConfig(model, args.suite, tuple(seeds), args.execute_steps, reference)
+        cfg = EvalConfig(model, args.suite, tuple(seeds), args.execute_steps, reference,
+                         max_steps=args.max_steps)
         result = evaluate(cfg, workers=args.workers)
     low, high = result['wilson95']
     what = args.checkpoint + (' (quantized)' if args.plan or args.method else '')
@@ -173,6 +174,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument('--seeds', default='100000:100100', help='A:B, disjoint from training')
     p.add_argument('--execute-steps', type=int, default=EXECUTE_STEPS,
                    help='actions run from each chunk before replanning')
+    p.add_argument('--max-steps', type=int,
+                   help="episode horizon (default: the suite's, tabletop 80, metaworld 200)")
     p.add_argument('--workers', type=int, default=2)
     p.add_argument('--out', help='write the full result JSON here')
     add_quant_source(p)

@@ -8,19 +8,21 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from qvla_ros.data.rollouts import DatasetInfo, RolloutWriter
-from qvla_ros.sim.evaluate import EXECUTE_STEPS
+from qvla_ros.sim.evaluate import check_horizon, EXECUTE_STEPS
 from qvla_ros.sim.metaworld_suite import MetaWorldEnv
 from qvla_ros.sim.tabletop import TabletopEnv
 
 SUITES = ('tabletop', 'metaworld')
 
 
-def make_env(suite: str, render: bool = True):
-    """Return the environment of ``suite``."""
+def make_env(suite: str, render: bool = True, max_steps: Optional[int] = None):
+    """Return the environment of ``suite``; ``max_steps`` overrides its episode horizon."""
+    check_horizon(max_steps)
+    horizon = {} if max_steps is None else {'max_steps': max_steps}
     if suite == 'tabletop':
-        return TabletopEnv(render=render)
+        return TabletopEnv(render=render, **horizon)
     if suite == 'metaworld':
-        return MetaWorldEnv(render=render)
+        return MetaWorldEnv(render=render, **horizon)
     raise ValueError(f'unknown suite {suite!r}; expected one of {SUITES}')
 
 

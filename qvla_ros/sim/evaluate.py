@@ -41,11 +41,20 @@ class EvalConfig:
     execute_steps: int = EXECUTE_STEPS
     reference: Optional[str] = None
     threads: int = 1
+    max_steps: Optional[int] = None  # episode horizon; None: the suite's (tabletop 80, MW 200)
     version: int = 1
 
     def __post_init__(self):
         if self.execute_steps < 1:
             raise ValueError(f'execute_steps must be >= 1, got {self.execute_steps}')
+        check_horizon(self.max_steps)
+
+
+def check_horizon(max_steps: Optional[int]) -> None:
+    """Raise ValueError unless ``max_steps`` is None (the suite's horizon) or >= 1."""
+    if max_steps is not None and max_steps < 1:
+        raise ValueError(f'max_steps must be >= 1 (or None for the suite default), got '
+                         f'{max_steps}')
 
 
 def seed_range(text: str) -> range:
@@ -95,7 +104,7 @@ def _run(cfg: EvalConfig, seeds: List[int]) -> List[dict]:
     torch.set_num_threads(cfg.threads)
     policy = load_policy(cfg.model)
     reference = load_policy(cfg.reference) if cfg.reference else None
-    env = make_env(cfg.suite)
+    env = make_env(cfg.suite, max_steps=cfg.max_steps)
     try:
         return [_episode(env, policy, reference, s, cfg.execute_steps) for s in seeds]
     finally:

@@ -8,8 +8,9 @@ import pytest
 
 from qvla_ros.cli.qvla import main as qvla
 from qvla_ros.runtime.types import ActionChunk
-from qvla_ros.sim.collect import collect, PolicyActor
-from qvla_ros.sim.evaluate import _episode, by_task, EvalConfig, EXECUTE_STEPS, wilson
+from qvla_ros.sim.collect import collect, make_env, PolicyActor
+from qvla_ros.sim.evaluate import (_episode, by_task, EvalConfig, evaluate, EXECUTE_STEPS,
+                                   wilson)
 from qvla_ros.sim.expert import Expert
 from qvla_ros.sim.tabletop import TabletopEnv
 
@@ -91,3 +92,14 @@ def test_cli_eval_toy_policy(tmp_path, capsys):
     assert 'Wilson 95 %' in capsys.readouterr().out
     assert qvla(['eval', '--checkpoint', 'toy', '--seeds', '5:5']) == 2
     assert np.isfinite(result['policy_latency_ms'])
+
+
+def test_max_steps_sets_the_episode_horizon():
+    res = evaluate(EvalConfig('toy:0', seeds=(100000, 100001), max_steps=11))
+    assert [e['steps'] for e in res['per_episode']] == [11, 11]  # an untrained toy fails
+    assert res['config']['max_steps'] == 11
+    assert make_env('tabletop', render=False).max_steps == 80  # the suite default
+    with pytest.raises(ValueError, match='max_steps must be >= 1'):
+        EvalConfig('toy', max_steps=0)
+    with pytest.raises(ValueError, match='max_steps must be >= 1'):
+        make_env('tabletop', max_steps=-1)
