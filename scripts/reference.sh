@@ -10,8 +10,10 @@
 # EPISODES) and fine-tunes the first model on all of them (qvla train --init); that model is
 # the one exported.
 # Seeds: demos 0.., calibration 50000.. / 60000.., evaluation 100000.., demo 200000..
-# Every step resumes or is skipped when its output exists: a shipped FP checkpoint is kept (remove
-# checkpoints/<suite>-small to retrain it), and so is a 4-bit one. BUILD=... moves the work folder.
+# Expert episodes are recorded in 2 processes (the same data one process writes), every dataset
+# into a .tmp folder renamed when complete. Every step resumes or is skipped when its output
+# exists: a shipped FP checkpoint is kept (remove checkpoints/<suite>-small to retrain it), and
+# so is a 4-bit one. BUILD=... moves the work folder.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SUITE=${1:?usage: scripts/reference.sh tabletop|metaworld}
@@ -29,8 +31,11 @@ Q4=checkpoints/$SUITE-small-qvla-w4
 mkdir -p "$BUILD" checkpoints
 # The FP policy: demonstrations, training, fine-tuning and export, skipped when it exists.
 train_fp() {
-  [ -f "$BUILD/demos/dataset.json" ] || $QVLA sim collect --suite "$SUITE" --episodes "$EPISODES" \
-    --seed 0 --action-noise "$NOISE" --successes-only --out "$BUILD/demos"
+  [ -f "$BUILD/demos/dataset.json" ] || {
+    rm -rf "$BUILD/demos.tmp"
+    $QVLA sim collect --suite "$SUITE" --episodes "$EPISODES" --seed 0 --action-noise "$NOISE" \
+      --successes-only --workers 2 --out "$BUILD/demos.tmp"
+    mv "$BUILD/demos.tmp" "$BUILD/demos"; }
   [ -f "$BUILD/train/model.safetensors" ] || $QVLA train --dataset "$BUILD/demos" --config small \
     --out "$BUILD/train" --steps "$STEPS" --batch-size 32 --lr 3e-4 --seed 0 --val-every 500 \
     --crop-scale 1.0 --jitter 0.1 --loss mse --pos-init sincos --aux-weight "$AUX"
@@ -39,7 +44,7 @@ train_fp() {
     [ -f "$BUILD/demos-all/dataset.json" ] || {
       rm -rf "$BUILD/demos-all.tmp"; cp -rL "$BUILD/demos" "$BUILD/demos-all.tmp"
       $QVLA sim collect --suite "$SUITE" --episodes "$MORE" --seed "$EPISODES" \
-        --action-noise "$NOISE" --successes-only --out "$BUILD/demos-all.tmp"
+        --action-noise "$NOISE" --successes-only --workers 2 --out "$BUILD/demos-all.tmp"
       mv "$BUILD/demos-all.tmp" "$BUILD/demos-all"; }
     [ -f "$BUILD/finetune/model.safetensors" ] || $QVLA train --dataset "$BUILD/demos-all" \
       --init "$BUILD/train" --config small --out "$BUILD/finetune" --steps "$FT_STEPS" \
@@ -51,9 +56,12 @@ train_fp() {
 }
 if [ ! -f "$FP/model.safetensors" ]; then train_fp; fi
 [ -f "$BUILD/calib/dataset.json" ] || {
-  $QVLA sim collect --suite "$SUITE" --episodes 20 --seed 50000 --out "$BUILD/calib"
+  rm -rf "$BUILD/calib.tmp"
+  $QVLA sim collect --suite "$SUITE" --episodes 20 --seed 50000 --workers 2 \
+    --out "$BUILD/calib.tmp"
   $QVLA sim collect --suite "$SUITE" --episodes 20 --seed 60000 --policy "$FP" \
-    --out "$BUILD/calib"; }
+    --out "$BUILD/calib.tmp"
+  mv "$BUILD/calib.tmp" "$BUILD/calib"; }
 [ -f "$Q4/model.safetensors" ] || $QVLA quantize --model "$FP" --method qvla-gptq --bits 4 \
   --dataset "$BUILD/calib" --max-samples 16 --stride 3 --refine-fraction 0.01 --out "$Q4"
 echo "reference $SUITE: $FP and $Q4"

@@ -22,7 +22,7 @@ def cmd_sim_collect(args) -> int:
     keep = (lambda success: success) if args.successes_only else None
     summary = collect(args.suite, args.episodes, args.out, args.seed, progress=True,
                       keep=keep, action_noise=args.action_noise, policy=args.policy,
-                      execute_steps=args.execute_steps)
+                      execute_steps=args.execute_steps, workers=args.workers)
     who = 'policy' if args.policy else 'expert'
     print(f'wrote {summary["written"]} episodes to {args.out}; {who} success '
           f'{summary["successes"]}/{summary["episodes"]}')
@@ -192,6 +192,8 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument('--policy', help='record this policy (checkpoint) instead of the expert')
     c.add_argument('--execute-steps', type=int, default=EXECUTE_STEPS,
                    help='--policy: actions run from each chunk before replanning')
+    c.add_argument('--workers', type=int, default=1,
+                   help='processes, each recording a contiguous range of seeds')
     c.add_argument('--out', required=True)
     c.set_defaults(func=cmd_sim_collect)
     return parser

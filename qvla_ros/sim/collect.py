@@ -45,7 +45,8 @@ class PolicyActor:
 
 def collect(suite: str, episodes: int, out: Path, seed: int = 0, progress: bool = False,
             keep: Optional[Callable[[bool], bool]] = None, action_noise: float = 0.0,
-            policy: Optional[str] = None, execute_steps: int = EXECUTE_STEPS) -> dict:
+            policy: Optional[str] = None, execute_steps: int = EXECUTE_STEPS,
+            workers: int = 1) -> dict:
     """Record ``episodes`` episodes with seeds seed, seed+1, ...; return a summary.
 
     The scripted expert acts unless ``policy`` (a model spec or checkpoint folder) is given;
@@ -55,11 +56,19 @@ def collect(suite: str, episodes: int, out: Path, seed: int = 0, progress: bool 
     ``action_noise`` > 0 adds Gaussian noise of that standard deviation (action units) to every
     executed dimension but the gripper, while the dataset records the expert's clean action: the
     states drift off the expert's path and the labels show how to recover (DART-style).
+    ``workers`` > 1 records contiguous seed ranges in that many processes and appends them to
+    ``out`` in seed order: the same dataset as one process writes, since an episode is a
+    function of its seed.
     """
     if action_noise < 0:
         raise ValueError(f'action_noise must be >= 0, got {action_noise}')
     if execute_steps < 1:
         raise ValueError(f'execute_steps must be >= 1, got {execute_steps}')
+    if workers < 1:
+        raise ValueError(f'workers must be >= 1, got {workers}')
+    if workers > 1 and episodes > 1:
+        return _collect_parallel(suite, episodes, Path(out), seed, progress, keep,
+                                 (action_noise, policy, execute_steps), workers)
     model = None
     if policy is not None:  # load torch models before the renderer's EGL context (segfault)
         from qvla_ros.models.checkpoint import load_policy
@@ -96,3 +105,57 @@ def collect(suite: str, episodes: int, out: Path, seed: int = 0, progress: bool 
     finally:
         env.close()
     return {'episodes': episodes, 'successes': successes, 'written': written}
+
+
+def _collect_part(job: tuple) -> dict:
+    """Worker: record one contiguous seed range into its own dataset folder (keeps all)."""
+    suite, count, part, seed, (action_noise, policy, execute_steps) = job
+    import torch
+    torch.set_num_threads(1)
+    return collect(suite, count, part, seed, action_noise=action_noise, policy=policy,
+                   execute_steps=execute_steps)
+
+
+def _collect_parallel(suite: str, episodes: int, out: Path, seed: int, progress: bool,
+                      keep: Optional[Callable[[bool], bool]], how: tuple, workers: int) -> dict:
+    """Record seed ranges in ``workers`` processes, then append them to ``out`` in order."""
+    from concurrent.futures import ProcessPoolExecutor
+    import multiprocessing
+    import tempfile
+    out.parent.mkdir(parents=True, exist_ok=True)
+    bounds = [episodes * k // workers for k in range(workers + 1)]
+    with tempfile.TemporaryDirectory(prefix=f'.{out.name}-parts-', dir=out.parent) as tmp:
+        parts = [Path(tmp) / f'{k:02d}' for k in range(workers)]
+        jobs = [(suite, hi - lo, part, seed + lo, how)
+                for lo, hi, part in zip(bounds, bounds[1:], parts) if hi > lo]
+        ctx = multiprocessing.get_context('spawn')  # torch and EGL do not survive fork
+        with ProcessPoolExecutor(max_workers=len(jobs), mp_context=ctx) as pool:
+            summaries = list(pool.map(_collect_part, jobs))
+        written = append_datasets([job[2] for job in jobs], out, keep, progress)
+    return {'episodes': episodes, 'successes': sum(s['successes'] for s in summaries),
+            'written': written}
+
+
+def append_datasets(sources, out: Path, keep: Optional[Callable[[bool], bool]] = None,
+                    progress: bool = False) -> int:
+    """Append every episode of the ``sources`` datasets to ``out`` in order; return how many.
+
+    ``keep(success)`` filters episodes as in ``collect``. The sources must share ``out``'s
+    spaces (the writer checks them).
+    """
+    from qvla_ros.data.rollouts import episodes as index, read_episode, read_info
+    writer, written = None, 0
+    for src in sources:
+        info = read_info(src)
+        writer = writer or RolloutWriter(out, info)
+        if info != writer.info:
+            raise ValueError(f'{src} holds a dataset with {info}, not {writer.info}')
+        for entry in tqdm(index(src), desc=f'append {Path(src).name}', disable=not progress):
+            if keep is not None and not keep(entry['success']):
+                continue
+            data = read_episode(src, entry)
+            writer.add_episode({c: data[f'image.{c}'] for c in info.cameras}, data['proprio'],
+                               data['action'], data['stamp_ns'], entry['instruction'],
+                               entry['success'], entry['source'], entry['policy'])
+            written += 1
+    return written
