@@ -57,8 +57,9 @@ def collect(suite: str, episodes: int, out: Path, seed: int = 0, progress: bool 
     executed dimension but the gripper, while the dataset records the expert's clean action: the
     states drift off the expert's path and the labels show how to recover (DART-style).
     ``workers`` > 1 records contiguous seed ranges in that many processes and appends them to
-    ``out`` in seed order: the same dataset as one process writes, since an episode is a
-    function of its seed.
+    ``out`` in seed order. For the expert that is the dataset one process writes, since an
+    episode is a function of its seed; a policy's rollouts may differ in float rounding, as
+    each worker runs torch on one thread. The progress bar shows the first worker's range.
     """
     if action_noise < 0:
         raise ValueError(f'action_noise must be >= 0, got {action_noise}')
@@ -109,11 +110,11 @@ def collect(suite: str, episodes: int, out: Path, seed: int = 0, progress: bool 
 
 def _collect_part(job: tuple) -> dict:
     """Worker: record one contiguous seed range into its own dataset folder (keeps all)."""
-    suite, count, part, seed, (action_noise, policy, execute_steps) = job
+    suite, count, part, seed, progress, (action_noise, policy, execute_steps) = job
     import torch
     torch.set_num_threads(1)
-    return collect(suite, count, part, seed, action_noise=action_noise, policy=policy,
-                   execute_steps=execute_steps)
+    return collect(suite, count, part, seed, progress, action_noise=action_noise,
+                   policy=policy, execute_steps=execute_steps)
 
 
 def _collect_parallel(suite: str, episodes: int, out: Path, seed: int, progress: bool,
@@ -126,8 +127,8 @@ def _collect_parallel(suite: str, episodes: int, out: Path, seed: int, progress:
     bounds = [episodes * k // workers for k in range(workers + 1)]
     with tempfile.TemporaryDirectory(prefix=f'.{out.name}-parts-', dir=out.parent) as tmp:
         parts = [Path(tmp) / f'{k:02d}' for k in range(workers)]
-        jobs = [(suite, hi - lo, part, seed + lo, how)
-                for lo, hi, part in zip(bounds, bounds[1:], parts) if hi > lo]
+        jobs = [(suite, hi - lo, part, seed + lo, progress and k == 0, how)
+                for k, (lo, hi, part) in enumerate(zip(bounds, bounds[1:], parts)) if hi > lo]
         ctx = multiprocessing.get_context('spawn')  # torch and EGL do not survive fork
         with ProcessPoolExecutor(max_workers=len(jobs), mp_context=ctx) as pool:
             summaries = list(pool.map(_collect_part, jobs))
