@@ -111,8 +111,9 @@ def collect(suite: str, episodes: int, out: Path, seed: int = 0, progress: bool 
 def _collect_part(job: tuple) -> dict:
     """Worker: record one contiguous seed range into its own dataset folder (keeps all)."""
     suite, count, part, seed, progress, (action_noise, policy, execute_steps) = job
-    import torch
-    torch.set_num_threads(1)
+    if policy is not None:  # the expert needs no torch: do not import it for nothing
+        import torch
+        torch.set_num_threads(1)
     return collect(suite, count, part, seed, progress, action_noise=action_noise,
                    policy=policy, execute_steps=execute_steps)
 
