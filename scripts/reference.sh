@@ -33,27 +33,34 @@ QVLA=.venv/bin/qvla
 FP=checkpoints/$SUITE-small
 Q4=checkpoints/$SUITE-small-qvla-w4
 mkdir -p "$BUILD" checkpoints
+# Expert demonstrations with action noise, recorded into $1.tmp (first a copy of the folder $2
+# unless it is empty) and renamed to $1 when complete; skipped when $1 exists.
+demos() {
+  local dir=$1 base=$2 episodes=$3 seed=$4
+  [ ! -f "$dir/dataset.json" ] || return 0
+  rm -rf "$dir.tmp"
+  if [ -n "$base" ]; then cp -rL "$base" "$dir.tmp"; fi
+  $QVLA sim collect --suite "$SUITE" --episodes "$episodes" --seed "$seed" \
+    --action-noise "$NOISE" --successes-only --workers 2 --out "$dir.tmp"
+  mv "$dir.tmp" "$dir"
+}
+# Behaviour cloning of qvla-ref small into $1 on the dataset $2: the flags every stage shares,
+# then the stage's own ("$@"); skipped when $1 holds a trained model.
+clone() {
+  local out=$1 data=$2; shift 2
+  [ ! -f "$out/model.safetensors" ] || return 0
+  $QVLA train --dataset "$data" --config small --out "$out" "$@" --batch-size 32 \
+    --val-every 500 --crop-scale 1.0 --jitter 0.1 --loss mse --aux-weight "$AUX"
+}
 # The FP policy: demonstrations, training, fine-tuning and export, skipped when it exists.
 train_fp() {
-  [ -f "$BUILD/demos/dataset.json" ] || {
-    rm -rf "$BUILD/demos.tmp"
-    $QVLA sim collect --suite "$SUITE" --episodes "$EPISODES" --seed 0 --action-noise "$NOISE" \
-      --successes-only --workers 2 --out "$BUILD/demos.tmp"
-    mv "$BUILD/demos.tmp" "$BUILD/demos"; }
-  [ -f "$BUILD/train/model.safetensors" ] || $QVLA train --dataset "$BUILD/demos" --config small \
-    --out "$BUILD/train" --steps "$STEPS" --batch-size 32 --lr 3e-4 --seed 0 --val-every 500 \
-    --crop-scale 1.0 --jitter 0.1 --loss mse --pos-init sincos --aux-weight "$AUX"
+  demos "$BUILD/demos" "" "$EPISODES" 0
+  clone "$BUILD/train" "$BUILD/demos" --steps "$STEPS" --lr 3e-4 --seed 0 --pos-init sincos
   TRAINED=$BUILD/train
   if [ "$MORE" -gt 0 ]; then
-    [ -f "$BUILD/demos-all/dataset.json" ] || {
-      rm -rf "$BUILD/demos-all.tmp"; cp -rL "$BUILD/demos" "$BUILD/demos-all.tmp"
-      $QVLA sim collect --suite "$SUITE" --episodes "$MORE" --seed "$EPISODES" \
-        --action-noise "$NOISE" --successes-only --workers 2 --out "$BUILD/demos-all.tmp"
-      mv "$BUILD/demos-all.tmp" "$BUILD/demos-all"; }
-    [ -f "$BUILD/finetune/model.safetensors" ] || $QVLA train --dataset "$BUILD/demos-all" \
-      --init "$BUILD/train" --config small --out "$BUILD/finetune" --steps "$FT_STEPS" \
-      --batch-size 32 --lr 1.5e-4 --seed 1 --val-every 500 --crop-scale 1.0 --jitter 0.1 \
-      --loss mse --aux-weight "$AUX"
+    demos "$BUILD/demos-all" "$BUILD/demos" "$MORE" "$EPISODES"
+    clone "$BUILD/finetune" "$BUILD/demos-all" --init "$TRAINED" --steps "$FT_STEPS" \
+      --lr 1.5e-4 --seed 1
     TRAINED=$BUILD/finetune
   fi
   if [ "${MORE2:-0}" -gt 0 ]; then
@@ -61,15 +68,9 @@ train_fp() {
     # bf16 as it was first shipped, is fine-tuned on them alone.
     [ -f "$BUILD/finetune-bf16/model.safetensors" ] || \
       $QVLA export "$TRAINED" --dtype bf16 --out "$BUILD/finetune-bf16"
-    [ -f "$BUILD/demos-more/dataset.json" ] || {
-      rm -rf "$BUILD/demos-more.tmp"
-      $QVLA sim collect --suite "$SUITE" --episodes "$MORE2" --seed $((EPISODES + MORE)) \
-        --action-noise "$NOISE" --successes-only --workers 2 --out "$BUILD/demos-more.tmp"
-      mv "$BUILD/demos-more.tmp" "$BUILD/demos-more"; }
-    [ -f "$BUILD/finetune2/model.safetensors" ] || $QVLA train --dataset "$BUILD/demos-more" \
-      --init "$BUILD/finetune-bf16" --config small --out "$BUILD/finetune2" \
-      --steps "$FT2_STEPS" --batch-size 32 --lr 1.5e-4 --seed 2 --val-every 500 \
-      --crop-scale 1.0 --jitter 0.1 --loss mse --aux-weight "$AUX"
+    demos "$BUILD/demos-more" "" "$MORE2" $((EPISODES + MORE))
+    clone "$BUILD/finetune2" "$BUILD/demos-more" --init "$BUILD/finetune-bf16" \
+      --steps "$FT2_STEPS" --lr 1.5e-4 --seed 2
     TRAINED=$BUILD/finetune2
   fi
   $QVLA export "$TRAINED" --dtype bf16 --out "$FP"
