@@ -10,8 +10,9 @@
 # EPISODES) and fine-tunes the first model on all of them (qvla train --init). With MORE2 > 0
 # (Meta-World only; off by default, the shipped model has two stages), a third stage adds MORE2
 # demonstrations (the seeds after those) and fine-tunes the bf16 export of the second-stage
-# model on them alone (the README's third-stage trial is MORE2=2000). The last stage's model
-# is exported.
+# model on them alone (the README's third-stage trial is MORE2=2000). With GOAL=1 the third
+# stage's model also reads the goal's xyz, the suite's proprio values 5-7 (--proprio-dim 7;
+# its folders end in -goal). The last stage's model is exported.
 # Seeds: demos 0.., calibration 50000.. / 60000.., evaluation 100000.., demo 200000..
 # Expert episodes are recorded in 2 processes (the same data one process writes), every dataset
 # into a .tmp folder renamed when complete. Every step resumes or is skipped when its output
@@ -25,7 +26,7 @@ case "$SUITE" in
              AUX=${AUX:-1.0}; MORE=${MORE:-3000}; FT_STEPS=${FT_STEPS:-3000} ;;
   metaworld) EPISODES=${EPISODES:-400};  NOISE=${NOISE:-0.1};   STEPS=${STEPS:-4000}
              AUX=${AUX:-0.0}; MORE=${MORE:-800}; FT_STEPS=${FT_STEPS:-2500}
-             MORE2=${MORE2:-0}; FT2_STEPS=${FT2_STEPS:-3000} ;;
+             MORE2=${MORE2:-0}; FT2_STEPS=${FT2_STEPS:-3000}; GOAL=${GOAL:-0} ;;
   *) echo "unknown suite $SUITE; expected tabletop or metaworld" >&2; exit 2 ;;
 esac
 BUILD=${BUILD:-build/reference-$SUITE}
@@ -65,13 +66,17 @@ train_fp() {
   fi
   if [ "${MORE2:-0}" -gt 0 ]; then
     # Third stage: MORE2 demonstrations on the next seeds; the second-stage model, exported in
-    # bf16 as it was first shipped, is fine-tuned on them alone.
+    # bf16 as it was first shipped, is fine-tuned on them alone (GOAL=1: widened to read the
+    # goal too; its new inputs start at zero weight).
+    local tag="" wide=""
+    if [ "$GOAL" = 1 ]; then tag=-goal; wide="--proprio-dim 7"; fi
     [ -f "$BUILD/finetune-bf16/model.safetensors" ] || \
       $QVLA export "$TRAINED" --dtype bf16 --out "$BUILD/finetune-bf16"
-    demos "$BUILD/demos-more" "" "$MORE2" $((EPISODES + MORE))
-    clone "$BUILD/finetune2" "$BUILD/demos-more" --init "$BUILD/finetune-bf16" \
-      --steps "$FT2_STEPS" --lr 1.5e-4 --seed 2
-    TRAINED=$BUILD/finetune2
+    demos "$BUILD/demos-more$tag" "" "$MORE2" $((EPISODES + MORE))
+    # shellcheck disable=SC2086  # $wide is empty or two words
+    clone "$BUILD/finetune2$tag" "$BUILD/demos-more$tag" --init "$BUILD/finetune-bf16" \
+      --steps "$FT2_STEPS" --lr 1.5e-4 --seed 2 $wide
+    TRAINED=$BUILD/finetune2$tag
   fi
   $QVLA export "$TRAINED" --dtype bf16 --out "$FP"
 }

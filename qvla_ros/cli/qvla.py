@@ -31,6 +31,7 @@ def cmd_sim_collect(args) -> int:
 
 def cmd_train(args) -> int:
     """Behaviour-clone qvla-ref on a rollout dataset."""
+    from dataclasses import replace
     from qvla_ros.models.reference import CONFIGS
     from qvla_ros.models.training import train, TrainConfig
     if args.config not in CONFIGS:
@@ -40,7 +41,12 @@ def cmd_train(args) -> int:
                       save_every=args.save_every, crop_scale=args.crop_scale,
                       jitter=args.jitter, loss=args.loss, aux_weight=args.aux_weight,
                       pos_init=args.pos_init, init=args.init or '')
-    summary = train(args.dataset, CONFIGS[args.config], args.out, cfg, progress=True)
+    config = CONFIGS[args.config]
+    if args.proprio_dim is not None:
+        if args.proprio_dim < 0:
+            raise ValueError(f'--proprio-dim must be >= 0, got {args.proprio_dim}')
+        config = replace(config, proprio_dim=args.proprio_dim)
+    summary = train(args.dataset, config, args.out, cfg, progress=True)
     print(f'wrote {args.out}: {summary}')
     return 0
 
@@ -139,8 +145,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help='weight of the auxiliary colour-localization loss (0: off)')
     p.add_argument('--pos-init', default='random', choices=['random', 'sincos'],
                    help='initialisation of the vision position embeddings')
+    p.add_argument('--proprio-dim', type=int,
+                   help='proprio values the model takes (default: as the config preset); it '
+                   'reads the first ones of each sample')
     p.add_argument('--init', help='warm-start from this float qvla-ref checkpoint folder (same '
-                   'config; its action and proprio normalization are kept)')
+                   'config, except that --proprio-dim may add inputs; its action and proprio '
+                   'normalization are kept)')
     p.set_defaults(func=cmd_train)
     p = sub.add_parser('export', help='re-save an FP checkpoint in bf16 / fp16 / fp32')
     p.add_argument('checkpoint')

@@ -8,13 +8,15 @@ training from scratch: fixed 2D sine-cosine initialisation of the vision positio
 ``aux_counterfactual`` extra frames per batch read with other samples' instructions; see
 ``aux_targets``) through a training-only head. ``init`` warm-starts from a float checkpoint
 of the same config and keeps its action and proprio normalization (fine-tuning on a larger
-dataset without re-learning from scratch). Deterministic given the
+dataset without re-learning from scratch); a config that only adds proprio inputs widens it
+(``widen_proprio``: the new inputs start with zero weight, so the policy starts unchanged).
+Deterministic given the
 seed: the batch of step s is drawn from a generator seeded by (seed, s), so a run resumed from
 its last saved state (every ``save_every`` steps, written atomically, no pickle) continues
 exactly as if it had never stopped.
 """
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 import json
 import math
 import os
@@ -105,6 +107,9 @@ class ChunkDataset:
                 aux_vals.append(aux_targets.centroids(images[-1]))
                 ment = aux_targets.mention_indices(entry['instruction'])
                 mentions.append(np.broadcast_to(ment, (t, aux_targets.MENTIONS)))
+            if data['proprio'].shape[1] < config.proprio_dim:
+                raise ValueError(f'{root}: the model takes {config.proprio_dim} proprio values, '
+                                 f'the dataset has {data["proprio"].shape[1]}')
             proprio.append(data['proprio'][:, :config.proprio_dim])
             tokens.append(ids.expand(t, -1))
             masks.append(mask.expand(t, -1))
@@ -241,7 +246,7 @@ def train(root: Path, config: RefConfig, out: Path, cfg: TrainConfig,
     data = ChunkDataset(root, config, train_eps, normalizer, aux=cfg.aux_weight > 0)
     val = ChunkDataset(root, config, val_eps, normalizer) if val_eps else None
     if init is not None:  # keep its normalization: its head was fitted in those units
-        model = init.train()
+        model = widen_proprio(init, config, data.proprio).train()
     else:
         model = build_reference(config, cfg.seed, normalizer).train()
         model.proprio_mean.copy_(data.proprio.mean(0))
@@ -317,10 +322,34 @@ def _warm_start(folder: str, config: RefConfig) -> torch.nn.Module:
             isinstance(m, MixedBitLinear) for m in model.modules()):
         raise ValueError(f'--init {folder!r} must be a float qvla-ref checkpoint, got '
                          f'{type(model).__name__} (quantized checkpoints cannot be trained)')
-    if asdict(model.config) != asdict(config):
+    widened = replace(model.config, proprio_dim=config.proprio_dim)
+    if asdict(widened) != asdict(config) or model.config.proprio_dim > config.proprio_dim:
         raise ValueError(f'--init {folder!r} has config {asdict(model.config)}; training '
-                         f'asked for {asdict(config)}')
+                         f'asked for {asdict(config)} (only proprio_dim may grow)')
     return model.float()
+
+
+def widen_proprio(model: torch.nn.Module, config: RefConfig,
+                  proprio: torch.Tensor) -> torch.nn.Module:
+    """Return ``model`` taking ``config.proprio_dim`` proprio values; itself if unchanged.
+
+    The old inputs keep their weights and standardisation. The new ones get zero weight in
+    ``proprio_proj`` (so every output is what it was) and mean/std fitted on ``proprio``
+    (N, config.proprio_dim), the training samples.
+    """
+    from qvla_ros.models.reference import ReferenceVLA
+    old = model.config.proprio_dim
+    if old == config.proprio_dim:
+        return model
+    wide = ReferenceVLA(config, model.normalizer)
+    state = model.state_dict()
+    weight = torch.zeros(config.hidden, config.proprio_dim)  # (D, P_new)
+    weight[:, :old] = state['proprio_proj.weight']
+    mean, std = proprio.mean(0), proprio.std(0).clamp_min(1e-3)  # (P_new,)
+    mean[:old], std[:old] = state['proprio_mean'], state['proprio_std']
+    state.update({'proprio_proj.weight': weight, 'proprio_mean': mean, 'proprio_std': std})
+    wide.load_state_dict(state)
+    return wide
 
 
 def _aux_loss(head: torch.nn.Module, state: torch.Tensor, values: torch.Tensor,

@@ -25,7 +25,8 @@ from qvla_ros.ros import qos
 from qvla_ros.ros.conversions import rgb_to_image_fields
 from qvla_ros.ros.node_main import run_node
 
-PROPRIO_NAMES = {'tabletop': ('x', 'y', 'z', 'gripper_closed')}
+PROPRIO_NAMES = {'tabletop': ('x', 'y', 'z', 'gripper_closed'),
+                 'metaworld': ('x', 'y', 'z', 'gripper', 'goal_x', 'goal_y', 'goal_z')}
 
 
 class SimNode(Node):

@@ -2,10 +2,14 @@
 """``metaworld``: Meta-World v3 MT10 behind the same interface as the tabletop suite.
 
 Each task is a gymnasium ``Meta-World/MT1`` environment, created on first use. Observations
-are the 128 px ``corner`` camera flipped upright (that camera renders upside down) and the
-first four state values (hand xyz, gripper opening); shadows are turned off before the first
-render. Actions are 7-D ee_delta vectors (dx, dy, dz, -, -, -, gripper) in Meta-World's
-normalized units; the rotation slots are ignored. Instructions are templated from task names.
+are the 128 px ``corner`` camera flipped upright (that camera renders upside down) and seven
+state values: hand xyz, gripper opening, and the goal's xyz, which MT10's own state
+observation carries (``obs[36:39]``). The goal is a dot a few pixels wide in the image, and
+where it hangs in 3-D one corner view leaves ambiguous. A model with ``proprio_dim`` 4 reads
+the first four values only (``models.inputs.proprio_tensor``), all the suite gave until
+session 13. Shadows are turned off before the first render. Actions are 7-D ee_delta vectors
+(dx, dy, dz, -, -, -, gripper) in Meta-World's normalized units; the rotation slots are
+ignored. Instructions are templated from task names.
 The built-in scripted policies are the experts.
 
 An episode is a function of its seed alone: the seed draws the task and one of the task's
@@ -31,13 +35,14 @@ INSTRUCTIONS = {
     'window-open-v3': 'slide the window open', 'window-close-v3': 'slide the window closed'}
 IMAGE_SIZE = 128
 LAYOUT_SEED = 0  # seeds MT1's list of goal/object layouts per task
+GOAL_SLICE = slice(36, 39)  # the goal's xyz in Meta-World's 39-D state observation
 
 
 class MetaWorldEnv:
     """Meta-World MT10 with the suite interface (reset, step, observation, expert, close)."""
 
     suite = 'metaworld'
-    action_dim, proprio_dim = 7, 4
+    action_dim, proprio_dim = 7, 7
     control_hz = 80.0  # frame_skip 5 x 2.5 ms
     camera = 'corner'
 
@@ -90,9 +95,10 @@ class MetaWorldEnv:
         return self.observation(), self._success, done
 
     def observation(self) -> dict:
-        """Return {'image': uint8 (128, 128, 3) upright or None, 'proprio': float32 (4,)}."""
+        """Return {'image': uint8 (128, 128, 3) upright or None, 'proprio': float32 (7,)}."""
         image = self._env(self.task).render()[::-1].copy() if self._render else None
-        return {'image': image, 'proprio': np.asarray(self._obs[:4], np.float32)}
+        state = np.concatenate([self._obs[:4], self._obs[GOAL_SLICE]])  # hand, grip, goal
+        return {'image': image, 'proprio': state.astype(np.float32)}
 
     def task_family(self) -> str:
         """Return the current task's Meta-World name, for success by task."""

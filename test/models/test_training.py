@@ -7,6 +7,7 @@ import json
 import numpy as np
 import pytest
 from safetensors.torch import load_file
+import torch
 
 from qvla_ros.data.rollouts import DatasetInfo, RolloutWriter
 from qvla_ros.models.reference import CONFIGS
@@ -117,3 +118,53 @@ def test_warm_start_rejects_what_it_cannot_continue(dataset, tmp_path):
     with pytest.raises(ValueError, match='has config'):
         train(dataset, other, tmp_path / 'b',
               dataclasses.replace(cfg, init=str(tmp_path / 'base')))
+
+
+@pytest.fixture(scope='module')
+def wide_dataset(tmp_path_factory):
+    """Episodes with six proprio values, the last two random (a goal, say)."""
+    root = tmp_path_factory.mktemp('bc6')
+    w = RolloutWriter(root, DatasetInfo(7, 6, 10.0, ('front',)))
+    rng = np.random.default_rng(1)
+    for e in range(4):
+        proprio = rng.normal(0, 1, (6, 6)).astype(np.float32)
+        w.add_episode({'front': rng.integers(0, 255, (6, 32, 32, 3), np.uint8)}, proprio,
+                      rng.normal(0, 0.02, (6, 7)).astype(np.float32),
+                      np.arange(6, dtype=np.int64), 'go left', True, 'sim', 'expert')
+    return root
+
+
+def test_warm_start_widens_the_proprio_without_changing_the_policy(wide_dataset, tmp_path):
+    from qvla_ros.models.checkpoint import load_policy
+    from qvla_ros.models.training import widen_proprio
+    from qvla_ros.runtime.types import Observation
+    cfg = TrainConfig(steps=2, batch_size=4, warmup=1, val_every=100, val_fraction=0.25,
+                      bf16=False)
+    train(wide_dataset, TINY, tmp_path / 'base', cfg)  # reads the first 4 of 6 values
+    base = load_policy(str(tmp_path / 'base')).float().eval()
+    six = dataclasses.replace(TINY, proprio_dim=6)
+    data = torch.randn(50, 6) * 3 + 5  # (N, P) training proprio
+    wide = widen_proprio(base, six, data).eval()
+    rng = np.random.default_rng(2)
+    for _ in range(3):
+        obs = Observation({'front': rng.integers(0, 255, (32, 32, 3), np.uint8)}, 'go left',
+                          rng.normal(0, 1, 6).astype(np.float32))
+        np.testing.assert_allclose(wide.predict(obs).actions, base.predict(obs).actions,
+                                   atol=1e-6)
+    assert wide.proprio_proj.weight.shape == (TINY.hidden, 6)
+    torch.testing.assert_close(wide.proprio_mean[:4], base.proprio_mean)
+    torch.testing.assert_close(wide.proprio_mean[4:], data[:, 4:].mean(0))
+    torch.testing.assert_close(wide.proprio_std[4:], data[:, 4:].std(0))
+    warm = dataclasses.replace(cfg, init=str(tmp_path / 'base'))
+    train(wide_dataset, six, tmp_path / 'wide', warm)
+    assert json.loads((tmp_path / 'wide' / 'config.json').read_text())['config'][
+        'proprio_dim'] == 6
+    with pytest.raises(ValueError, match='only proprio_dim may grow'):
+        train(wide_dataset, TINY, tmp_path / 'narrow',
+              dataclasses.replace(cfg, init=str(tmp_path / 'wide')))
+
+
+def test_a_model_wider_than_the_dataset_proprio_is_refused(dataset, tmp_path):
+    cfg = TrainConfig(steps=1, batch_size=4, warmup=1, val_every=100, bf16=False)
+    with pytest.raises(ValueError, match='takes 6 proprio values, the dataset has 4'):
+        train(dataset, dataclasses.replace(TINY, proprio_dim=6), tmp_path / 'x', cfg)

@@ -20,10 +20,13 @@ def test_experts_succeed_through_the_wrapper():
         for task in env.tasks:
             obs, text = env.reset(1, task)
             assert text == INSTRUCTIONS[task]
-            assert obs['image'].shape == (128, 128, 3) and obs['proprio'].shape == (4,)
+            assert obs['image'].shape == (128, 128, 3) and obs['proprio'].shape == (7,)
+            goal = obs['proprio'][4:].copy()  # hand xyz, gripper, then the goal's xyz
+            np.testing.assert_array_equal(goal, env._obs[36:39].astype(np.float32))
             expert, done = env.expert(), False
             while not done:
                 obs, success, done = env.step(expert.act())
+                np.testing.assert_array_equal(obs['proprio'][4:], goal)
             assert success, task
         with pytest.raises(ValueError, match='7 finite numbers'):
             env.step(np.zeros(4))
