@@ -10,10 +10,9 @@ training from scratch: fixed 2D sine-cosine initialisation of the vision positio
 of the same config and keeps its action and proprio normalization (fine-tuning on a larger
 dataset without re-learning from scratch); a config that only adds proprio inputs widens it
 (``widen_proprio``: the new inputs start with zero weight, so the policy starts unchanged).
-Deterministic given the
-seed: the batch of step s is drawn from a generator seeded by (seed, s), so a run resumed from
-its last saved state (every ``save_every`` steps, written atomically, no pickle) continues
-exactly as if it had never stopped.
+Deterministic given the seed: the batch of step s is drawn from a generator seeded by
+(seed, s), so a run resumed from its last saved state (every ``save_every`` steps, written
+atomically, no pickle) continues exactly as if it had never stopped.
 """
 
 from dataclasses import asdict, dataclass, replace
