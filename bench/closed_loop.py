@@ -131,12 +131,28 @@ def run_cell(args, calib: Calibration, fp_params: int, method: str, bits: float,
 
 
 def fp_row(args, episodes: int) -> dict:
-    """Evaluate the FP reference."""
+    """Evaluate the FP reference; ``solved_seeds`` lists the seeds it solved."""
     res = evaluate(EvalConfig(args.checkpoint, args.suite, tuple(
         range(args.seed0, args.seed0 + episodes)), args.execute_steps), workers=args.workers)
+    solved = sorted(e['seed'] for e in res['per_episode'] if e['success'])
     return {'method': 'fp', 'target_bits': 16, 'act_bits': None, 'tag': '',
-            'real_bits_per_param': 16.0, **{k: res[k] for k in (
+            'real_bits_per_param': 16.0, 'seed0': args.seed0, 'solved_seeds': solved,
+            **{k: res[k] for k in (
                 'episodes', 'successes', 'success_rate', 'wilson95', 'policy_latency_ms')}}
+
+
+def fp_successes_on(fp: dict, episodes: int) -> float:
+    """Return FP's successes on a cell's seeds (its first ``episodes``), or, for files that
+    predate per-seed FP records, FP's rate scaled to ``episodes``."""
+    if 'solved_seeds' not in fp or episodes > fp['episodes']:
+        return fp['success_rate'] * episodes
+    return sum(1 for s in fp['solved_seeds'] if s < fp['seed0'] + episodes)
+
+
+def percent_of_fp(row: dict, fp: dict) -> float:
+    """Return the row's successes as a percentage of FP's on the same seeds (0 if FP has none)."""
+    ref = fp_successes_on(fp, row['episodes'])
+    return 100.0 * row['successes'] / ref if ref else 0.0
 
 
 def cells(args):
@@ -157,13 +173,18 @@ def cells(args):
 
 def markdown(rows, fp) -> str:
     """Return the markdown table of the rows."""
-    out = ['| method | budget | real bits/param | success | Wilson 95 % | % of FP | '
-           'mean / final dev. | latency ms |', '|---|---|---|---|---|---|---|---|']
+    same = 'solved_seeds' in fp
+    out = ['| method | budget | real bits/param | success | Wilson 95 % | '
+           + ('FP on these seeds | % of FP' if same else '% of FP')
+           + ' | mean / final dev. | latency ms |',
+           '|---|---|---|---|---|---|---|---|' + ('---|' if same else '')]
     ordered = sorted(rows, key=lambda r: (bool(r.get('tag')), -r['target_bits'],
                                           r.get('act_bits') or 0))  # stable: run order
     for r in [fp] + ordered:
         lo, hi = r['wilson95']
-        rel = 100 * r['success_rate'] / fp['success_rate'] if fp['success_rate'] else 0.0
+        rel = f'{percent_of_fp(r, fp):.0f} %'
+        if same:
+            rel = f'{fp_successes_on(fp, r["episodes"]):.0f}/{r["episodes"]} | {rel}'
         dev = (f'{r["mean_deviation"]:.4f} / {r["final_step_deviation"]:.4f}'
                if r.get('mean_deviation') is not None else '-')
         name = r['method'] + (f' ({r["tag"]})' if r.get('tag') else '')
@@ -171,7 +192,7 @@ def markdown(rows, fp) -> str:
             f'A{r["act_bits"]}' if r.get('act_bits') else '')
         out.append(f'| {name} | {budget} | {r["real_bits_per_param"]:.2f} | '
                    f'{r["successes"]}/{r["episodes"]} | {100 * lo:.0f}-{100 * hi:.0f} % | '
-                   f'{rel:.0f} % | {dev} | {r["policy_latency_ms"]:.1f} |')
+                   f'{rel} | {dev} | {r["policy_latency_ms"]:.1f} |')
     return '\n'.join(out) + '\n'
 
 
@@ -245,6 +266,9 @@ def main() -> None:
     cache = {cell_key(r['method'], r['target_bits'], r['act_bits'], r.get('tag', '')): r
              for r in done.get('rows', [])}
     fp = done.get('fp') or fp_row(args, args.headline_episodes)
+    if fp.get('seed0', args.seed0) != args.seed0:
+        raise SystemExit(f'{out} holds cells evaluated from seed {fp["seed0"]}; this run starts '
+                         f'at {args.seed0}. Pass --fresh or --name NAME')
     write_json(out, {**done, 'fp': fp, 'rows': done.get('rows', [])})
     fp_policy = load_policy(args.checkpoint)
     fp_params = sum(m.weight.numel() for m in fp_policy.quantizable_layers().values())

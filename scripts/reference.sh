@@ -8,11 +8,12 @@
 # -> QVLA 4-bit packed checkpoint (QVLA allocation, GPTQ rounding within each row's width).
 # With MORE > 0 (both suites), a second stage adds MORE demonstrations (seeds after the first
 # EPISODES) and fine-tunes the first model on all of them (qvla train --init). With MORE2 > 0
-# (Meta-World only; off by default, the shipped model has two stages), a third stage adds MORE2
-# demonstrations (the seeds after those) and fine-tunes the bf16 export of the second-stage
-# model on them alone (the README's third-stage trial is MORE2=2000). With GOAL=1 the third
-# stage's model also reads the goal's xyz, the suite's proprio values 5-7 (--proprio-dim 7;
-# its folders end in -goal). The last stage's model is exported.
+# (Meta-World only; default 2000, as shipped), a third stage adds MORE2 demonstrations (the
+# seeds after those) and fine-tunes the bf16 export of the second-stage model on them alone.
+# With GOAL=1 (the default) the third stage's model also reads the goal's xyz, the suite's
+# proprio values 5-7 (--proprio-dim 7; its folders end in -goal); GOAL=0 MORE2=2000 is the
+# README's third-stage trial and MORE2=0 the two-stage model shipped until 2026-11-28. The last
+# stage's model is exported.
 # Seeds: demos 0.., calibration 50000.. / 60000.., evaluation 100000.., demo 200000..
 # Expert episodes are recorded in 2 processes (the same data one process writes), every dataset
 # into a .tmp folder renamed when complete. Every step resumes or is skipped when its output
@@ -26,7 +27,7 @@ case "$SUITE" in
              AUX=${AUX:-1.0}; MORE=${MORE:-3000}; FT_STEPS=${FT_STEPS:-3000} ;;
   metaworld) EPISODES=${EPISODES:-400};  NOISE=${NOISE:-0.1};   STEPS=${STEPS:-4000}
              AUX=${AUX:-0.0}; MORE=${MORE:-800}; FT_STEPS=${FT_STEPS:-2500}
-             MORE2=${MORE2:-0}; FT2_STEPS=${FT2_STEPS:-3000}; GOAL=${GOAL:-0} ;;
+             MORE2=${MORE2:-2000}; FT2_STEPS=${FT2_STEPS:-3000}; GOAL=${GOAL:-1} ;;
   *) echo "unknown suite $SUITE; expected tabletop or metaworld" >&2; exit 2 ;;
 esac
 BUILD=${BUILD:-build/reference-$SUITE}

@@ -9,7 +9,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 import pytest  # noqa: E402
 
 from bench.closed_loop import (cell_key, check_same_schedule, check_same_weights,  # noqa: E402
-                               OLD_EXECUTE_STEPS, retag_stale, SAMPLING, weights_digest)
+                               fp_successes_on, markdown, OLD_EXECUTE_STEPS, percent_of_fp,
+                               retag_stale, SAMPLING, weights_digest)
 
 
 def _row(method, **extra):
@@ -57,3 +58,32 @@ def test_cells_of_another_chunk_schedule_are_refused(tmp_path):
         check_same_schedule({'checkpoint_sha256': 'a'}, 8, out)
     with pytest.raises(SystemExit, match='--fresh'):
         check_same_schedule({'execute_steps': 8}, 2, out)
+
+
+def test_percent_of_fp_compares_on_the_cells_own_seeds():
+    fp = {'method': 'fp', 'episodes': 100, 'successes': 40, 'success_rate': 0.4,
+          'seed0': 1000, 'solved_seeds': [1000, 1003] + list(range(1030, 1068))}
+    assert fp_successes_on(fp, 30) == 2 and fp_successes_on(fp, 100) == 40
+    assert percent_of_fp({'episodes': 30, 'successes': 3}, fp) == pytest.approx(150.0)
+    assert percent_of_fp({'episodes': 100, 'successes': 38}, fp) == pytest.approx(95.0)
+    assert percent_of_fp({'episodes': 3, 'successes': 1}, fp) == pytest.approx(100.0)
+    assert fp_successes_on(fp, 200) == pytest.approx(80.0)  # beyond FP's seeds: its rate
+    assert percent_of_fp({'episodes': 2, 'successes': 0}, {**fp, 'solved_seeds': []}) == 0.0
+    old = {k: v for k, v in fp.items() if k != 'solved_seeds'}  # a file from before the record
+    assert percent_of_fp({'episodes': 30, 'successes': 3}, old) == pytest.approx(25.0)
+
+
+def test_the_table_shows_fp_on_each_cells_seeds_when_recorded():
+    fp = {'method': 'fp', 'target_bits': 16, 'act_bits': None, 'real_bits_per_param': 16.0,
+          'episodes': 4, 'successes': 2, 'success_rate': 0.5, 'wilson95': [0.1, 0.9],
+          'policy_latency_ms': 1.0, 'seed0': 0, 'solved_seeds': [0, 3]}
+    row = {**fp, 'method': 'rtn', 'target_bits': 4.0, 'episodes': 2, 'successes': 1,
+           'success_rate': 0.5, 'mean_deviation': 0.1, 'final_step_deviation': 0.2}
+    del row['solved_seeds']
+    lines = markdown([row], fp).splitlines()
+    assert 'FP on these seeds' in lines[0] and lines[1].count('|') == lines[0].count('|')
+    assert lines[3].startswith('| rtn | W4 | 16.00 | 1/2 | 10-90 % | 1/2 | 100 % |')
+    assert lines[2].startswith('| fp | fp | 16.00 | 2/4 | 10-90 % | 2/4 | 100 % |')
+    old = {k: v for k, v in fp.items() if k != 'solved_seeds'}
+    last = markdown([row], old).splitlines()[-1]
+    assert last.startswith('| rtn | W4 | 16.00 | 1/2 | 10-90 % | 100 % |')
