@@ -24,7 +24,10 @@ cd "$(dirname "$0")/.."
 SUITE=${1:?usage: scripts/reference.sh tabletop|metaworld}
 case "$SUITE" in
   tabletop)  EPISODES=${EPISODES:-1000}; NOISE=${NOISE:-0.005}; STEPS=${STEPS:-4000}
-             AUX=${AUX:-1.0}; MORE=${MORE:-3000}; FT_STEPS=${FT_STEPS:-3000} ;;
+             AUX=${AUX:-1.0}; MORE=${MORE:-3000}; FT_STEPS=${FT_STEPS:-3000}
+             if [ "${MORE2:-0}" != 0 ] || [ -n "${GOAL:-}" ]; then
+               echo "MORE2 and GOAL are Meta-World only; unset them for tabletop" >&2; exit 2
+             fi ;;
   metaworld) EPISODES=${EPISODES:-400};  NOISE=${NOISE:-0.1};   STEPS=${STEPS:-4000}
              AUX=${AUX:-0.0}; MORE=${MORE:-800}; FT_STEPS=${FT_STEPS:-2500}
              MORE2=${MORE2:-2000}; FT2_STEPS=${FT2_STEPS:-3000}; GOAL=${GOAL:-1} ;;
