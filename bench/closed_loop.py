@@ -137,8 +137,25 @@ def fp_row(args, episodes: int) -> dict:
     solved = sorted(e['seed'] for e in res['per_episode'] if e['success'])
     return {'method': 'fp', 'target_bits': 16, 'act_bits': None, 'tag': '',
             'real_bits_per_param': 16.0, 'seed0': args.seed0, 'solved_seeds': solved,
-            **{k: res[k] for k in (
+            'device': device_name(), 'commit': git_commit(), **{k: res[k] for k in (
                 'episodes', 'successes', 'success_rate', 'wilson95', 'policy_latency_ms')}}
+
+
+def refreshed_fp(old: dict, new: dict, old_meta: dict, seed0: int, out: Path) -> dict:
+    """Return the re-evaluated FP row ``new``, recording what ``old`` measured.
+
+    Refused when the file's cells started from another seed than ``seed0``: the per-seed
+    comparison would then pair different episodes.
+    """
+    cells_seed0 = (old_meta.get('eval_seeds') or [None])[0]
+    if cells_seed0 is not None and cells_seed0 != seed0:
+        raise SystemExit(f'{out} holds cells evaluated from seed {cells_seed0}; refreshing FP '
+                         f'from seed {seed0} would compare other episodes. Pass --seed0 '
+                         f'{cells_seed0}')
+    if not old:
+        return new
+    return {**new, 'previous': {k: old.get(k) for k in (
+        'episodes', 'successes', 'device', 'commit')}}
 
 
 def fp_successes_on(fp: dict, episodes: int) -> float:
@@ -250,6 +267,9 @@ def main() -> None:
     p.add_argument('--name', default='',
                    help='results file suffix: closed_loop_<suite>[_<name>] (e.g. dev seeds)')
     p.add_argument('--fresh', action='store_true')
+    p.add_argument('--refresh-fp', action='store_true',
+                   help='re-evaluate the FP row and keep the cached cells (records the seeds '
+                        'FP solved in files written before they were)')
     args = p.parse_args()
     args.budgets = [float(b) for b in args.budgets.split(',')]
     args.methods = args.methods.split(',')
@@ -265,7 +285,10 @@ def main() -> None:
     done['rows'] = [retag_stale(r, args.max_prune_fraction) for r in done.get('rows', [])]
     cache = {cell_key(r['method'], r['target_bits'], r['act_bits'], r.get('tag', '')): r
              for r in done.get('rows', [])}
-    fp = done.get('fp') or fp_row(args, args.headline_episodes)
+    fp = done.get('fp')
+    if fp is None or args.refresh_fp:
+        fp = refreshed_fp(fp, fp_row(args, args.headline_episodes), done.get('meta', {}),
+                          args.seed0, out)
     if fp.get('seed0', args.seed0) != args.seed0:
         raise SystemExit(f'{out} holds cells evaluated from seed {fp["seed0"]}; this run starts '
                          f'at {args.seed0}. Pass --fresh or --name NAME')
@@ -277,15 +300,18 @@ def main() -> None:
     commands = list(old_meta.get('commands') or (
         [old_meta['command']] if old_meta.get('command') else []))
     commands.append(' '.join(sys.argv))  # every run whose rows the file holds, in order
-    meta = {'suite': args.suite, 'checkpoint': args.checkpoint,
+    rows = list(cache.values())
+    # device and commit are those of the last run that evaluated cells (FP records its own)
+    meta = {**old_meta, 'suite': args.suite, 'checkpoint': args.checkpoint,
             'checkpoint_sha256': digest or old_meta.get('checkpoint_sha256'),
-            'device': device_name(),
-            'commit': git_commit(), 'command': ' '.join(sys.argv), 'commands': commands,
-            'quantized_params': fp_params, 'eval_seeds': [args.seed0, None],
+            'device': old_meta.get('device') or device_name(),
+            'commit': old_meta.get('commit') or git_commit(), 'command': ' '.join(sys.argv),
+            'commands': commands, 'quantized_params': fp_params,
+            'eval_seeds': [args.seed0, args.seed0 + max(
+                [r['episodes'] for r in rows] or [fp['episodes']])],
             'execute_steps': args.execute_steps,
             'not_run': {'qvla-exact': 'exact sensitivity for all rows x 4 widths needs ~10^5 '
                         'perturbed forwards of the calibration batch: hours on 2 CPU cores'}}
-    rows = list(cache.values())
     for method, bits, act, n, refine, tag, samples in cells(args):
         key = cell_key(method, bits, act, tag)
         if key in cache:
@@ -298,6 +324,7 @@ def main() -> None:
         rows.append(row)
         cache[key] = row
         meta['eval_seeds'][1] = args.seed0 + max(r['episodes'] for r in rows)
+        meta['device'], meta['commit'] = device_name(), git_commit()
         seconds = dict(old_meta.get('calibration_seconds', {}))
         for k, c in calibs.items():  # keep timings of cells cached from earlier runs
             seconds[str(k)] = {**seconds.get(str(k), {}), **c.seconds}

@@ -133,9 +133,13 @@ def main() -> int:
         data = json.loads(path.with_suffix('.json').read_text())
         runs = data['meta'].get('commands') or [data['meta']['command']]
         steps = recorded_schedule(data['meta'])
+        fp = data['fp']
+        refreshed = (f'; the FP row re-evaluated at commit {fp["commit"]} on {fp["device"]}, '
+                     f'which before measured {fp["previous"]["successes"]}/'
+                     f'{fp["previous"]["episodes"]}' if fp.get('previous') else '')
         print(f'\nClosed loop, `{path.name}` ({data["meta"]["device"]}; {steps} actions '
               'executed per chunk), rows from ' + ', then '.join(f'`{c}`' for c in runs)
-              + ':\n')
+              + refreshed + ':\n')
         print(path.read_text())
     return 0
 

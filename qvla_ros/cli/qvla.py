@@ -22,7 +22,8 @@ def cmd_sim_collect(args) -> int:
     keep = (lambda success: success) if args.successes_only else None
     summary = collect(args.suite, args.episodes, args.out, args.seed, progress=True,
                       keep=keep, action_noise=args.action_noise, policy=args.policy,
-                      execute_steps=args.execute_steps, workers=args.workers)
+                      execute_steps=args.execute_steps, workers=args.workers,
+                      expert_labels=args.expert_labels)
     who = 'policy' if args.policy else 'expert'
     print(f'wrote {summary["written"]} episodes to {args.out}; {who} success '
           f'{summary["successes"]}/{summary["episodes"]}')
@@ -202,6 +203,9 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument('--policy', help='record this policy (checkpoint) instead of the expert')
     c.add_argument('--execute-steps', type=int, default=EXECUTE_STEPS,
                    help='--policy: actions run from each chunk before replanning')
+    c.add_argument('--expert-labels', action='store_true',
+                   help='--policy: record the expert action at each state the policy visits '
+                        '(DAgger); each episode keeps the success of the policy')
     c.add_argument('--workers', type=int, default=1,
                    help='processes, each recording a contiguous range of seeds')
     c.add_argument('--out', required=True)

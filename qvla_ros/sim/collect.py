@@ -46,12 +46,16 @@ class PolicyActor:
 def collect(suite: str, episodes: int, out: Path, seed: int = 0, progress: bool = False,
             keep: Optional[Callable[[bool], bool]] = None, action_noise: float = 0.0,
             policy: Optional[str] = None, execute_steps: int = EXECUTE_STEPS,
-            workers: int = 1) -> dict:
+            workers: int = 1, expert_labels: bool = False) -> dict:
     """Record ``episodes`` episodes with seeds seed, seed+1, ...; return a summary.
 
     The scripted expert acts unless ``policy`` (a model spec or checkpoint folder) is given;
     then that policy's executed actions are recorded (calibration data from FP rollouts), with
     ``execute_steps`` actions of each chunk run before replanning, as the evaluator runs them.
+    With ``expert_labels`` the policy still acts, but the dataset records the expert's action
+    at every state the policy visits (DAgger): labels that show the policy how to recover from
+    its own mistakes. Meta-World's scripted experts are functions of the state; the tabletop
+    expert plans its waypoints at reset and follows them from wherever the hand is.
     ``keep(success)`` filters episodes (default: keep all, failures flagged in the index).
     ``action_noise`` > 0 adds Gaussian noise of that standard deviation (action units) to every
     executed dimension but the gripper, while the dataset records the expert's clean action: the
@@ -67,9 +71,12 @@ def collect(suite: str, episodes: int, out: Path, seed: int = 0, progress: bool 
         raise ValueError(f'execute_steps must be >= 1, got {execute_steps}')
     if workers < 1:
         raise ValueError(f'workers must be >= 1, got {workers}')
+    if expert_labels and policy is None:
+        raise ValueError("expert_labels relabels a policy's rollouts: give the policy too")
     if workers > 1 and episodes > 1:
         return _collect_parallel(suite, episodes, Path(out), seed, progress, keep,
-                                 (action_noise, policy, execute_steps), workers)
+                                 (action_noise, policy, execute_steps, expert_labels),
+                                 workers)
     model = None
     if policy is not None:  # load torch models before the renderer's EGL context (segfault)
         from qvla_ros.models.checkpoint import load_policy
@@ -81,7 +88,8 @@ def collect(suite: str, episodes: int, out: Path, seed: int = 0, progress: bool 
     try:
         for i in tqdm(range(episodes), desc=f'collect {suite}', disable=not progress):
             obs, text = env.reset(seed + i)
-            actor = env.expert() if model is None else PolicyActor(model, env, text, execute_steps)
+            expert = env.expert() if model is None or expert_labels else None
+            actor = expert if model is None else PolicyActor(model, env, text, execute_steps)
             rng = np.random.default_rng((seed + i, 7))
             images, proprio, actions = [], [], []
             done, success = False, False
@@ -89,7 +97,7 @@ def collect(suite: str, episodes: int, out: Path, seed: int = 0, progress: bool 
                 action = actor.act() if model is None else actor.act(obs)
                 images.append(obs['image'])
                 proprio.append(obs['proprio'])
-                actions.append(action)
+                actions.append(expert.act() if model is not None and expert else action)
                 executed = action.copy()
                 if action_noise > 0:
                     executed[:-1] += rng.normal(0.0, action_noise, executed.size - 1)
@@ -101,7 +109,7 @@ def collect(suite: str, episodes: int, out: Path, seed: int = 0, progress: bool 
             writer.add_episode({env.camera: np.stack(images)}, np.stack(proprio),
                                np.stack(actions), np.arange(t, dtype=np.int64)
                                * int(1e9 / env.control_hz), text, bool(success), 'sim',
-                               'expert' if model is None else 'fp')
+                               'expert' if expert is not None else 'fp')
             written += 1
     finally:
         env.close()
@@ -110,12 +118,12 @@ def collect(suite: str, episodes: int, out: Path, seed: int = 0, progress: bool 
 
 def _collect_part(job: tuple) -> dict:
     """Worker: record one contiguous seed range into its own dataset folder (keeps all)."""
-    suite, count, part, seed, progress, (action_noise, policy, execute_steps) = job
+    suite, count, part, seed, progress, (action_noise, policy, execute_steps, labels) = job
     if policy is not None:  # the expert needs no torch: do not import it for nothing
         import torch
         torch.set_num_threads(1)
     return collect(suite, count, part, seed, progress, action_noise=action_noise,
-                   policy=policy, execute_steps=execute_steps)
+                   policy=policy, execute_steps=execute_steps, expert_labels=labels)
 
 
 def _collect_parallel(suite: str, episodes: int, out: Path, seed: int, progress: bool,

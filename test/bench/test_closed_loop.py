@@ -10,7 +10,7 @@ import pytest  # noqa: E402
 
 from bench.closed_loop import (cell_key, check_same_schedule, check_same_weights,  # noqa: E402
                                fp_successes_on, markdown, OLD_EXECUTE_STEPS, percent_of_fp,
-                               retag_stale, SAMPLING, weights_digest)
+                               refreshed_fp, retag_stale, SAMPLING, weights_digest)
 
 
 def _row(method, **extra):
@@ -87,3 +87,16 @@ def test_the_table_shows_fp_on_each_cells_seeds_when_recorded():
     old = {k: v for k, v in fp.items() if k != 'solved_seeds'}
     last = markdown([row], old).splitlines()[-1]
     assert last.startswith('| rtn | W4 | 16.00 | 1/2 | 10-90 % | 100 % |')
+
+
+def test_a_refreshed_fp_row_records_the_old_one_and_must_use_the_cells_seeds(tmp_path):
+    old = {'method': 'fp', 'episodes': 100, 'successes': 91, 'success_rate': 0.91}
+    new = {'method': 'fp', 'episodes': 100, 'successes': 90, 'seed0': 7, 'solved_seeds': [7],
+           'device': 'cpu b', 'commit': 'abc'}
+    meta = {'eval_seeds': [7, 107], 'device': 'cpu a'}
+    row = refreshed_fp(old, new, meta, 7, tmp_path / 'r.json')
+    assert row['successes'] == 90 and row['solved_seeds'] == [7]
+    assert row['previous'] == {'episodes': 100, 'successes': 91, 'device': None, 'commit': None}
+    assert refreshed_fp(None, new, {}, 7, tmp_path / 'r.json') == new  # a new file
+    with pytest.raises(SystemExit, match='cells evaluated from seed 7.*Pass --seed0 7'):
+        refreshed_fp(old, {**new, 'seed0': 8}, meta, 8, tmp_path / 'r.json')

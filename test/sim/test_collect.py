@@ -48,3 +48,21 @@ def test_collect_cli_workers_and_bad_input(tmp_path, capsys):
     RolloutWriter(other, DatasetInfo(3, 0, 10.0, ('wrist',)))
     with pytest.raises(ValueError, match='holds a dataset with'):
         append_datasets([other], out)
+
+
+def test_expert_labels_record_the_expert_on_the_policys_states(tmp_path):
+    kw = dict(seed=31, policy='toy', execute_steps=4)
+    collect('tabletop', 2, tmp_path / 'fp', **kw)
+    collect('tabletop', 2, tmp_path / 'dagger', expert_labels=True, **kw)
+    collect('tabletop', 2, tmp_path / 'expert', seed=31)
+    fp, dagger, expert = (_contents(tmp_path / n) for n in ('fp', 'dagger', 'expert'))
+    for (ef, df), (ed, dd), (_, dx) in zip(fp, dagger, expert):
+        assert ef['policy'] == 'fp' and ed['policy'] == 'expert'
+        np.testing.assert_array_equal(df['proprio'], dd['proprio'])  # the policy drove both
+        assert not np.allclose(df['action'], dd['action'])
+        np.testing.assert_array_equal(dd['action'][0], dx['action'][0])  # same first state
+    with pytest.raises(ValueError, match='give the policy too'):
+        collect('tabletop', 1, tmp_path / 'x', expert_labels=True)
+    assert qvla(['sim', 'collect', '--episodes', '1', '--policy', 'toy', '--expert-labels',
+                 '--out', str(tmp_path / 'cli')]) == 0
+    assert episodes(tmp_path / 'cli')[0]['policy'] == 'expert'
