@@ -158,6 +158,11 @@ def refreshed_fp(old: dict, new: dict, old_meta: dict, seed0: int, out: Path) ->
         'episodes', 'successes', 'device', 'commit')}}
 
 
+def seed_span(seed0: int, rows, fp: dict) -> list:
+    """Return [first, last + 1] of the seeds the file's rows (or, with none, FP) ran on."""
+    return [seed0, seed0 + max([r['episodes'] for r in rows] or [fp['episodes']])]
+
+
 def fp_successes_on(fp: dict, episodes: int) -> float:
     """Return FP's successes on a cell's seeds (its first ``episodes``), or, for files that
     predate per-seed FP records, FP's rate scaled to ``episodes``."""
@@ -307,8 +312,7 @@ def main() -> None:
             'device': old_meta.get('device') or device_name(),
             'commit': old_meta.get('commit') or git_commit(), 'command': ' '.join(sys.argv),
             'commands': commands, 'quantized_params': fp_params,
-            'eval_seeds': [args.seed0, args.seed0 + max(
-                [r['episodes'] for r in rows] or [fp['episodes']])],
+            'eval_seeds': seed_span(args.seed0, rows, fp),
             'execute_steps': args.execute_steps,
             'not_run': {'qvla-exact': 'exact sensitivity for all rows x 4 widths needs ~10^5 '
                         'perturbed forwards of the calibration batch: hours on 2 CPU cores'}}
@@ -323,7 +327,7 @@ def main() -> None:
         row['calibration_samples'] = samples
         rows.append(row)
         cache[key] = row
-        meta['eval_seeds'][1] = args.seed0 + max(r['episodes'] for r in rows)
+        meta['eval_seeds'] = seed_span(args.seed0, rows, fp)
         meta['device'], meta['commit'] = device_name(), git_commit()
         seconds = dict(old_meta.get('calibration_seconds', {}))
         for k, c in calibs.items():  # keep timings of cells cached from earlier runs

@@ -90,6 +90,7 @@ def collect(suite: str, episodes: int, out: Path, seed: int = 0, progress: bool 
             obs, text = env.reset(seed + i)
             expert = env.expert() if model is None or expert_labels else None
             actor = expert if model is None else PolicyActor(model, env, text, execute_steps)
+            relabel = expert is not None and actor is not expert  # DAgger: policy acts
             rng = np.random.default_rng((seed + i, 7))
             images, proprio, actions = [], [], []
             done, success = False, False
@@ -97,7 +98,7 @@ def collect(suite: str, episodes: int, out: Path, seed: int = 0, progress: bool 
                 action = actor.act() if model is None else actor.act(obs)
                 images.append(obs['image'])
                 proprio.append(obs['proprio'])
-                actions.append(expert.act() if model is not None and expert else action)
+                actions.append(expert.act() if relabel else action)
                 executed = action.copy()
                 if action_noise > 0:
                     executed[:-1] += rng.normal(0.0, action_noise, executed.size - 1)
