@@ -41,7 +41,8 @@ def cmd_train(args) -> int:
                       seed=args.seed, bf16=not args.fp32, val_every=args.val_every,
                       save_every=args.save_every, crop_scale=args.crop_scale,
                       jitter=args.jitter, loss=args.loss, aux_weight=args.aux_weight,
-                      pos_init=args.pos_init, init=args.init or '')
+                      pos_init=args.pos_init, init=args.init or '',
+                      widen_init=args.widen_init)
     config = CONFIGS[args.config]
     if args.proprio_dim is not None:
         if args.proprio_dim < 0:
@@ -152,6 +153,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument('--init', help='warm-start from this float qvla-ref checkpoint folder (same '
                    'config, except that --proprio-dim may add inputs; its action and proprio '
                    'normalization are kept)')
+    p.add_argument('--widen-init', default='zero', choices=['zero', 'matched'],
+                   help='weights of the proprio inputs --proprio-dim adds to an --init model: '
+                   'zero (the policy starts unchanged) or matched (random, at the scale of the '
+                   'old inputs\' weights)')
     p.set_defaults(func=cmd_train)
     p = sub.add_parser('export', help='re-save an FP checkpoint in bf16 / fp16 / fp32')
     p.add_argument('checkpoint')

@@ -40,6 +40,10 @@ STATE = 'train_state'
 # fitted them; the shipped recipes use 'mse'. Validation always reports L1.
 LOSSES = {'l1': F.l1_loss, 'mse': F.mse_loss}
 POS_INITS = ('random', 'sincos')
+# How a warm start's added proprio inputs are initialised: 'zero' keeps the policy's outputs
+# unchanged at step 0; 'matched' draws them at the scale of the old inputs' weights, so the
+# new values reach the backbone as strongly as the old ones from the first step.
+WIDEN_INITS = ('zero', 'matched')
 
 
 @dataclass(frozen=True)
@@ -63,6 +67,7 @@ class TrainConfig:
     aux_counterfactual: int = 16
     pos_init: str = 'random'
     init: str = ''  # float checkpoint folder to warm-start from ('' = from scratch)
+    widen_init: str = 'zero'  # WIDEN_INITS: weights of proprio inputs a warm start adds
     version: int = 1
 
     def __post_init__(self):
@@ -80,6 +85,9 @@ class TrainConfig:
                              f' with crop_scale {self.crop_scale}')
         if not 0.0 <= self.val_fraction < 1.0:
             raise ValueError(f'val_fraction must be in [0, 1), got {self.val_fraction}')
+        if self.widen_init not in WIDEN_INITS:
+            raise ValueError(f'widen_init must be one of {WIDEN_INITS}, got '
+                             f'{self.widen_init!r}')
         if self.init and self.pos_init != 'random':
             raise ValueError(f'pos_init {self.pos_init!r} initialises from scratch; a warm '
                              f'start from {self.init!r} keeps its position embeddings')
@@ -245,7 +253,7 @@ def train(root: Path, config: RefConfig, out: Path, cfg: TrainConfig,
     data = ChunkDataset(root, config, train_eps, normalizer, aux=cfg.aux_weight > 0)
     val = ChunkDataset(root, config, val_eps, normalizer) if val_eps else None
     if init is not None:  # keep its normalization: its head was fitted in those units
-        model = widen_proprio(init, config, data.proprio).train()
+        model = widen_proprio(init, config, data.proprio, cfg.widen_init, cfg.seed).train()
     else:
         model = build_reference(config, cfg.seed, normalizer).train()
         model.proprio_mean.copy_(data.proprio.mean(0))
@@ -328,13 +336,14 @@ def _warm_start(folder: str, config: RefConfig) -> torch.nn.Module:
     return model.float()
 
 
-def widen_proprio(model: torch.nn.Module, config: RefConfig,
-                  proprio: torch.Tensor) -> torch.nn.Module:
+def widen_proprio(model: torch.nn.Module, config: RefConfig, proprio: torch.Tensor,
+                  init: str = 'zero', seed: int = 0) -> torch.nn.Module:
     """Return ``model`` taking ``config.proprio_dim`` proprio values; itself if unchanged.
 
-    The old inputs keep their weights and standardisation. The new ones get zero weight in
-    ``proprio_proj`` (so every output is what it was) and mean/std fitted on ``proprio``
-    (N, config.proprio_dim), the training samples.
+    The old inputs keep their weights and standardisation. The new ones get mean/std fitted
+    on ``proprio`` (N, config.proprio_dim), the training samples, and weights in
+    ``proprio_proj`` by ``init``: 'zero' (every output is what it was) or 'matched' (normal,
+    seeded by ``seed``, with the standard deviation of the old inputs' weights).
     """
     from qvla_ros.models.reference import ReferenceVLA
     old = model.config.proprio_dim
@@ -342,8 +351,15 @@ def widen_proprio(model: torch.nn.Module, config: RefConfig,
         return model
     wide = ReferenceVLA(config, model.normalizer)
     state = model.state_dict()
+    if init not in WIDEN_INITS:
+        raise ValueError(f'init must be one of {WIDEN_INITS}, got {init!r}')
     weight = torch.zeros(config.hidden, config.proprio_dim)  # (D, P_new)
     weight[:, :old] = state['proprio_proj.weight']
+    if init == 'matched':
+        gen = torch.Generator().manual_seed(seed)
+        scale = weight[:, :old].float().std()
+        weight[:, old:] = torch.randn(config.hidden, config.proprio_dim - old,
+                                      generator=gen) * scale
     mean, std = proprio.mean(0), proprio.std(0).clamp_min(1e-3)  # (P_new,)
     mean[:old], std[:old] = state['proprio_mean'], state['proprio_std']
     state.update({'proprio_proj.weight': weight, 'proprio_mean': mean, 'proprio_std': std})

@@ -164,6 +164,37 @@ def test_warm_start_widens_the_proprio_without_changing_the_policy(wide_dataset,
               dataclasses.replace(cfg, init=str(tmp_path / 'wide')))
 
 
+def test_matched_widening_gives_the_new_inputs_weights_at_the_old_inputs_scale(
+        wide_dataset, tmp_path):
+    from qvla_ros.models.checkpoint import load_policy
+    from qvla_ros.models.training import widen_proprio
+    cfg = TrainConfig(steps=2, batch_size=4, warmup=1, val_every=100, val_fraction=0.25,
+                      bf16=False)
+    train(wide_dataset, TINY, tmp_path / 'base', cfg)
+    base = load_policy(str(tmp_path / 'base')).float().eval()
+    six = dataclasses.replace(TINY, proprio_dim=6)
+    data = torch.randn(50, 6)
+    wide = widen_proprio(base, six, data, init='matched', seed=3)
+    old, new = wide.proprio_proj.weight[:, :4], wide.proprio_proj.weight[:, 4:]
+    torch.testing.assert_close(old, base.proprio_proj.weight)
+    ratio = float(new.detach().std() / old.detach().std())
+    assert 0.7 < ratio < 1.4, ratio  # same scale, not zero
+    again = widen_proprio(base, six, data, init='matched', seed=3).proprio_proj.weight[:, 4:]
+    torch.testing.assert_close(again, new)  # seeded
+    other = widen_proprio(base, six, data, init='matched', seed=4).proprio_proj.weight[:, 4:]
+    assert not torch.equal(other, new)
+    # the new inputs now move the policy's actions
+    batch = {'image': torch.rand(2, 3, 32, 32), 'tokens': torch.ones(2, 4, dtype=torch.long),
+             'mask': torch.ones(2, 4), 'proprio': torch.zeros(2, 6)}
+    moved = dict(batch, proprio=batch['proprio'].index_fill(1, torch.tensor([5]), 3.0))
+    with torch.no_grad():
+        assert not torch.allclose(wide.eval().action_tensor(batch), wide.action_tensor(moved))
+    with pytest.raises(ValueError, match="init must be one of"):
+        widen_proprio(base, six, data, init='ones')
+    with pytest.raises(ValueError, match="widen_init must be one of"):
+        TrainConfig(widen_init='ones')
+
+
 def test_a_model_wider_than_the_dataset_proprio_is_refused(dataset, tmp_path):
     cfg = TrainConfig(steps=1, batch_size=4, warmup=1, val_every=100, bf16=False)
     with pytest.raises(ValueError, match='takes 6 proprio values, the dataset has 4'):
