@@ -156,7 +156,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument('--widen-init', default='zero', choices=['zero', 'matched'],
                    help='weights of the proprio inputs --proprio-dim adds to an --init model: '
                    'zero (the policy starts unchanged) or matched (random, at the scale of the '
-                   'old inputs\' weights)')
+                   "old inputs' weights)")
     p.set_defaults(func=cmd_train)
     p = sub.add_parser('export', help='re-save an FP checkpoint in bf16 / fp16 / fp32')
     p.add_argument('checkpoint')

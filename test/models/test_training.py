@@ -189,9 +189,9 @@ def test_matched_widening_gives_the_new_inputs_weights_at_the_old_inputs_scale(
     moved = dict(batch, proprio=batch['proprio'].index_fill(1, torch.tensor([5]), 3.0))
     with torch.no_grad():
         assert not torch.allclose(wide.eval().action_tensor(batch), wide.action_tensor(moved))
-    with pytest.raises(ValueError, match="init must be one of"):
+    with pytest.raises(ValueError, match='init must be one of'):
         widen_proprio(base, six, data, init='ones')
-    with pytest.raises(ValueError, match="widen_init must be one of"):
+    with pytest.raises(ValueError, match='widen_init must be one of'):
         TrainConfig(widen_init='ones')
 
 
