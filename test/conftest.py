@@ -47,3 +47,20 @@ def rclpy_context():
         yield context
     finally:
         context.try_shutdown()
+
+
+@pytest.fixture(scope='session')
+def wide_dataset(tmp_path_factory):
+    """Random episodes with six proprio values (the last two a goal, say), two instructions."""
+    import numpy as np
+    from qvla_ros.data.rollouts import DatasetInfo, RolloutWriter
+    root = tmp_path_factory.mktemp('bc6')
+    w = RolloutWriter(root, DatasetInfo(7, 6, 10.0, ('front',)))
+    rng = np.random.default_rng(1)
+    for e in range(4):
+        proprio = rng.normal(0, 1, (6, 6)).astype(np.float32)
+        w.add_episode({'front': rng.integers(0, 255, (6, 32, 32, 3), np.uint8)}, proprio,
+                      rng.normal(0, 0.02, (6, 7)).astype(np.float32),
+                      np.arange(6, dtype=np.int64), 'go right' if e % 2 else 'go left', True,
+                      'sim', 'expert')
+    return root

@@ -120,20 +120,6 @@ def test_warm_start_rejects_what_it_cannot_continue(dataset, tmp_path):
               dataclasses.replace(cfg, init=str(tmp_path / 'base')))
 
 
-@pytest.fixture(scope='module')
-def wide_dataset(tmp_path_factory):
-    """Episodes with six proprio values, the last two random (a goal, say)."""
-    root = tmp_path_factory.mktemp('bc6')
-    w = RolloutWriter(root, DatasetInfo(7, 6, 10.0, ('front',)))
-    rng = np.random.default_rng(1)
-    for e in range(4):
-        proprio = rng.normal(0, 1, (6, 6)).astype(np.float32)
-        w.add_episode({'front': rng.integers(0, 255, (6, 32, 32, 3), np.uint8)}, proprio,
-                      rng.normal(0, 0.02, (6, 7)).astype(np.float32),
-                      np.arange(6, dtype=np.int64), 'go left', True, 'sim', 'expert')
-    return root
-
-
 def test_warm_start_widens_the_proprio_without_changing_the_policy(wide_dataset, tmp_path):
     from qvla_ros.models.checkpoint import load_policy
     from qvla_ros.models.training import widen_proprio
