@@ -353,6 +353,9 @@ def widen_proprio(model: torch.nn.Module, config: RefConfig, proprio: torch.Tens
     state = model.state_dict()
     if init not in WIDEN_INITS:
         raise ValueError(f'init must be one of {WIDEN_INITS}, got {init!r}')
+    if init == 'matched' and old == 0:
+        raise ValueError('matched widening takes its scale from the old proprio inputs; this '
+                         "model has none (use init 'zero')")
     weight = torch.zeros(config.hidden, config.proprio_dim)  # (D, P_new)
     weight[:, :old] = state['proprio_proj.weight']
     if init == 'matched':

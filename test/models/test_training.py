@@ -10,7 +10,7 @@ from safetensors.torch import load_file
 import torch
 
 from qvla_ros.data.rollouts import DatasetInfo, RolloutWriter
-from qvla_ros.models.reference import CONFIGS
+from qvla_ros.models.reference import build_reference, CONFIGS
 from qvla_ros.models.training import train, TrainConfig
 
 TINY = dataclasses.replace(CONFIGS['tiny'], image_size=32, patch_size=16)
@@ -150,6 +150,7 @@ def test_warm_start_widens_the_proprio_without_changing_the_policy(wide_dataset,
               dataclasses.replace(cfg, init=str(tmp_path / 'wide')))
 
 
+@pytest.mark.filterwarnings('ignore:Initializing zero-element tensors')
 def test_matched_widening_gives_the_new_inputs_weights_at_the_old_inputs_scale(
         wide_dataset, tmp_path):
     from qvla_ros.models.checkpoint import load_policy
@@ -177,6 +178,9 @@ def test_matched_widening_gives_the_new_inputs_weights_at_the_old_inputs_scale(
         assert not torch.allclose(wide.eval().action_tensor(batch), wide.action_tensor(moved))
     with pytest.raises(ValueError, match='init must be one of'):
         widen_proprio(base, six, data, init='ones')
+    none = build_reference(dataclasses.replace(TINY, proprio_dim=0))
+    with pytest.raises(ValueError, match='has none'):
+        widen_proprio(none, six, data, init='matched')
     with pytest.raises(ValueError, match='widen_init must be one of'):
         TrainConfig(widen_init='ones')
 
