@@ -46,9 +46,11 @@ def frames(dataset: Path, count: int) -> List[Observation]:
 
 
 @torch.no_grad()
-def first_actions(policy, obs: Observation, proprio: torch.Tensor) -> np.ndarray:
-    """Return the de-normalized first action (R, A) for one frame under R proprio rows (R, P)."""
-    batch = policy.make_batch(obs)
+def first_actions(policy, batch: Dict[str, torch.Tensor], proprio: torch.Tensor) -> np.ndarray:
+    """Return the de-normalized first action (R, A) of one frame under R proprio rows (R, P).
+
+    ``batch`` is the frame's ``policy.make_batch``; its proprio is replaced by ``proprio``.
+    """
     rows = proprio.shape[0]
     batch = {k: v.expand(rows, *v.shape[1:]) for k, v in batch.items()}
     batch['proprio'] = proprio
@@ -66,8 +68,9 @@ def input_use(policy, observations: List[Observation]) -> Dict:
     shifts = torch.cat([torch.diag(std), -torch.diag(std)])  # (2P, P)
     per_frame, by_text = [], defaultdict(list)
     for obs in observations:
-        base = policy.make_batch(obs)['proprio'].float()  # (1, P)
-        acts = first_actions(policy, obs, base + shifts)[:, ACTION_SLOTS]  # (2P, 4)
+        batch = policy.make_batch(obs)
+        base = batch['proprio'].float()  # (1, P)
+        acts = first_actions(policy, batch, base + shifts)[:, ACTION_SLOTS]  # (2P, 4)
         use = np.linalg.norm(acts[:dim] - acts[dim:], axis=1) / 2.0  # (P,)
         per_frame.append(use)
         by_text[obs.instruction].append(use)

@@ -151,14 +151,9 @@ def test_warm_start_widens_the_proprio_without_changing_the_policy(wide_dataset,
 
 
 @pytest.mark.filterwarnings('ignore:Initializing zero-element tensors')
-def test_matched_widening_gives_the_new_inputs_weights_at_the_old_inputs_scale(
-        wide_dataset, tmp_path):
-    from qvla_ros.models.checkpoint import load_policy
+def test_matched_widening_gives_the_new_inputs_weights_at_the_old_inputs_scale():
     from qvla_ros.models.training import widen_proprio
-    cfg = TrainConfig(steps=2, batch_size=4, warmup=1, val_every=100, val_fraction=0.25,
-                      bf16=False)
-    train(wide_dataset, TINY, tmp_path / 'base', cfg)
-    base = load_policy(str(tmp_path / 'base')).float().eval()
+    base = build_reference(TINY, seed=1)  # reads 4 proprio values
     six = dataclasses.replace(TINY, proprio_dim=6)
     data = torch.randn(50, 6)
     wide = widen_proprio(base, six, data, init='matched', seed=3)
