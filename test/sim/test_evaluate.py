@@ -2,6 +2,7 @@
 """The evaluation harness: Wilson intervals, episodes, and the CLI."""
 
 import json
+import time
 
 import numpy as np
 import pytest
@@ -9,8 +10,8 @@ import pytest
 from qvla_ros.cli.qvla import main as qvla
 from qvla_ros.runtime.types import ActionChunk
 from qvla_ros.sim.collect import collect, make_env, PolicyActor
-from qvla_ros.sim.evaluate import (_episode, by_task, EvalConfig, evaluate, EXECUTE_STEPS,
-                                   wilson)
+from qvla_ros.sim.evaluate import (_episode, _episodes, by_task, EvalConfig, evaluate,
+                                   EXECUTE_STEPS, wilson)
 from qvla_ros.sim.expert import Expert
 from qvla_ros.sim.tabletop import TabletopEnv
 
@@ -79,6 +80,27 @@ def test_policy_actor_replans_after_execute_steps(tmp_path):
         EvalConfig('toy', execute_steps=0)
     with pytest.raises(ValueError, match='execute_steps must be >= 1'):
         collect('tabletop', 1, tmp_path / 'd', policy='toy', execute_steps=0)
+
+
+class _SlowFirstPolicy(_CountingPolicy):
+    """A policy whose first call is slow, like one that builds its kernels on first use."""
+
+    def predict(self, obs):
+        if self.calls == 0:
+            time.sleep(0.5)
+        return super().predict(obs)
+
+
+def test_latency_leaves_out_the_first_call_of_a_process():
+    env = make_env('tabletop', max_steps=3)
+    try:
+        policy, reference = _SlowFirstPolicy(), _CountingPolicy()
+        episodes = _episodes(env, policy, reference, [0, 1], EXECUTE_STEPS)
+    finally:
+        env.close()
+    assert [e['steps'] for e in episodes] == [3, 3]
+    assert policy.calls == reference.calls == 3  # one warm-up call, one chunk per episode
+    assert max(e['latency_ms'] for e in episodes) < 250.0
 
 
 def test_cli_eval_toy_policy(tmp_path, capsys):
