@@ -23,7 +23,6 @@ import sys
 import tempfile
 import time
 
-import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -280,7 +279,8 @@ def main() -> None:
     args.methods = args.methods.split(',')
     args.ablation_refine = [float(v) for v in args.ablation_refine.split(',') if v]
     args.ablation_samples = [int(v) for v in args.ablation_samples.split(',') if v]
-    torch.set_num_threads(1 if args.workers > 1 else 2)
+    # Calibration and quantization run in this process on every core (torch's default); the
+    # episode workers are separate processes that set their own thread count.
     out = RESULTS / (f'closed_loop_{args.suite}' + (f'_{args.name}' if args.name else '')
                      + '.json')
     done = {} if args.fresh or not out.is_file() else json.loads(out.read_text())

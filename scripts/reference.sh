@@ -11,9 +11,11 @@
 # (Meta-World only; default 2000, as shipped), a third stage adds MORE2 demonstrations (the
 # seeds after those) and fine-tunes the bf16 export of the second-stage model on them alone.
 # With GOAL=1 (the default) the third stage's model also reads the goal's xyz, the suite's
-# proprio values 5-7 (--proprio-dim 7; its folders end in -goal); GOAL=0 MORE2=2000 is the
-# README's third-stage trial and MORE2=0 the two-stage model shipped until 2026-11-28. The last
-# stage's model is exported.
+# proprio values 5-7 (--proprio-dim 7; its folders end in -goal), their weights starting at
+# random values of the hand inputs' scale (WIDEN=matched, the default; model folder
+# finetune2-goal-matched) or at zero (WIDEN=zero, shipped until 2026-11-29); GOAL=0 MORE2=2000
+# is the README's third-stage trial and MORE2=0 the two-stage model shipped until 2026-11-28.
+# The last stage's model is exported.
 # Seeds: demos 0.., calibration 50000.. / 60000.., evaluation 100000.., demo 200000..
 # Expert episodes are recorded in 2 processes (the same data one process writes), every dataset
 # into a .tmp folder renamed when complete. Every step resumes or is skipped when its output
@@ -25,12 +27,16 @@ SUITE=${1:?usage: scripts/reference.sh tabletop|metaworld}
 case "$SUITE" in
   tabletop)  EPISODES=${EPISODES:-1000}; NOISE=${NOISE:-0.005}; STEPS=${STEPS:-4000}
              AUX=${AUX:-1.0}; MORE=${MORE:-3000}; FT_STEPS=${FT_STEPS:-3000}
-             if [ "${MORE2:-0}" != 0 ] || [ -n "${GOAL:-}" ]; then
-               echo "MORE2 and GOAL are Meta-World only; unset them for tabletop" >&2; exit 2
+             if [ "${MORE2:-0}" != 0 ] || [ -n "${GOAL:-}" ] || [ -n "${WIDEN:-}" ]; then
+               echo "MORE2, GOAL and WIDEN are Meta-World only; unset them for tabletop" >&2
+               exit 2
              fi ;;
   metaworld) EPISODES=${EPISODES:-400};  NOISE=${NOISE:-0.1};   STEPS=${STEPS:-4000}
              AUX=${AUX:-0.0}; MORE=${MORE:-800}; FT_STEPS=${FT_STEPS:-2500}
-             MORE2=${MORE2:-2000}; FT2_STEPS=${FT2_STEPS:-3000}; GOAL=${GOAL:-1} ;;
+             MORE2=${MORE2:-2000}; FT2_STEPS=${FT2_STEPS:-3000}; GOAL=${GOAL:-1}
+             WIDEN=${WIDEN:-matched}
+             case "$WIDEN" in zero|matched) ;; *)
+               echo "unknown WIDEN $WIDEN; expected zero or matched" >&2; exit 2 ;; esac ;;
   *) echo "unknown suite $SUITE; expected tabletop or metaworld" >&2; exit 2 ;;
 esac
 BUILD=${BUILD:-build/reference-$SUITE}
@@ -72,15 +78,18 @@ train_fp() {
     # Third stage: MORE2 demonstrations on the next seeds; the second-stage model, exported in
     # bf16 as it was first shipped, is fine-tuned on them alone (GOAL=1: widened to read the
     # goal too; its new inputs start at zero weight).
-    local tag="" wide=""
-    if [ "$GOAL" = 1 ]; then tag=-goal; wide="--proprio-dim 7"; fi
+    local tag="" wide="" model=""
+    if [ "$GOAL" = 1 ]; then
+      tag=-goal; wide="--proprio-dim 7 --widen-init $WIDEN"
+      if [ "$WIDEN" = matched ]; then model=-matched; fi
+    fi
     [ -f "$BUILD/finetune-bf16/model.safetensors" ] || \
       $QVLA export "$TRAINED" --dtype bf16 --out "$BUILD/finetune-bf16"
     demos "$BUILD/demos-more$tag" "" "$MORE2" $((EPISODES + MORE))
     # shellcheck disable=SC2086  # $wide is empty or two words
-    clone "$BUILD/finetune2$tag" "$BUILD/demos-more$tag" --init "$BUILD/finetune-bf16" \
+    clone "$BUILD/finetune2$tag$model" "$BUILD/demos-more$tag" --init "$BUILD/finetune-bf16" \
       --steps "$FT2_STEPS" --lr 1.5e-4 --seed 2 $wide
-    TRAINED=$BUILD/finetune2$tag
+    TRAINED=$BUILD/finetune2$tag$model
   fi
   $QVLA export "$TRAINED" --dtype bf16 --out "$FP"
 }
