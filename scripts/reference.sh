@@ -77,7 +77,7 @@ train_fp() {
   if [ "${MORE2:-0}" -gt 0 ]; then
     # Third stage: MORE2 demonstrations on the next seeds; the second-stage model, exported in
     # bf16 as it was first shipped, is fine-tuned on them alone (GOAL=1: widened to read the
-    # goal too; its new inputs start at zero weight).
+    # goal too; its new inputs start at the hand inputs' scale or, with WIDEN=zero, at zero).
     local tag="" wide="" model=""
     if [ "$GOAL" = 1 ]; then
       tag=-goal; wide="--proprio-dim 7 --widen-init $WIDEN"
