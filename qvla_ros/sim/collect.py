@@ -8,7 +8,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from qvla_ros.data.rollouts import DatasetInfo, RolloutWriter
-from qvla_ros.sim.evaluate import check_horizon, EXECUTE_STEPS
+from qvla_ros.sim.evaluate import check_horizon, EXECUTE_STEPS, sim_observation
 from qvla_ros.sim.metaworld_suite import MetaWorldEnv
 from qvla_ros.sim.tabletop import TabletopEnv
 
@@ -35,10 +35,8 @@ class PolicyActor:
 
     def act(self, obs: dict) -> np.ndarray:
         """Return the next action (A,) for ``obs``."""
-        from qvla_ros.runtime.types import Observation
         if not self.queue:
-            chunk = self.policy.predict(Observation({self.env.camera: obs['image']}, self.text,
-                                                    obs['proprio']))
+            chunk = self.policy.predict(sim_observation(self.env, obs, self.text))
             self.queue = list(chunk.actions[:self.k])
         return np.asarray(self.queue.pop(0), np.float32)
 

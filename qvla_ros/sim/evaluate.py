@@ -76,7 +76,8 @@ def wilson(successes: int, n: int, z: float = 1.96):
     return max(0.0, centre - half), min(1.0, centre + half)
 
 
-def _observation(env, obs: dict, text: str) -> Observation:
+def sim_observation(env, obs: dict, text: str) -> Observation:
+    """Return the policy's Observation of a suite step ``obs`` (its camera image, proprio)."""
     return Observation({env.camera: obs['image']}, text, obs['proprio'])
 
 
@@ -85,7 +86,7 @@ def _episode(env, policy, reference, seed: int, execute_steps: int) -> dict:
     done, success, steps = False, False, 0
     latencies, deviations = [], []
     while not done:
-        o = _observation(env, obs, text)
+        o = sim_observation(env, obs, text)
         t0 = time.perf_counter()
         chunk = policy.predict(o)
         latencies.append(time.perf_counter() - t0)
@@ -125,7 +126,7 @@ def _episodes(env, policy, reference, seeds: List[int], execute_steps: int) -> L
     obs, text = env.reset(seeds[0])
     for p in (policy, reference):
         if p is not None:
-            p.predict(_observation(env, obs, text))
+            p.predict(sim_observation(env, obs, text))
     return [_episode(env, policy, reference, s, execute_steps) for s in seeds]
 
 
