@@ -23,7 +23,8 @@ def cmd_sim_collect(args) -> int:
     summary = collect(args.suite, args.episodes, args.out, args.seed, progress=True,
                       keep=keep, action_noise=args.action_noise, policy=args.policy,
                       execute_steps=args.execute_steps, workers=args.workers,
-                      expert_labels=args.expert_labels)
+                      expert_labels=args.expert_labels,
+                      tasks=args.tasks.split(',') if args.tasks else None)
     who = 'policy' if args.policy else 'expert'
     print(f'wrote {summary["written"]} episodes to {args.out}; {who} success '
           f'{summary["successes"]}/{summary["episodes"]}')
@@ -213,6 +214,8 @@ def build_parser() -> argparse.ArgumentParser:
                         '(DAgger); each episode keeps the success of the policy')
     c.add_argument('--workers', type=int, default=1,
                    help='processes, each recording a contiguous range of seeds')
+    c.add_argument('--tasks', help='metaworld: comma-separated MT10 tasks to draw episodes '
+                                   'from (default: all ten)')
     c.add_argument('--out', required=True)
     c.set_defaults(func=cmd_sim_collect)
     return parser

@@ -2,28 +2,45 @@
 """Roll out the scripted expert and write the rollout dataset (architecture.md 3.1)."""
 
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Callable, Optional, Sequence
 
 import numpy as np
 from tqdm.auto import tqdm
 
 from qvla_ros.data.rollouts import DatasetInfo, RolloutWriter
 from qvla_ros.sim.evaluate import check_horizon, EXECUTE_STEPS, sim_observation
-from qvla_ros.sim.metaworld_suite import MetaWorldEnv
+from qvla_ros.sim.metaworld_suite import check_tasks, MetaWorldEnv
 from qvla_ros.sim.tabletop import TabletopEnv
 
 SUITES = ('tabletop', 'metaworld')
 
 
-def make_env(suite: str, render: bool = True, max_steps: Optional[int] = None):
-    """Return the environment of ``suite``; ``max_steps`` overrides its episode horizon."""
+def make_env(suite: str, render: bool = True, max_steps: Optional[int] = None,
+             tasks: Optional[Sequence[str]] = None):
+    """Return the environment of ``suite``; ``max_steps`` overrides its episode horizon.
+
+    ``tasks`` (Meta-World only) restricts the suite to those MT10 tasks: each seed then draws
+    one of them.
+    """
     check_horizon(max_steps)
+    _check_tasks(suite, tasks)
     horizon = {} if max_steps is None else {'max_steps': max_steps}
     if suite == 'tabletop':
         return TabletopEnv(render=render, **horizon)
     if suite == 'metaworld':
-        return MetaWorldEnv(render=render, **horizon)
+        return MetaWorldEnv(render=render, **horizon, **({} if tasks is None else
+                                                         {'tasks': tuple(tasks)}))
     raise ValueError(f'unknown suite {suite!r}; expected one of {SUITES}')
+
+
+def _check_tasks(suite: str, tasks: Optional[Sequence[str]]) -> None:
+    """Raise ValueError unless ``tasks`` is None or names Meta-World tasks for that suite."""
+    if tasks is None:
+        return
+    if suite != 'metaworld':
+        raise ValueError(f'tasks selects Meta-World tasks; the {suite} suite draws its task '
+                         f'from the seed (expected no tasks for {suite})')
+    check_tasks(tasks)
 
 
 class PolicyActor:
@@ -44,7 +61,8 @@ class PolicyActor:
 def collect(suite: str, episodes: int, out: Path, seed: int = 0, progress: bool = False,
             keep: Optional[Callable[[bool], bool]] = None, action_noise: float = 0.0,
             policy: Optional[str] = None, execute_steps: int = EXECUTE_STEPS,
-            workers: int = 1, expert_labels: bool = False) -> dict:
+            workers: int = 1, expert_labels: bool = False,
+            tasks: Optional[Sequence[str]] = None) -> dict:
     """Record ``episodes`` episodes with seeds seed, seed+1, ...; return a summary.
 
     The scripted expert acts unless ``policy`` (a model spec or checkpoint folder) is given;
@@ -62,6 +80,8 @@ def collect(suite: str, episodes: int, out: Path, seed: int = 0, progress: bool 
     ``out`` in seed order. For the expert that is the dataset one process writes, since an
     episode is a function of its seed; a policy's rollouts may differ in float rounding, as
     each worker runs torch on one thread. The progress bar shows the first worker's range.
+    ``tasks`` (Meta-World only) draws every episode's task from those MT10 tasks alone, e.g. to
+    collect more data on the tasks a policy fails.
     """
     if action_noise < 0:
         raise ValueError(f'action_noise must be >= 0, got {action_noise}')
@@ -71,15 +91,16 @@ def collect(suite: str, episodes: int, out: Path, seed: int = 0, progress: bool 
         raise ValueError(f'workers must be >= 1, got {workers}')
     if expert_labels and policy is None:
         raise ValueError("expert_labels relabels a policy's rollouts: give the policy too")
+    _check_tasks(suite, tasks)  # before any work
     if workers > 1 and episodes > 1:
         return _collect_parallel(suite, episodes, Path(out), seed, progress, keep,
-                                 (action_noise, policy, execute_steps, expert_labels),
+                                 (action_noise, policy, execute_steps, expert_labels, tasks),
                                  workers)
     model = None
     if policy is not None:  # load torch models before the renderer's EGL context (segfault)
         from qvla_ros.models.checkpoint import load_policy
         model = load_policy(policy)
-    env = make_env(suite)
+    env = make_env(suite, tasks=tasks)
     writer = RolloutWriter(out, DatasetInfo(env.action_dim, env.proprio_dim, env.control_hz,
                                             (env.camera,)))
     successes, written = 0, 0
@@ -117,12 +138,14 @@ def collect(suite: str, episodes: int, out: Path, seed: int = 0, progress: bool 
 
 def _collect_part(job: tuple) -> dict:
     """Worker: record one contiguous seed range into its own dataset folder (keeps all)."""
-    suite, count, part, seed, progress, (action_noise, policy, execute_steps, labels) = job
+    suite, count, part, seed, progress, (action_noise, policy, execute_steps, labels,
+                                         tasks) = job
     if policy is not None:  # the expert needs no torch: do not import it for nothing
         import torch
         torch.set_num_threads(1)
     return collect(suite, count, part, seed, progress, action_noise=action_noise,
-                   policy=policy, execute_steps=execute_steps, expert_labels=labels)
+                   policy=policy, execute_steps=execute_steps, expert_labels=labels,
+                   tasks=tasks)
 
 
 def _collect_parallel(suite: str, episodes: int, out: Path, seed: int, progress: bool,

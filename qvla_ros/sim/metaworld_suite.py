@@ -38,6 +38,17 @@ LAYOUT_SEED = 0  # seeds MT1's list of goal/object layouts per task
 GOAL_SLICE = slice(36, 39)  # the goal's xyz in Meta-World's 39-D state observation
 
 
+def check_tasks(tasks) -> Tuple[str, ...]:
+    """Return ``tasks`` as a tuple of MT10 names; raise ValueError on none or an unknown one."""
+    tasks = tuple(tasks)
+    if not tasks:
+        raise ValueError(f'tasks must name at least one MT10 task; expected some of {MT10}')
+    unknown = [t for t in tasks if t not in INSTRUCTIONS]
+    if unknown:
+        raise ValueError(f'unknown Meta-World tasks {unknown}; expected MT10 names {MT10}')
+    return tasks
+
+
 class MetaWorldEnv:
     """Meta-World MT10 with the suite interface (reset, step, observation, expert, close)."""
 
@@ -47,11 +58,8 @@ class MetaWorldEnv:
     camera = 'corner'
 
     def __init__(self, tasks=MT10, max_steps: int = 200, render: bool = True):
-        unknown = [t for t in tasks if t not in INSTRUCTIONS]
-        if unknown:
-            raise ValueError(f'unknown Meta-World tasks {unknown}; expected MT10 names {MT10}')
         os.environ.setdefault('MUJOCO_GL', 'egl')
-        self.tasks, self.max_steps, self._render = tuple(tasks), max_steps, render
+        self.tasks, self.max_steps, self._render = check_tasks(tasks), max_steps, render
         self._envs = {}
         self.task: Optional[str] = None
         self._obs = None

@@ -37,6 +37,26 @@ def test_experts_succeed_through_the_wrapper():
 def test_unknown_task():
     with pytest.raises(ValueError, match='unknown Meta-World tasks'):
         MetaWorldEnv(tasks=('fly-v3',))
+    with pytest.raises(ValueError, match='at least one MT10 task'):
+        MetaWorldEnv(tasks=())
+
+
+@pytest.mark.slow
+def test_collect_draws_episodes_from_the_given_tasks(tmp_path, capsys):
+    # Seeds 0-3 draw window-open, drawer-open and window-open twice from all ten tasks; from
+    # reach and push alone every episode is one of those two, in both worker processes.
+    tasks = ('reach-v3', 'push-v3')
+    assert qvla(['sim', 'collect', '--suite', 'metaworld', '--episodes', '4', '--seed', '0',
+                 '--tasks', ','.join(tasks), '--workers', '2', '--out', str(tmp_path / 'mw')]) == 0
+    texts = [e['instruction'] for e in episodes(tmp_path / 'mw')]
+    assert len(texts) == 4 and set(texts) <= {INSTRUCTIONS[t] for t in tasks}
+    assert qvla(['sim', 'collect', '--suite', 'metaworld', '--episodes', '1', '--tasks', 'reach',
+                 '--out', str(tmp_path / 'bad')]) == 2
+    assert "unknown Meta-World tasks ['reach']" in capsys.readouterr().err
+    assert qvla(['sim', 'collect', '--episodes', '1', '--tasks', 'reach-v3',
+                 '--out', str(tmp_path / 'bad')]) == 2
+    assert 'tabletop suite draws its task from the seed' in capsys.readouterr().err
+    assert not (tmp_path / 'bad').exists()
 
 
 @pytest.mark.slow
