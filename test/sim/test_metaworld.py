@@ -34,6 +34,29 @@ def test_experts_succeed_through_the_wrapper():
         env.close()
 
 
+def test_reach_counts_success_at_the_fingers_not_at_the_hand_point_of_the_state():
+    # The state's first three values are the hand body; reach-v3 succeeds when the fingers'
+    # centre (tcp_center), 4-5 cm lower, is within 5 cm of the goal, so the hand must stop
+    # within about 2 cm of the goal's xy at the goal's height or above it.
+    env = MetaWorldEnv(tasks=('reach-v3',), render=False)
+    try:
+        obs, _ = env.reset(100001, 'reach-v3')
+        world = env._env('reach-v3').unwrapped
+        np.testing.assert_allclose(obs['proprio'][:3], world.get_endeff_pos(), atol=1e-6)
+        offset = world.tcp_center - world.get_endeff_pos()
+        assert 0.04 < -offset[2] < 0.05 and np.linalg.norm(offset[:2]) < 0.01
+        goal = obs['proprio'][4:7].astype(np.float64)
+        for dz, expected in ((-0.02, False), (0.02, True)):  # fingers 6.5 cm, 2.5 cm away
+            env.reset(100001, 'reach-v3')
+            world.data.mocap_pos[0] = goal + np.array([0.0, 0.0, dz])
+            for _ in range(40):  # the hand follows the mocap body, sagging a few mm
+                obs, success, _ = env.step(np.zeros(7))
+            assert np.linalg.norm(obs['proprio'][:3] - goal - np.array([0, 0, dz])) < 0.01
+            assert success == expected, dz
+    finally:
+        env.close()
+
+
 def test_unknown_task():
     with pytest.raises(ValueError, match='unknown Meta-World tasks'):
         MetaWorldEnv(tasks=('fly-v3',))
