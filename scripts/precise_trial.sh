@@ -1,13 +1,16 @@
 #!/usr/bin/env bash
-# Meta-World precise-point DAgger trial (session 18). The shipped FP policy fails most episodes
-# of reach, push, pick-place and peg-insert (5 of 30 evaluation episodes): it brings the hand
-# near the goal, then drifts, and reach succeeds only with the fingers' centre, 4.5 cm under
-# the hand, within 5 cm of the goal. Here that policy drives PRECISE episodes drawn from those
-# four tasks (seeds 3200..) and ALL episodes drawn from all ten (seeds 3600..), while the
-# scripted expert labels every state it visits (qvla sim collect --expert-labels --tasks);
-# the shipped model is fine-tuned on both for STEPS steps, exported in bf16 and evaluated on the
-# evaluation seeds, then the dev seeds. Needs only checkpoints/metaworld-small. Each step is
-# skipped when its output exists. Usage: scripts/precise_trial.sh
+# Meta-World precise-point DAgger trial (session 18; not shipped: 70/100 against the shipped
+# model's 75/100: reach 5/6 from 1/6, but push and pick-place 0/16 from 4/16 and door-open
+# 9/14 from 14/14; bench/results/precise_trial_metaworld_{eval,dev}.json). The shipped FP
+# policy fails most episodes of reach, push, pick-place and peg-insert (5 of 30 evaluation
+# episodes): it brings the hand near the goal, then drifts, and reach succeeds only with the
+# fingers' centre, 4-5 cm under the hand, within 5 cm of the goal. Here that policy drives
+# PRECISE episodes drawn from those four tasks (seeds 3200..) and ALL episodes drawn from all
+# ten (seeds 3600..), while the scripted expert labels every state it visits (qvla sim collect
+# --expert-labels --tasks); the shipped model is fine-tuned on both for STEPS steps, exported
+# in bf16 and evaluated on the evaluation seeds, then the dev seeds. Needs only
+# checkpoints/metaworld-small. Each step is skipped when its output exists.
+# Usage: scripts/precise_trial.sh
 #   (PRECISE=320 ALL=200 STEPS=2000 LR=1e-4 BUILD=build/precise-metaworld to change)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -42,6 +45,6 @@ fi
 [ -f "$BUILD/finetune-bf16/model.safetensors" ] || \
   $QVLA export "$BUILD/finetune" --dtype bf16 --out "$BUILD/finetune-bf16"
 $QVLA eval --suite metaworld --checkpoint "$BUILD/finetune-bf16" --episodes 100 \
-  --seeds 100000:100100 --workers 2 --out "$BUILD/eval.json"
+  --seeds 100000:100100 --workers 2 --out bench/results/precise_trial_metaworld_eval.json
 $QVLA eval --suite metaworld --checkpoint "$BUILD/finetune-bf16" --episodes 50 \
-  --seeds 90000:90050 --workers 2 --out "$BUILD/dev.json"
+  --seeds 90000:90050 --workers 2 --out bench/results/precise_trial_metaworld_dev.json
