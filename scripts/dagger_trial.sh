@@ -20,14 +20,8 @@ if [ ! -f "$BUILD/dagger1/dataset.json" ]; then
     --policy checkpoints/metaworld-small --expert-labels --workers 2 --out "$BUILD/dagger1.tmp"
   mv "$BUILD/dagger1.tmp" "$BUILD/dagger1"
 fi
-if [ ! -f "$BUILD/agg1/dataset.json" ]; then
-  rm -rf "$BUILD/agg1.tmp"
-  .venv/bin/python -c "import sys; from pathlib import Path
-from qvla_ros.sim.collect import append_datasets
-append_datasets(sys.argv[1:3], Path(sys.argv[3]))" \
-    "$BUILD/dagger1" "$BUILD/demos-more-goal" "$BUILD/agg1.tmp"
-  mv "$BUILD/agg1.tmp" "$BUILD/agg1"
-fi
+[ -f "$BUILD/agg1/dataset.json" ] || \
+  $QVLA sim merge "$BUILD/dagger1" "$BUILD/demos-more-goal" --out "$BUILD/agg1"
 [ -f "$BUILD/finetune3-dagger/model.safetensors" ] || \
   $QVLA train --dataset "$BUILD/agg1" --config small --out "$BUILD/finetune3-dagger" \
     --init "$BUILD/finetune2-goal-bf16" --steps "$STEPS" --lr 1.5e-4 --seed 3 --batch-size 32 \

@@ -30,14 +30,8 @@ relabel() {
 }
 relabel "$BUILD/dagger-precise" "$PRECISE" 3200 reach-v3,push-v3,pick-place-v3,peg-insert-side-v3
 relabel "$BUILD/dagger-all" "$ALL" 3600
-if [ ! -f "$BUILD/agg/dataset.json" ]; then
-  rm -rf "$BUILD/agg.tmp"
-  .venv/bin/python -c "import sys; from pathlib import Path
-from qvla_ros.sim.collect import append_datasets
-append_datasets(sys.argv[1:3], Path(sys.argv[3]))" \
-    "$BUILD/dagger-precise" "$BUILD/dagger-all" "$BUILD/agg.tmp"
-  mv "$BUILD/agg.tmp" "$BUILD/agg"
-fi
+[ -f "$BUILD/agg/dataset.json" ] || \
+  $QVLA sim merge "$BUILD/dagger-precise" "$BUILD/dagger-all" --out "$BUILD/agg"
 [ -f "$BUILD/finetune/model.safetensors" ] || \
   $QVLA train --dataset "$BUILD/agg" --config small --out "$BUILD/finetune" --init "$FP" \
     --steps "$STEPS" --lr "$LR" --seed 4 --batch-size 32 --val-every 500 --crop-scale 1.0 \

@@ -31,6 +31,21 @@ def cmd_sim_collect(args) -> int:
     return 0
 
 
+def cmd_sim_merge(args) -> int:
+    """Write the episodes of several rollout datasets, in order, into a new one."""
+    import shutil
+    from qvla_ros.sim.collect import append_datasets
+    out = Path(args.out)
+    if out.exists():
+        raise ValueError(f'{out} exists; expected a new folder for the merged dataset')
+    tmp = out.with_name(out.name + '.tmp')
+    shutil.rmtree(tmp, ignore_errors=True)
+    written = append_datasets(args.sources, tmp, progress=True)
+    tmp.rename(out)  # the dataset appears complete or not at all
+    print(f'wrote {written} episodes to {out}')
+    return 0
+
+
 def cmd_train(args) -> int:
     """Behaviour-clone qvla-ref on a rollout dataset."""
     from dataclasses import replace
@@ -218,6 +233,10 @@ def build_parser() -> argparse.ArgumentParser:
                                    'from (default: all ten)')
     c.add_argument('--out', required=True)
     c.set_defaults(func=cmd_sim_collect)
+    c = sim.add_parser('merge', help='concatenate rollout datasets (e.g. DAgger aggregation)')
+    c.add_argument('sources', nargs='+', help='dataset folders, appended in this order')
+    c.add_argument('--out', required=True, help='new dataset folder (must not exist)')
+    c.set_defaults(func=cmd_sim_merge)
     return parser
 
 

@@ -66,3 +66,25 @@ def test_expert_labels_record_the_expert_on_the_policys_states(tmp_path):
     assert qvla(['sim', 'collect', '--episodes', '1', '--policy', 'toy', '--expert-labels',
                  '--out', str(tmp_path / 'cli')]) == 0
     assert episodes(tmp_path / 'cli')[0]['policy'] == 'expert'
+
+
+def test_merge_cli_concatenates_datasets_into_a_new_folder(tmp_path, capsys):
+    collect('tabletop', 2, tmp_path / 'a', seed=40)
+    collect('tabletop', 1, tmp_path / 'b', seed=60)
+    out = tmp_path / 'ab'
+    assert qvla(['sim', 'merge', str(tmp_path / 'a'), str(tmp_path / 'b'), '--out',
+                 str(out)]) == 0
+    assert 'wrote 3 episodes' in capsys.readouterr().out
+    merged, parts = _contents(out), _contents(tmp_path / 'a') + _contents(tmp_path / 'b')
+    unfiled = [[({k: v for k, v in e.items() if k != 'file'}, d) for e, d in c]
+               for c in (merged, parts)]  # episode files are renumbered in the new folder
+    _assert_same(*unfiled)
+    assert qvla(['sim', 'merge', str(tmp_path / 'a'), '--out', str(out)]) == 2  # no appending
+    assert 'exists; expected a new folder' in capsys.readouterr().err
+    assert len(episodes(out)) == 3
+    other = tmp_path / 'other'
+    RolloutWriter(other, DatasetInfo(3, 0, 10.0, ('wrist',)))
+    assert qvla(['sim', 'merge', str(tmp_path / 'a'), str(other), '--out',
+                 str(tmp_path / 'c')]) == 2
+    assert 'holds a dataset with' in capsys.readouterr().err
+    assert not (tmp_path / 'c').exists()
