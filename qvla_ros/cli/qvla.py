@@ -24,7 +24,7 @@ def cmd_sim_collect(args) -> int:
                       keep=keep, action_noise=args.action_noise, policy=args.policy,
                       execute_steps=args.execute_steps, workers=args.workers,
                       expert_labels=args.expert_labels,
-                      tasks=args.tasks.split(',') if args.tasks else None)
+                      tasks=[t.strip() for t in args.tasks.split(',')] if args.tasks else None)
     who = 'policy' if args.policy else 'expert'
     print(f'wrote {summary["written"]} episodes to {args.out}; {who} success '
           f'{summary["successes"]}/{summary["episodes"]}')
