@@ -24,12 +24,13 @@ def make_env(suite: str, render: bool = True, max_steps: Optional[int] = None,
     """
     check_horizon(max_steps)
     _check_tasks(suite, tasks)
-    horizon = {} if max_steps is None else {'max_steps': max_steps}
+    options = {} if max_steps is None else {'max_steps': max_steps}
     if suite == 'tabletop':
-        return TabletopEnv(render=render, **horizon)
+        return TabletopEnv(render=render, **options)
     if suite == 'metaworld':
-        return MetaWorldEnv(render=render, **horizon, **({} if tasks is None else
-                                                         {'tasks': tuple(tasks)}))
+        if tasks is not None:
+            options['tasks'] = tuple(tasks)
+        return MetaWorldEnv(render=render, **options)
     raise ValueError(f'unknown suite {suite!r}; expected one of {SUITES}')
 
 
