@@ -38,10 +38,10 @@ def cmd_sim_merge(args) -> int:
     out = Path(args.out)
     if out.exists():
         raise ValueError(f'{out} exists; expected a new folder for the merged dataset')
-    tmp = out.with_name(out.name + '.tmp')
+    tmp = out.with_name(f'.{out.name}.tmp')  # the temp-sibling naming of checkpoint folders
     shutil.rmtree(tmp, ignore_errors=True)
     written = append_datasets(args.sources, tmp, progress=True)
-    tmp.rename(out)  # the dataset appears complete or not at all
+    os.replace(tmp, out)  # the dataset appears complete or not at all
     print(f'wrote {written} episodes to {out}')
     return 0
 
