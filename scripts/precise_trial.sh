@@ -8,14 +8,18 @@
 # PRECISE episodes drawn from those four tasks (seeds 3200..) and ALL episodes drawn from all
 # ten (seeds 3600..), while the scripted expert labels every state it visits (qvla sim collect
 # --expert-labels --tasks); the shipped model is fine-tuned on both for STEPS steps, exported
-# in bf16 and evaluated on the evaluation seeds, then the dev seeds. Needs only
+# in bf16 and evaluated on the dev seeds, then the evaluation seeds. Needs only
 # checkpoints/metaworld-small. Each step is skipped when its output exists.
+# With DEMOS=N > 0 (session 19), N expert demonstrations on the third stage's first seeds
+# (1200.., the recipe's flags) are mixed back in, so the fine-tune also sees the tasks the
+# policy already solves; its model and results are named mixed<N> / mixed_trial_metaworld_*.
 # Usage: scripts/precise_trial.sh
-#   (PRECISE=320 ALL=200 STEPS=2000 LR=1e-4 BUILD=build/precise-metaworld to change)
+#   (PRECISE=320 ALL=200 DEMOS=0 STEPS=2000 LR=1e-4 BUILD=build/precise-metaworld to change)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BUILD=${BUILD:-build/precise-metaworld}
 PRECISE=${PRECISE:-320}; ALL=${ALL:-200}; STEPS=${STEPS:-2000}; LR=${LR:-1e-4}
+DEMOS=${DEMOS:-0}
 QVLA=.venv/bin/qvla
 FP=checkpoints/metaworld-small
 mkdir -p "$BUILD"
@@ -32,13 +36,25 @@ relabel "$BUILD/dagger-precise" "$PRECISE" 3200 reach-v3,push-v3,pick-place-v3,p
 relabel "$BUILD/dagger-all" "$ALL" 3600
 [ -f "$BUILD/agg/dataset.json" ] || \
   $QVLA sim merge "$BUILD/dagger-precise" "$BUILD/dagger-all" --out "$BUILD/agg"
-[ -f "$BUILD/finetune/model.safetensors" ] || \
-  $QVLA train --dataset "$BUILD/agg" --config small --out "$BUILD/finetune" --init "$FP" \
+DATA=$BUILD/agg; MODEL=$BUILD/finetune; RESULT=bench/results/precise_trial_metaworld
+if [ "$DEMOS" -gt 0 ]; then
+  if [ ! -f "$BUILD/demos$DEMOS/dataset.json" ]; then
+    rm -rf "$BUILD/demos$DEMOS.tmp"
+    $QVLA sim collect --suite metaworld --episodes "$DEMOS" --seed 1200 --action-noise 0.1 \
+      --successes-only --workers 2 --out "$BUILD/demos$DEMOS.tmp"
+    mv "$BUILD/demos$DEMOS.tmp" "$BUILD/demos$DEMOS"
+  fi
+  [ -f "$BUILD/agg-demos$DEMOS/dataset.json" ] || \
+    $QVLA sim merge "$BUILD/agg" "$BUILD/demos$DEMOS" --out "$BUILD/agg-demos$DEMOS"
+  DATA=$BUILD/agg-demos$DEMOS; MODEL=$BUILD/mixed$DEMOS; RESULT=bench/results/mixed_trial_metaworld
+fi
+[ -f "$MODEL/model.safetensors" ] || \
+  $QVLA train --dataset "$DATA" --config small --out "$MODEL" --init "$FP" \
     --steps "$STEPS" --lr "$LR" --seed 4 --batch-size 32 --val-every 500 --crop-scale 1.0 \
     --jitter 0.1 --loss mse --proprio-dim 7
-[ -f "$BUILD/finetune-bf16/model.safetensors" ] || \
-  $QVLA export "$BUILD/finetune" --dtype bf16 --out "$BUILD/finetune-bf16"
-$QVLA eval --suite metaworld --checkpoint "$BUILD/finetune-bf16" --episodes 100 \
-  --seeds 100000:100100 --workers 2 --out bench/results/precise_trial_metaworld_eval.json
-$QVLA eval --suite metaworld --checkpoint "$BUILD/finetune-bf16" --episodes 50 \
-  --seeds 90000:90050 --workers 2 --out bench/results/precise_trial_metaworld_dev.json
+[ -f "$MODEL-bf16/model.safetensors" ] || \
+  $QVLA export "$MODEL" --dtype bf16 --out "$MODEL-bf16"
+$QVLA eval --suite metaworld --checkpoint "$MODEL-bf16" --episodes 50 \
+  --seeds 90000:90050 --workers 2 --out "${RESULT}_dev.json"
+$QVLA eval --suite metaworld --checkpoint "$MODEL-bf16" --episodes 100 \
+  --seeds 100000:100100 --workers 2 --out "${RESULT}_eval.json"
