@@ -22,6 +22,9 @@ cd "$(dirname "$0")/.."
 BUILD=${BUILD:-build/precise-metaworld}
 PRECISE=${PRECISE:-320}; ALL=${ALL:-200}; STEPS=${STEPS:-2000}; LR=${LR:-1e-4}
 DEMOS=${DEMOS:-0}
+case "$DEMOS" in ''|*[!0-9]*)
+  echo "DEMOS must be a whole number of demonstrations (0 for none), got '$DEMOS'" >&2; exit 2 ;;
+esac
 QVLA=.venv/bin/qvla
 FP=checkpoints/metaworld-small
 mkdir -p "$BUILD"
