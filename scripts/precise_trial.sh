@@ -28,14 +28,18 @@ esac
 QVLA=.venv/bin/qvla
 FP=checkpoints/metaworld-small
 mkdir -p "$BUILD"
-# DAgger episodes of the FP policy into $1 (seeds from $3, $2 episodes, tasks $4 or all).
-relabel() {
-  local dir=$1 episodes=$2 seed=$3 tasks=${4:-}
+# Meta-World episodes into $1 (qvla sim collect with the other arguments), recorded into
+# $1.tmp and renamed when complete; skipped when $1 exists.
+collect() {
+  local dir=$1; shift
   [ ! -f "$dir/dataset.json" ] || return 0
   rm -rf "$dir.tmp"
-  $QVLA sim collect --suite metaworld --episodes "$episodes" --seed "$seed" --policy "$FP" \
-    --expert-labels --workers 2 ${tasks:+--tasks "$tasks"} --out "$dir.tmp"
+  $QVLA sim collect --suite metaworld --workers 2 "$@" --out "$dir.tmp"
   mv "$dir.tmp" "$dir"
+}
+# DAgger episodes of the FP policy into $1 (seeds from $3, $2 episodes, tasks $4 or all).
+relabel() {
+  collect "$1" --episodes "$2" --seed "$3" --policy "$FP" --expert-labels ${4:+--tasks "$4"}
 }
 relabel "$BUILD/dagger-precise" "$PRECISE" 3200 reach-v3,push-v3,pick-place-v3,peg-insert-side-v3
 relabel "$BUILD/dagger-all" "$ALL" 3600
@@ -43,12 +47,8 @@ relabel "$BUILD/dagger-all" "$ALL" 3600
   $QVLA sim merge "$BUILD/dagger-precise" "$BUILD/dagger-all" --out "$BUILD/agg"
 DATA=$BUILD/agg; MODEL=$BUILD/finetune; RESULT=bench/results/precise_trial_metaworld
 if [ "$DEMOS" -gt 0 ]; then
-  if [ ! -f "$BUILD/demos$DEMOS/dataset.json" ]; then
-    rm -rf "$BUILD/demos$DEMOS.tmp"
-    $QVLA sim collect --suite metaworld --episodes "$DEMOS" --seed 1200 --action-noise 0.1 \
-      --successes-only --workers 2 --out "$BUILD/demos$DEMOS.tmp"
-    mv "$BUILD/demos$DEMOS.tmp" "$BUILD/demos$DEMOS"
-  fi
+  collect "$BUILD/demos$DEMOS" --episodes "$DEMOS" --seed 1200 --action-noise 0.1 \
+    --successes-only
   [ -f "$BUILD/agg-demos$DEMOS/dataset.json" ] || \
     $QVLA sim merge "$BUILD/agg" "$BUILD/demos$DEMOS" --out "$BUILD/agg-demos$DEMOS"
   DATA=$BUILD/agg-demos$DEMOS; MODEL=$BUILD/mixed$DEMOS; RESULT=bench/results/mixed_trial_metaworld
