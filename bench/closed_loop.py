@@ -31,6 +31,7 @@ from qvla_ros.cli.quant_cmds import calibration_batch  # noqa: E402
 from qvla_ros.models.checkpoint import load_policy, save_quantized  # noqa: E402
 from qvla_ros.quant.methods import apply_method, Calibration, MethodConfig  # noqa: E402
 from qvla_ros.sim.evaluate import EvalConfig, evaluate, EXECUTE_STEPS  # noqa: E402
+from qvla_ros.storage.atomic import write_file, write_text  # noqa: E402
 
 HEADLINE = {('qvla', 4.0), ('qvla', 3.0), ('qvla-gptq', 4.0), ('qvla-gptq', 3.0)}
 ALLOCATING = ('qvla', 'qvla-gptq', 'qvla-exact', 'layerwise')  # plans the prune cap shapes
@@ -235,9 +236,7 @@ def plot(rows, fp, path: Path) -> None:
     ax.set_ylim(-0.02, 1.02)
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
-    tmp = path.with_name('.' + path.name + '.tmp')
-    fig.savefig(tmp, format='png', dpi=120, bbox_inches='tight')
-    tmp.replace(path)
+    write_file(path, lambda tmp: fig.savefig(tmp, format='png', dpi=120, bbox_inches='tight'))
 
 
 def main() -> None:
@@ -338,10 +337,7 @@ def main() -> None:
               f' bits, dev {row["mean_deviation"]:.4f}', flush=True)
     write_json(out, {'meta': meta, 'fp': fp, 'rows': rows})
     table = markdown(rows, fp)
-    md = out.with_suffix('.md')
-    tmp = md.with_name('.' + md.name + '.tmp')
-    tmp.write_text(table)
-    tmp.replace(md)
+    write_text(out.with_suffix('.md'), table)
     plot(rows, fp, out.with_suffix('.png'))
     print(table)
 

@@ -2,7 +2,6 @@
 """Shared helpers of the benchmarks: timing, bit mixes, device names and atomic JSON."""
 
 import json
-import os
 from pathlib import Path
 import platform
 import statistics
@@ -149,11 +148,9 @@ def time_cuda_graph(fn, calls: int = 20, reps: int = 10) -> float:
 
 
 def write_json(path: Path, data: dict) -> None:
-    """Write ``data`` to ``path`` atomically (temp file, then rename)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + '.tmp')
-    tmp.write_text(json.dumps(data, indent=1, sort_keys=True) + '\n')
-    os.replace(tmp, path)
+    """Write ``data`` to ``path`` atomically, as sorted, indented JSON."""
+    from qvla_ros.storage.atomic import write_text
+    write_text(path, json.dumps(data, indent=1, sort_keys=True) + '\n')
 
 
 def slug(name: str) -> str:

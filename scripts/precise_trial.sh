@@ -60,6 +60,6 @@ fi
 [ -f "$MODEL-bf16/model.safetensors" ] || \
   $QVLA export "$MODEL" --dtype bf16 --out "$MODEL-bf16"
 $QVLA eval --suite metaworld --checkpoint "$MODEL-bf16" --episodes 50 \
-  --seeds 90000:90050 --workers 2 --out "${RESULT}_dev.json"
+  --seeds 90000:90050 --workers 2 --out "${RESULT}_dev.json" --overwrite
 $QVLA eval --suite metaworld --checkpoint "$MODEL-bf16" --episodes 100 \
-  --seeds 100000:100100 --workers 2 --out "${RESULT}_eval.json"
+  --seeds 100000:100100 --workers 2 --out "${RESULT}_eval.json" --overwrite

@@ -91,7 +91,7 @@ train_fp() {
       --steps "$FT2_STEPS" --lr 1.5e-4 --seed 2 $wide
     TRAINED=$BUILD/finetune2$tag$model
   fi
-  $QVLA export "$TRAINED" --dtype bf16 --out "$FP"
+  $QVLA export "$TRAINED" --dtype bf16 --out "$FP" --overwrite
 }
 if [ ! -f "$FP/model.safetensors" ]; then train_fp; fi
 [ -f "$BUILD/calib/dataset.json" ] || {

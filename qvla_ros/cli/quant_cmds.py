@@ -41,8 +41,10 @@ def cmd_sensitivity(args) -> int:
     from qvla_ros.quant.artifacts import SensitivityFile
     from qvla_ros.quant.sensitivity import measure, SensitivityConfig
     from qvla_ros.quant.spec import QuantSpec
+    from qvla_ros.storage.atomic import check_output
     if not args.dataset and not args.synthetic:
         raise ValueError('give --dataset DIR (a qvla-rollouts folder) or --synthetic N')
+    check_output(args.out, args.overwrite, [args.model, args.dataset])
     policy = load_policy(args.model)
     batch = calibration_batch(policy, args.dataset, args.synthetic, args.max_samples,
                               args.stride)
@@ -72,6 +74,8 @@ def cmd_allocate(args) -> int:
     from qvla_ros.quant.artifacts import QuantPlan, SensitivityFile
     from qvla_ros.quant.baselines.layerwise import layerwise_allocate
     from qvla_ros.quant.spec import QuantSpec
+    from qvla_ros.storage.atomic import check_output
+    check_output(args.out, args.overwrite, [args.sensitivity])
     sens = SensitivityFile.load(Path(args.sensitivity))
     spec = QuantSpec.from_dict(sens.extra['spec']) if 'spec' in sens.extra else QuantSpec()
     cap = ({} if args.max_prune_fraction is None
@@ -99,11 +103,15 @@ def cmd_allocate(args) -> int:
 
 def build_quantized(model: str, out: Path, plan_dir=None, method=None, bits=None,
                     act_bits=None, dataset=None, max_samples: int = 64, stride: int = 5,
-                    refine_fraction: float = 0.05, unnorm_key=None) -> str:
+                    refine_fraction: float = 0.05, unnorm_key=None,
+                    overwrite: bool = False) -> str:
     """Write a packed checkpoint of ``model`` from a plan folder or a method at ``bits``.
 
-    Return a one-line summary with the real packed bytes.
+    ``out`` may not be (or hold) an input, nor exist unless ``overwrite``. Return a one-line
+    summary with the real packed bytes.
     """
+    from qvla_ros.storage.atomic import check_output
+    check_output(out, overwrite, [model, plan_dir, dataset])
     from qvla_ros.models.checkpoint import load_policy, save_quantized
     from qvla_ros.quant.apply import (check_plan_matches, plan_rounding, quantize_,
                                       results_from_plan)
@@ -134,7 +142,7 @@ def build_quantized(model: str, out: Path, plan_dir=None, method=None, bits=None
             raise ValueError(f'method {method} needs calibration data: give --dataset DIR')
         batch = calibration_batch(policy, dataset, 0, max_samples, stride) if dataset else {}
         plan, act, packed = apply_method(policy, Calibration(batch), cfg)
-    save_quantized(policy, plan, Path(out), act)
+    save_quantized(policy, plan, Path(out), act, overwrite)
     return (f'quantized layers {packed} bytes vs {fp_bytes} fp16 bytes '
             f'({packed / fp_bytes:.3f}), {plan.method}, plan {plan.plan_id}')
 
@@ -143,15 +151,28 @@ def cmd_quantize(args) -> int:
     """Pack a policy with a plan or a method and write a quantized checkpoint folder."""
     line = build_quantized(args.model, Path(args.out), args.plan, args.method, args.bits,
                            args.act_bits, args.dataset, args.max_samples, args.stride,
-                           args.refine_fraction, args.unnorm_key)
+                           args.refine_fraction, args.unnorm_key, args.overwrite)
     print(f'wrote {args.out}: {line}')
     return 0
 
 
+def _plan_of(path: Path):
+    """Return the plan of a plan folder, or the verified plan of a quantized checkpoint."""
+    from qvla_ros.quant.artifacts import QuantPlan
+    if not (path / 'config.json').is_file():
+        return QuantPlan.load(path)
+    from qvla_ros.models.checkpoint import load_policy
+    plan = getattr(load_policy(str(path)), 'qvla_plan', None)
+    if plan is None:
+        raise ValueError(f'{path} is a full-precision checkpoint; expected a plan folder or a '
+                         'quantized checkpoint')
+    return plan
+
+
 def cmd_inspect(args) -> int:
     """Print the per-layer bit table and histogram; optionally write PNG plots."""
-    from qvla_ros.quant.artifacts import QuantPlan, SensitivityFile
-    plan = QuantPlan.load(Path(args.plan))
+    from qvla_ros.quant.artifacts import SensitivityFile
+    plan = _plan_of(Path(args.plan))
     cands = sorted(plan.candidates)
     print(f'plan {plan.plan_id}  method {plan.method}  spec {plan.spec.to_dict()}')
     print(f'target {plan.target_bits} bits/param, achieved {plan.achieved_bits():.4f}')
@@ -191,6 +212,12 @@ def add_quant_source(p) -> None:
     p.add_argument('--unnorm-key', help='upstream OpenVLA folders: which norm stats to use')
 
 
+def add_overwrite(p) -> None:
+    """Add --overwrite: without it an existing --out is refused, never replaced."""
+    p.add_argument('--overwrite', action='store_true',
+                   help='replace an existing --out (atomically); never allowed for an input')
+
+
 def add_commands(sub) -> None:
     """Register the quantization subcommands on an argparse subparsers object."""
     from qvla_ros.quant.rounding import ROUNDINGS
@@ -210,6 +237,7 @@ def add_commands(sub) -> None:
                    help='measure each row with its RTN or its GPTQ delta (plans made from '
                    'the file round rows the same way)')
     p.add_argument('--out', required=True)
+    add_overwrite(p)
     p.set_defaults(func=cmd_sensitivity)
     p = sub.add_parser('allocate', help='greedy Eq. 8 bit allocation -> plan folder')
     p.add_argument('--sensitivity', required=True)
@@ -222,15 +250,17 @@ def add_commands(sub) -> None:
     p.add_argument('--prune-threshold', type=float, default=None)
     p.add_argument('--layerwise', action='store_true', help='one width per layer (ablation)')
     p.add_argument('--out', required=True)
+    add_overwrite(p)
     p.set_defaults(func=cmd_allocate)
     p = sub.add_parser('quantize', help='pack a model with a plan or a method -> quantized '
                                         'checkpoint')
     p.add_argument('--model', required=True)
     add_quant_source(p)
     p.add_argument('--out', required=True)
+    add_overwrite(p)
     p.set_defaults(func=cmd_quantize)
     p = sub.add_parser('inspect', help='print a plan; --plots DIR writes PNGs')
-    p.add_argument('plan')
+    p.add_argument('plan', help='plan folder, or a quantized checkpoint folder')
     p.add_argument('--sensitivity')
     p.add_argument('--plots')
     p.set_defaults(func=cmd_inspect)

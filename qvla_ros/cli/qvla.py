@@ -2,7 +2,6 @@
 """``qvla``: the ROS-free quantization pipeline (sensitivity, allocate, quantize, inspect)."""
 
 import argparse
-import os
 from pathlib import Path
 import sys
 from typing import List, Optional
@@ -26,22 +25,20 @@ def cmd_sim_collect(args) -> int:
                       expert_labels=args.expert_labels,
                       tasks=[t.strip() for t in args.tasks.split(',')] if args.tasks else None)
     who = 'policy' if args.policy else 'expert'
+    ran = summary['episodes'] - summary['resumed']
     print(f'wrote {summary["written"]} episodes to {args.out}; {who} success '
-          f'{summary["successes"]}/{summary["episodes"]}')
+          f'{summary["successes"]}/{ran}'
+          + (f'; {summary["resumed"]} already present (resumed)' if summary['resumed'] else ''))
     return 0
 
 
 def cmd_sim_merge(args) -> int:
     """Write the episodes of several rollout datasets, in order, into a new one."""
-    import shutil
-    from qvla_ros.sim.collect import append_datasets
+    from qvla_ros.data.rollouts import append_datasets
+    from qvla_ros.storage.atomic import check_output, fill_folder
     out = Path(args.out)
-    if out.exists():
-        raise ValueError(f'{out} exists; expected a new folder for the merged dataset')
-    tmp = out.with_name(f'.{out.name}.tmp')  # the temp-sibling naming of checkpoint folders
-    shutil.rmtree(tmp, ignore_errors=True)
-    written = append_datasets(args.sources, tmp, progress=True)
-    os.replace(tmp, out)  # the dataset appears complete or not at all
+    check_output(out, False, args.sources)
+    written = fill_folder(out, lambda tmp: append_datasets(args.sources, tmp, progress=True))
     print(f'wrote {written} episodes to {out}')
     return 0
 
@@ -64,7 +61,12 @@ def cmd_train(args) -> int:
         if args.proprio_dim < 0:
             raise ValueError(f'--proprio-dim must be >= 0, got {args.proprio_dim}')
         config = replace(config, proprio_dim=args.proprio_dim)
-    summary = train(args.dataset, config, args.out, cfg, progress=True)
+    from qvla_ros.models.training import STATE
+    from qvla_ros.storage.atomic import check_output
+    out = Path(args.out)
+    resuming = (out / STATE).is_dir()  # an interrupted run of this command continues
+    check_output(out, args.overwrite or resuming or not out.exists(), [args.dataset, args.init])
+    summary = train(args.dataset, config, out, cfg, progress=True)
     print(f'wrote {args.out}: {summary}')
     return 0
 
@@ -73,8 +75,11 @@ def cmd_export(args) -> int:
     """Re-save an FP checkpoint with its floating tensors in another dtype."""
     import torch
     from qvla_ros.models.checkpoint import load_policy, save_policy
+    from qvla_ros.storage.atomic import check_output
     dtypes = {'bf16': torch.bfloat16, 'fp16': torch.float16, 'fp32': torch.float32}
-    save_policy(load_policy(args.checkpoint), Path(args.out), dtypes[args.dtype])
+    check_output(args.out, args.overwrite, [args.checkpoint])
+    save_policy(load_policy(args.checkpoint), Path(args.out), dtypes[args.dtype],
+                args.overwrite)
     size = sum(f.stat().st_size for f in Path(args.out).iterdir())
     print(f'wrote {args.out} ({size / 1e6:.1f} MB, {args.dtype})')
     return 0
@@ -95,16 +100,26 @@ def cmd_from_bag(args) -> int:
     summary = import_bag(args.bag, topics, args.out, args.control_hz, rule, args.camera,
                          args.policy)
     print(f'wrote {summary["episodes"]} episodes ({summary["steps"]} steps) to {args.out}')
+    if summary['dropped_nonfinite']:
+        print(f'dropped {summary["dropped_nonfinite"]} steps whose action or proprio was not '
+              'finite')
+    if summary['damage']:
+        print(f'the bag is damaged ({summary["damage"]["reason"]}); imported what is whole:')
+        for f in summary['damage']['files']:
+            lost = f['file_size'] - f['bytes_read']
+            print(f'  {f["file"]}: read {f["bytes_read"]} of {f["file_size"]} bytes '
+                  f'({f["messages"]} messages); dropped {lost} bytes'
+                  + (f' from the damage on: {f["damage"]}' if f['damage'] else ''))
     return 0
 
 
 def cmd_eval(args) -> int:
     """Closed-loop evaluation of a policy on a simulated suite."""
-    import json
     from qvla_ros.sim.evaluate import EvalConfig, evaluate, seed_range
+    from qvla_ros.storage.atomic import check_output, write_json
     seeds = seed_range(args.seeds)[:args.episodes]
     if args.out:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        check_output(args.out, args.overwrite, [args.checkpoint, args.reference, args.plan])
     import tempfile
     with tempfile.TemporaryDirectory(prefix='qvla-eval-') as tmp:
         model, reference = args.checkpoint, args.reference
@@ -129,9 +144,7 @@ def cmd_eval(args) -> int:
         print(f'deviation from {cfg.reference}: mean {result["mean_deviation"]:.4g}, final '
               f'step {result["final_step_deviation"]:.4g}')
     if args.out:
-        tmp = Path(args.out).with_name(f'.{Path(args.out).name}.tmp')
-        tmp.write_text(json.dumps(result, indent=1))
-        os.replace(tmp, args.out)
+        write_json(Path(args.out), result)
     return 0
 
 
@@ -141,7 +154,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog='qvla', description=__doc__)
     sub = parser.add_subparsers(dest='command', required=True)
     sub.add_parser('version', help='print versions').set_defaults(func=cmd_version)
-    from qvla_ros.cli.quant_cmds import add_commands, add_quant_source
+    from qvla_ros.cli.quant_cmds import add_commands, add_overwrite, add_quant_source
     add_commands(sub)
     p = sub.add_parser('train', help='behaviour-clone qvla-ref on a rollout dataset')
     p.add_argument('--dataset', required=True)
@@ -169,6 +182,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument('--init', help='warm-start from this float qvla-ref checkpoint folder (same '
                    'config, except that --proprio-dim may add inputs; its action and proprio '
                    'normalization are kept)')
+    add_overwrite(p)
     p.add_argument('--widen-init', default='zero', choices=['zero', 'matched'],
                    help='weights of the proprio inputs --proprio-dim adds to an --init model: '
                    'zero (the policy starts unchanged) or matched (random, at the scale of the '
@@ -178,6 +192,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument('checkpoint')
     p.add_argument('--dtype', default='bf16', choices=['bf16', 'fp16', 'fp32'])
     p.add_argument('--out', required=True)
+    add_overwrite(p)
     p.set_defaults(func=cmd_export)
 
     p = sub.add_parser('calibrate', help='calibration data tools')
@@ -210,6 +225,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="episode horizon (default: the suite's, tabletop 80, metaworld 200)")
     p.add_argument('--workers', type=int, default=2)
     p.add_argument('--out', help='write the full result JSON here')
+    add_overwrite(p)
     add_quant_source(p)
     p.set_defaults(func=cmd_eval)
     p = sub.add_parser('sim', help='simulation tools')
@@ -242,12 +258,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Optional[List[str]] = None) -> int:
     """Entry point of ``qvla``."""
+    from qvla_ros.cli.errors import run
     args = build_parser().parse_args(argv)
-    try:
-        return args.func(args)
-    except (ValueError, RuntimeError, FileNotFoundError) as err:
-        print(f'qvla {args.command}: error: {err}', file=sys.stderr)
-        return 2
+    return run('qvla', args.command, lambda: args.func(args))
 
 
 if __name__ == '__main__':

@@ -158,12 +158,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Optional[List[str]] = None) -> int:
     """Entry point of ``qvla-ros``."""
+    from qvla_ros.cli.errors import run
     args = build_parser().parse_args(argv)
-    try:
-        return args.func(args)
-    except (ValueError, RuntimeError, FileNotFoundError) as err:
-        print(f'qvla-ros {args.command}: error: {err}', file=sys.stderr)
-        return 2
+    return run('qvla-ros', args.command, lambda: args.func(args))
 
 
 if __name__ == '__main__':

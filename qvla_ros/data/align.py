@@ -4,7 +4,8 @@
 Each executed action becomes one sample, taken at most once per control period
 (1 / control_hz), with the last image, proprio, instruction and gripper command stamped at or
 before it. Episodes split where the instruction changes, where the action stream pauses
-longer than ``max_gap_s``, or at start/end markers.
+longer than ``max_gap_s``, or at start/end markers. A sample whose action or proprio is not
+finite (a NaN from a driver, say) is dropped and counted, so it never reaches training.
 """
 
 from bisect import bisect_right
@@ -69,15 +70,19 @@ def _marker_windows(markers: Stream) -> List[Tuple[int, int]]:
 
 def align(actions: Stream, images: Stream, instructions: Stream, control_hz: float,
           rule: SplitRule, proprio: Optional[Stream] = None, gripper: Optional[Stream] = None,
-          markers: Optional[Stream] = None, proprio_dim: int = 0) -> List[Episode]:
-    """Return the episodes of the recording; actions' values are float arrays (A,)."""
+          markers: Optional[Stream] = None, proprio_dim: int = 0
+          ) -> Tuple[List[Episode], int]:
+    """Return (the episodes of the recording, non-finite samples dropped).
+
+    Actions' values are float arrays (A,).
+    """
     if not actions.stamps:
         raise ValueError(f'{actions.name}: no action messages; nothing to align')
     period = int(1e9 / control_hz)
     windows = _marker_windows(markers) if rule.markers and markers is not None else None
     episodes: List[Episode] = []
     current: Optional[Episode] = None
-    last_t = None
+    last_t, dropped = None, 0
     for t, action in zip(actions.stamps, actions.values):
         if last_t is not None and current is not None and t - current.stamps[-1] < period:
             continue  # faster than control_hz: keep the first action of each period
@@ -89,6 +94,10 @@ def align(actions: Stream, images: Stream, instructions: Stream, control_hz: flo
             continue
         if image is None or not text:
             continue  # nothing to pair this action with yet; it does not split an episode
+        act, vec = _sample(action, t, gripper, proprio, proprio_dim)
+        if not (np.isfinite(act).all() and np.isfinite(vec).all()):
+            dropped += 1
+            continue
         gap = last_t is not None and rule.max_gap_s is not None and \
             (t - last_t) > rule.max_gap_s * 1e9
         new_window = windows is not None and current is not None and not any(
@@ -97,19 +106,25 @@ def align(actions: Stream, images: Stream, instructions: Stream, control_hz: flo
                 rule.on_instruction_change and text != current.instruction):
             current = Episode(text, [], [], [], [])
             episodes.append(current)
-        act = np.asarray(action, np.float32).copy()
-        if gripper is not None and gripper.last_at(t) is not None:
-            act[-1] = float(gripper.last_at(t))
-        state = proprio.last_at(t) if proprio is not None else None
-        vec = np.zeros(proprio_dim, np.float32)
-        if state is not None:
-            vec[:min(proprio_dim, len(state))] = np.asarray(state, np.float32)[:proprio_dim]
         current.images.append(image)
         current.proprio.append(vec)
         current.actions.append(act)
         current.stamps.append(t)
         last_t = t
-    return [e for e in episodes if e.actions]
+    return [e for e in episodes if e.actions], dropped
+
+
+def _sample(action, t: int, gripper: Optional[Stream], proprio: Optional[Stream],
+            proprio_dim: int) -> Tuple[np.ndarray, np.ndarray]:
+    """Return the action (A,), gripper filled in, and proprio (proprio_dim,) at ``t``."""
+    act = np.asarray(action, np.float32).copy()
+    if gripper is not None and gripper.last_at(t) is not None:
+        act[-1] = float(gripper.last_at(t))
+    state = proprio.last_at(t) if proprio is not None else None
+    vec = np.zeros(proprio_dim, np.float32)
+    if state is not None:
+        vec[:min(proprio_dim, len(state))] = np.asarray(state, np.float32)[:proprio_dim]
+    return act, vec
 
 
 def twist_to_action(linear: Sequence[float], angular: Sequence[float], dt: float) -> np.ndarray:

@@ -7,6 +7,11 @@ Message types come from the bag itself (no ROS install needed). Supported topics
 gripper ``std_msgs/msg/Float64``/``Float32``; proprio ``sensor_msgs/msg/JointState``
 (positions) or ``geometry_msgs/msg/PoseStamped`` (position + quaternion). Stamps are header
 stamps where the message has a header, else the bag's receive time.
+
+A bag that rosbags cannot open because a recorder crashed (an MCAP file cut short, no
+metadata.yaml) is read record by record up to the damage (:mod:`.mcap_salvage`), with the
+standard message types of ROS 2 Kilted; the summary says how much was dropped. Steps whose
+action or proprio is not finite are dropped and counted.
 """
 
 from dataclasses import dataclass
@@ -16,8 +21,10 @@ from typing import Dict, Optional
 import numpy as np
 
 from qvla_ros.data.align import align, SplitRule, Stream, twist_to_action
+from qvla_ros.data.mcap_salvage import salvage
 from qvla_ros.data.rollouts import DatasetInfo, RolloutWriter
 from qvla_ros.ros.conversions import image_to_rgb
+from qvla_ros.storage.errors import ArtifactError
 
 EXPECTED = {
     'image': ('sensor_msgs/msg/Image',),
@@ -69,34 +76,82 @@ def _value(role: str, msg, msgtype: str, dt: float):
     return np.array([p.x, p.y, p.z, q.x, q.y, q.z, q.w], np.float32)
 
 
-def read_streams(bag: Path, topics: BagTopics, control_hz: float) -> Dict[str, Stream]:
-    """Return one Stream per role, read from the bag at ``bag``."""
+def _check_topics(bag: Path, topics: BagTopics, available: Dict[str, str]) -> None:
+    if not available:
+        raise ValueError(f'{bag} is empty: no messages to import')
+    for role, topic in topics.used().items():
+        if topic not in available:
+            raise ValueError(f'{role} topic {topic!r} is not in {bag}; available topics: '
+                             f'{sorted(available)}')
+        if available[topic] not in EXPECTED[role]:
+            raise ValueError(f'{role} topic {topic!r} has type {available[topic]}; '
+                             f'expected one of {EXPECTED[role]}')
+
+
+class _Streams:
+    """Collects the deserialized messages of the used topics into one Stream per role."""
+
+    def __init__(self, topics: BagTopics, control_hz: float):
+        used = topics.used()
+        self.role_of = {t: r for r, t in used.items()}
+        self.streams = {r: Stream(t) for r, t in used.items()}
+        self.dt = 1.0 / control_hz
+
+    def add(self, topic: str, msgtype: str, msg, bag_time: int) -> None:
+        role = self.role_of[topic]
+        self.streams[role].add(_stamp(msg, bag_time), _value(role, msg, msgtype, self.dt))
+
+
+def _read_rosbags(bag: Path, topics: BagTopics, control_hz: float) -> Dict[str, Stream]:
     from rosbags.highlevel import AnyReader
     from rosbags.typesys import get_typestore, Stores
+    with AnyReader([bag], default_typestore=get_typestore(Stores.EMPTY)) as reader:
+        available = {c.topic: c.msgtype for c in reader.connections}
+        _check_topics(bag, topics, available if reader.message_count else {})
+        out = _Streams(topics, control_hz)
+        conns = [c for c in reader.connections if c.topic in out.role_of]
+        for conn, bag_time, raw in reader.messages(connections=conns):
+            out.add(conn.topic, conn.msgtype, reader.deserialize(raw, conn.msgtype), bag_time)
+    return out.streams
+
+
+def _read_salvaged(bag: Path, topics: BagTopics, control_hz: float, why: str):
+    """Return (streams, damage report) from the MCAP files of a bag rosbags refused."""
+    from rosbags.typesys import get_typestore, Stores
+    files = sorted(bag.glob('*.mcap')) if bag.is_dir() else [bag]
+    parts = [salvage(f) for f in files if f.suffix == '.mcap']
+    if not parts or not any(p.messages for p in parts):
+        raise ArtifactError(f'{bag} cannot be read ({why}) and holds no whole MCAP message; '
+                            'expected a rosbag2 folder (sqlite3 or mcap)')
+    store = get_typestore(Stores.ROS2_KILTED)
+    available = {t: m for p in parts for t, m in p.topics.values()}
+    _check_topics(bag, topics, available)
+    out = _Streams(topics, control_hz)
+    for part in parts:
+        for cid, log_time, raw in sorted(part.messages, key=lambda m: m[1]):
+            topic, msgtype = part.topics.get(cid, ('', ''))
+            if topic in out.role_of:
+                out.add(topic, msgtype, store.deserialize_cdr(raw, msgtype), log_time)
+    report = {'reason': why, 'files': [
+        {'file': p.path.name, 'bytes_read': p.bytes_read, 'file_size': p.file_size,
+         'messages': len(p.messages), 'damage': p.problem} for p in parts]}
+    return out.streams, report
+
+
+def read_streams(bag: Path, topics: BagTopics, control_hz: float):
+    """Return (one Stream per role, damage report or None) read from the bag at ``bag``."""
+    from rosbags.highlevel import AnyReaderError
+    from rosbags.rosbag2 import ReaderError
     bag = Path(bag)
     if not bag.exists():
         raise FileNotFoundError(f'{bag} does not exist; expected a rosbag2 folder')
-    with AnyReader([bag], default_typestore=get_typestore(Stores.EMPTY)) as reader:
-        available = {c.topic: c.msgtype for c in reader.connections}
-        if not available or reader.message_count == 0:
-            raise ValueError(f'{bag} is empty: no messages to import')
-        used = topics.used()
-        for role, topic in used.items():
-            if topic not in available:
-                raise ValueError(f'{role} topic {topic!r} is not in {bag}; available topics: '
-                                 f'{sorted(available)}')
-            if available[topic] not in EXPECTED[role]:
-                raise ValueError(f'{role} topic {topic!r} has type {available[topic]}; '
-                                 f'expected one of {EXPECTED[role]}')
-        role_of = {t: r for r, t in used.items()}
-        streams = {r: Stream(t) for r, t in used.items()}
-        conns = [c for c in reader.connections if c.topic in role_of]
-        dt = 1.0 / control_hz
-        for conn, bag_time, raw in reader.messages(connections=conns):
-            msg = reader.deserialize(raw, conn.msgtype)
-            role = role_of[conn.topic]
-            streams[role].add(_stamp(msg, bag_time), _value(role, msg, conn.msgtype, dt))
-    return streams
+    if bag.is_dir() and not (bag / 'metadata.yaml').exists() and any(bag.glob('*.mcap')):
+        return _read_salvaged(bag, topics, control_hz,
+                              'no metadata.yaml: the recorder did not close the bag')
+    try:
+        return _read_rosbags(bag, topics, control_hz), None
+    except (AnyReaderError, ReaderError) as err:
+        return _read_salvaged(bag, topics, control_hz, str(err))
 
 
 def import_bag(bag: Path, topics: BagTopics, out: Path, control_hz: float,
@@ -105,18 +160,19 @@ def import_bag(bag: Path, topics: BagTopics, out: Path, control_hz: float,
     """Import a bag into the rollout dataset at ``out``; return a summary."""
     if rule.markers and not topics.marker:
         raise ValueError('splitting on markers needs a marker topic (--marker-topic)')
-    streams = read_streams(bag, topics, control_hz)
+    streams, damage = read_streams(bag, topics, control_hz)
     proprio = streams.get('proprio')
     proprio_dim = len(proprio.values[0]) if proprio is not None and proprio.values else 0
-    episodes = align(streams['action'], streams['image'], streams['instruction'], control_hz,
-                     rule, proprio=proprio, gripper=streams.get('gripper'),
-                     markers=streams.get('marker'), proprio_dim=proprio_dim)
+    episodes, dropped = align(streams['action'], streams['image'], streams['instruction'],
+                              control_hz, rule, proprio=proprio, gripper=streams.get('gripper'),
+                              markers=streams.get('marker'), proprio_dim=proprio_dim)
     if not episodes:
         raise ValueError(f'{bag}: no action had both an image and an instruction before it; '
                          'check the topics and that the streams overlap in time')
-    writer = RolloutWriter(out, DatasetInfo(7, proprio_dim, control_hz, (camera,)))
-    for ep in episodes:
-        writer.add_episode({camera: np.stack(ep.images)}, np.stack(ep.proprio),
-                           np.stack(ep.actions), np.array(ep.stamps, np.int64),
-                           ep.instruction, None, 'rosbag', policy)
-    return {'episodes': len(episodes), 'steps': sum(len(e.actions) for e in episodes)}
+    with RolloutWriter(out, DatasetInfo(7, proprio_dim, control_hz, (camera,))) as writer:
+        for ep in episodes:
+            writer.add_episode({camera: np.stack(ep.images)}, np.stack(ep.proprio),
+                               np.stack(ep.actions), np.array(ep.stamps, np.int64),
+                               ep.instruction, None, 'rosbag', policy)
+    return {'episodes': len(episodes), 'steps': sum(len(e.actions) for e in episodes),
+            'dropped_nonfinite': dropped, 'damage': damage}

@@ -5,17 +5,18 @@ A folder holds ``config.json`` (format, version, model name and config, and for 
 checkpoints ``quantization_config``), ``model.safetensors`` and ``norm_stats.json``.
 A quantized folder also holds ``plan.json``; loading it never needs the FP checkpoint: the
 packed layers are rebuilt from their own tensors and ``load_state_dict(strict=True)`` checks
-that every tensor is accounted for. Written atomically; no pickle.
+that every tensor is accounted for. The plan is rebuilt from the packed tensors and checked
+against ``plan.json`` and the plan id in ``config.json``, so the id a node reports is the one
+its weights carry. Every loading failure is one CheckpointError naming the file and the
+problem. Written atomically through :mod:`qvla_ros.storage.atomic`; no pickle.
 """
 
 from dataclasses import asdict
 import json
-import os
 from pathlib import Path
-import shutil
 from typing import Optional
 
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 import torch
 from torch import nn
 
@@ -28,26 +29,16 @@ from qvla_ros.quant.activation import ActSpec
 from qvla_ros.quant.apply import QuantizedLinear
 from qvla_ros.quant.artifacts import QuantPlan
 from qvla_ros.quant.spec import QuantSpec
+from qvla_ros.storage.atomic import recover_folder, sibling, write_folder
+from qvla_ros.storage.errors import ArtifactError, read_json_object, read_safetensors
+from qvla_ros.storage.fields import build
+from qvla_ros.storage.lock import exclusive_lock
 
 FORMAT, VERSION = 'qvla-checkpoint', 1
 
 
-def _write_folder(out: Path, files: dict) -> None:
-    """Write files into a temp sibling folder, then swap it in place of ``out``."""
-    out = Path(out)
-    tmp = out.with_name(f'.{out.name}.tmp')
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    tmp.mkdir(parents=True)
-    for name, writer in files.items():
-        writer(tmp / name)
-    if out.exists():
-        old = out.with_name(f'.{out.name}.old')
-        os.replace(out, old)
-        os.replace(tmp, out)
-        shutil.rmtree(old)
-    else:
-        os.replace(tmp, out)
+class CheckpointError(ArtifactError):
+    """A checkpoint cannot be loaded; the text names the file and the problem."""
 
 
 MODELS = ('toy', 'qvla-ref', 'openvla')
@@ -89,30 +80,44 @@ def _files(policy: nn.Module, config: dict, state: dict) -> dict:
     return files
 
 
+def _normalizers(folder: Path, name: str):
+    """Return (action normalizer, proprio normalizer or None) from norm_stats.json."""
+    path = folder / 'norm_stats.json'
+    stats = read_json_object(path, f'the action normalization statistics {name} checkpoints '
+                                   'need')
+    try:
+        normalizer = ActionNormalizer.from_stats(stats, UNNORM_KEY)
+        prop = stats[UNNORM_KEY].get('proprio')
+        prop = ActionNormalizer.from_stats({UNNORM_KEY: {'action': prop}}) if prop else None
+    except ValueError as err:
+        raise CheckpointError(f'{path}: {err}') from None
+    return normalizer, prop
+
+
 def _build(name: str, config: dict, folder: Path) -> nn.Module:
+    where = str(folder / 'config.json')
     if name == 'toy':
-        return ToyPolicy(ToyConfig(**config))
-    stats_path = folder / 'norm_stats.json'
-    if not stats_path.is_file():
-        raise FileNotFoundError(f'{stats_path} does not exist; {name} checkpoints need their '
-                                'action normalization statistics')
-    stats = json.loads(stats_path.read_text())
-    normalizer = ActionNormalizer.from_stats(stats, UNNORM_KEY)
+        return ToyPolicy(build(ToyConfig, config, where))
+    normalizer, prop = _normalizers(folder, name)
     if name == 'openvla':
         from transformers import AutoTokenizer
         from qvla_ros.models.openvla import OpenVLAConfig, OpenVLAPolicy
         from qvla_ros.models.upstream_vision import BackboneSpec
-        cfg = OpenVLAConfig(**{**config, 'backbones': tuple(
-            BackboneSpec(**b) for b in config['backbones'])})
-        prop = stats[UNNORM_KEY].get('proprio')
-        prop = ActionNormalizer.from_stats({UNNORM_KEY: {'action': prop}}) if prop else None
+        backbones = config.get('backbones') if isinstance(config, dict) else None
+        if not isinstance(backbones, list):
+            raise CheckpointError(f"{where}: config field 'backbones' must be a list")
+        cfg = build(OpenVLAConfig, config, where, backbones=tuple(
+            build(BackboneSpec, b, f'{where} backbones') for b in backbones))
         tok = AutoTokenizer.from_pretrained(str(folder / 'tokenizer'), trust_remote_code=False)
         return OpenVLAPolicy(cfg, normalizer, tok, prop)
-    return ReferenceVLA(RefConfig(**config), normalizer)
+    return ReferenceVLA(build(RefConfig, config, where), normalizer)
 
 
-def save_policy(policy: nn.Module, out: Path, dtype: Optional[torch.dtype] = None) -> None:
+def save_policy(policy: nn.Module, out: Path, dtype: Optional[torch.dtype] = None,
+                overwrite: bool = True) -> None:
     """Write an FP checkpoint folder; ``dtype`` (e.g. bf16) casts its floating tensors.
+
+    An existing ``out`` is replaced (atomically) only with ``overwrite``.
 
     Loading always restores the model's own dtype (fp32), so a bf16 file halves the size and
     rounds the weights once.
@@ -122,12 +127,15 @@ def save_policy(policy: nn.Module, out: Path, dtype: Optional[torch.dtype] = Non
     state = {k: v.detach().contiguous() for k, v in policy.state_dict().items()}
     if dtype is not None:
         state = {k: v.to(dtype) if v.is_floating_point() else v for k, v in state.items()}
-    _write_folder(out, _files(policy, config, state))
+    write_folder(out, _files(policy, config, state), overwrite)
 
 
 def save_quantized(policy: nn.Module, plan: QuantPlan, out: Path,
-                   act: Optional[ActSpec] = None) -> None:
-    """Write a packed-quantized checkpoint of ``policy`` (already passed through quantize_)."""
+                   act: Optional[ActSpec] = None, overwrite: bool = True) -> None:
+    """Write a packed-quantized checkpoint of ``policy`` (already passed through quantize_).
+
+    An existing ``out`` is replaced (atomically) only with ``overwrite``.
+    """
     config = {'format': FORMAT, 'version': VERSION, 'model': _model_name(policy),
               'config': asdict(policy.config),
               'quantization_config': {'plan_id': plan.plan_id, 'method': plan.method,
@@ -138,9 +146,9 @@ def save_quantized(policy: nn.Module, plan: QuantPlan, out: Path,
                                                      'out_features': int(b.numel())}
                                                  for k, b in plan.bits.items()}}}
     state = {k: v.detach().contiguous() for k, v in policy.state_dict().items()}
-    summary = json.dumps(plan.summary(), indent=1, sort_keys=True)
-    _write_folder(out, {**_files(policy, config, state),
-                        'plan.json': lambda p: p.write_text(summary)})
+    summary = plan.summary_text()
+    write_folder(out, {**_files(policy, config, state),
+                       'plan.json': lambda p: p.write_text(summary)}, overwrite)
 
 
 def _shell(state: dict, name: str, info: dict, spec: QuantSpec, act) -> nn.Module:
@@ -160,13 +168,42 @@ def _shell(state: dict, name: str, info: dict, spec: QuantSpec, act) -> nn.Modul
     return QuantizedLinear(inner, None if inv is None else inv.float(), act)
 
 
-def plan_id_of(spec: str) -> str:
-    """Return the plan id of a quantized checkpoint folder, or '' for FP models."""
-    path = Path(spec) / 'config.json'
-    if not path.is_file():
-        return ''
-    qc = json.loads(path.read_text()).get('quantization_config') or {}
-    return str(qc.get('plan_id', ''))
+def plan_id_of(policy: nn.Module) -> str:
+    """Return the verified plan id of a loaded quantized checkpoint, '' for FP models."""
+    plan = getattr(policy, 'qvla_plan', None)
+    return plan.plan_id if plan is not None else ''
+
+
+def _verified_plan(folder: Path, policy: nn.Module, qc: dict) -> QuantPlan:
+    """Rebuild the plan from the packed layers; check it against plan.json and config.json."""
+    path = folder / 'plan.json'
+    meta = read_json_object(path, 'the plan summary of a quantized checkpoint')
+    bits = {name: policy.get_submodule(name) for name in qc['layers']}
+    bits = {name: getattr(m, 'inner', m).bits_per_row() for name, m in bits.items()}
+    plan = QuantPlan.from_summary(meta, bits, path)
+    if json.loads(plan.summary_text()) != meta:
+        raise CheckpointError(f'{path} does not describe the packed weights in '
+                              f'{folder / "model.safetensors"} (its bit histograms or sizes '
+                              'differ); the folder mixes files of two quantizations')
+    if qc.get('plan_id') != plan.plan_id:
+        raise CheckpointError(f'{folder / "config.json"}: plan id {qc.get("plan_id")!r} is not '
+                              f'the id of the packed weights and plan.json ({plan.plan_id}); '
+                              'the checkpoint was edited or assembled from other files')
+    return plan
+
+
+def _check_action_space(folder: Path, policy: nn.Module) -> None:
+    """Raise CheckpointError unless the normalization fits the actions the model predicts."""
+    dim = policy.metadata()['action_dim']
+    normalizer = getattr(policy, 'normalizer', None)
+    if normalizer is not None and normalizer.q01.size != dim:
+        raise CheckpointError(f'{folder / "norm_stats.json"}: action statistics have '
+                              f'{normalizer.q01.size} dimensions, the model predicts {dim}')
+    low, high = (getattr(policy, k, None) for k in ('action_low', 'action_high'))
+    if low is not None and not (torch.isfinite(low).all() and torch.isfinite(high).all()
+                                and (low <= high).all()):
+        raise CheckpointError(f'{folder / "model.safetensors"}: action bounds must be finite '
+                              'with action_low <= action_high')
 
 
 def _random_init(spec: str) -> Optional[nn.Module]:
@@ -188,36 +225,64 @@ def load_policy(spec: str, unnorm_key: Optional[str] = None) -> nn.Module:
     """Return a policy: toy[:SEED], ref-<tiny|small|...>[:SEED] or a checkpoint folder.
 
     A folder is one of ours (FP or packed) or an upstream OpenVLA / OpenVLA-OFT folder;
-    ``unnorm_key`` picks the upstream norm stats when they hold several datasets.
+    ``unnorm_key`` picks the upstream norm stats when they hold several datasets. Any problem
+    with the files is a CheckpointError naming the file.
     """
     model = _random_init(spec)
     if model is not None:
         return model
     folder = Path(spec)
     from qvla_ros.models.openvla_loader import is_upstream_folder, load_openvla
-    if is_upstream_folder(folder):
-        return load_openvla(folder, unnorm_key)
+    if not folder.exists() and sibling(folder, 'old').exists():
+        with exclusive_lock(sibling(folder, 'lock'), f'recovering {folder}'):
+            recover_folder(folder)  # a write of this folder was killed mid-swap
+    try:
+        if is_upstream_folder(folder):
+            return load_openvla(folder, unnorm_key)
+        return _load_folder(folder)
+    except ArtifactError as err:
+        raise CheckpointError(str(err)) from None
+    except (ValueError, KeyError, TypeError, RuntimeError, OSError) as err:
+        first = (str(err).strip().splitlines() or [type(err).__name__])[0]
+        raise CheckpointError(f'{folder}: cannot load the checkpoint: {first}') from None
+
+
+def _load_folder(folder: Path) -> nn.Module:
     path = folder / 'config.json'
     if not path.is_file():
-        raise FileNotFoundError(f'{path} does not exist; expected toy[:SEED], '
-                                'ref-<config>[:SEED] or a checkpoint folder with config.json '
-                                'and model.safetensors')
-    config = json.loads(path.read_text())
+        raise CheckpointError(f'{path} does not exist; expected toy[:SEED], ref-<config>[:SEED] '
+                              'or a checkpoint folder with config.json and model.safetensors')
+    config = read_json_object(path, 'a qvla checkpoint config')
     if config.get('format') != FORMAT or config.get('version') != VERSION:
-        raise ValueError(f'{path}: expected format {FORMAT!r} version {VERSION}, got '
-                         f'{config.get("format")!r} version {config.get("version")!r}')
+        raise CheckpointError(f'{path}: expected format {FORMAT!r} version {VERSION}, got '
+                              f'{config.get("format")!r} version {config.get("version")!r}')
     if config.get('model') not in MODELS:
-        raise ValueError(f'{path}: unknown model {config.get("model")!r}; expected one of '
-                         f'{MODELS}')
-    policy = _build(config['model'], config['config'], folder)
-    state = load_file(str(folder / 'model.safetensors'))
+        raise CheckpointError(f'{path}: unknown model {config.get("model")!r}; expected one of '
+                              f'{MODELS}')
+    policy = _build(config['model'], config.get('config'), folder)
+    state = read_safetensors(folder / 'model.safetensors',
+                             what='the weights of the checkpoint (model.safetensors)')
     qc = config.get('quantization_config')
     if qc:
-        spec_q = QuantSpec.from_dict(qc['spec'])
-        act = ActSpec(qc['act_bits']) if qc.get('act_bits') else None
-        for name, info in qc['layers'].items():
-            parent, _, child = name.rpartition('.')
-            setattr(policy.get_submodule(parent) if parent else policy, child,
-                    _shell(state, name, info, spec_q, act))
-    policy.load_state_dict(state, strict=True)
+        _install_packed(policy, state, qc, path)
+    try:
+        policy.load_state_dict(state, strict=True)
+    except RuntimeError as err:
+        raise CheckpointError(f'{folder / "model.safetensors"} does not fit {path}: '
+                              f'{str(err).splitlines()[0]}') from None
+    _check_action_space(folder, policy)
+    if qc:
+        policy.qvla_plan = _verified_plan(folder, policy, qc)
     return policy.eval()
+
+
+def _install_packed(policy: nn.Module, state: dict, qc: dict, where: Path) -> None:
+    """Replace each quantized layer of ``policy`` by a packed shell built from ``state``."""
+    if not isinstance(qc, dict) or not isinstance(qc.get('layers'), dict):
+        raise CheckpointError(f'{where}: quantization_config.layers must be an object')
+    spec_q = QuantSpec.from_dict(qc['spec'])
+    act = ActSpec(qc['act_bits']) if qc.get('act_bits') else None
+    for name, info in qc['layers'].items():
+        parent, _, child = name.rpartition('.')
+        setattr(policy.get_submodule(parent) if parent else policy, child,
+                _shell(state, name, info, spec_q, act))

@@ -26,6 +26,14 @@ class ActionNormalizer:
         shapes = {self.q01.shape, self.q99.shape, self.mask.shape}
         if len(shapes) != 1 or self.q01.ndim != 1:
             raise ValueError(f'q01, q99 and mask must be equal 1-D shapes, got {shapes}')
+        if not (np.isfinite(self.q01).all() and np.isfinite(self.q99).all()):
+            raise ValueError('normalization bounds must be finite; got q01 '
+                             f'{self.q01.tolist()}, q99 {self.q99.tolist()}')
+        bad = np.flatnonzero(self.q01 > self.q99)
+        if bad.size:
+            raise ValueError(f'normalization bounds need q01 <= q99 on every dimension; '
+                             f'dimension {int(bad[0])} has q01 {float(self.q01[bad[0]])} > '
+                             f'q99 {float(self.q99[bad[0]])}')
 
     @classmethod
     def from_stats(cls, stats: Dict, key: Optional[str] = None) -> 'ActionNormalizer':
@@ -45,9 +53,13 @@ class ActionNormalizer:
         if not action or 'q01' not in action or 'q99' not in action:
             raise ValueError(f'norm stats {key!r} lack action q01/q99; got '
                              f'{sorted(action or {})}')
-        q01 = np.asarray(action['q01'], np.float32)
-        q99 = np.asarray(action['q99'], np.float32)
-        mask = np.asarray(action.get('mask', [True] * q01.size), bool)
+        try:
+            q01 = np.asarray(action['q01'], np.float32)
+            q99 = np.asarray(action['q99'], np.float32)
+            mask = np.asarray(action.get('mask', [True] * q01.size), bool)
+        except (TypeError, ValueError) as err:
+            raise ValueError(f'norm stats {key!r}: q01, q99 and mask must be lists of numbers '
+                             f'({err})') from None
         return cls(q01, q99, mask)
 
     @classmethod

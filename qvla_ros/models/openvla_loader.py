@@ -15,6 +15,8 @@ import torch
 from qvla_ros.models.normalization import ActionNormalizer
 from qvla_ros.models.openvla import OpenVLAConfig, OpenVLAPolicy
 from qvla_ros.models.upstream_vision import map_state, spec_from_state
+from qvla_ros.storage.errors import read_json_object
+from qvla_ros.storage.errors import read_safetensors as read_tensor_file
 
 LLAMA_FIELDS = ('vocab_size', 'hidden_size', 'intermediate_size', 'num_hidden_layers',
                 'num_attention_heads', 'num_key_value_heads', 'rms_norm_eps', 'rope_theta',
@@ -28,17 +30,19 @@ def is_upstream_folder(folder: Path) -> bool:
     path = Path(folder) / 'config.json'
     if not path.is_file():
         return False
-    cfg = json.loads(path.read_text())
+    cfg = read_json_object(path, 'a checkpoint config')
     return cfg.get('model_type') == 'openvla' or any(
         'OpenVLA' in a for a in cfg.get('architectures') or [])
 
 
 def read_safetensors(folder: Path) -> Dict[str, torch.Tensor]:
     """Return every tensor of the folder's (possibly sharded) safetensors weights."""
-    from safetensors.torch import load_file
     index = folder / 'model.safetensors.index.json'
     if index.is_file():
-        files = sorted(set(json.loads(index.read_text())['weight_map'].values()))
+        weight_map = read_json_object(index, 'a sharded safetensors index').get('weight_map')
+        if not isinstance(weight_map, dict):
+            raise ValueError(f'{index}: expected a "weight_map" object of tensor -> file')
+        files = sorted(set(weight_map.values()))
     elif (folder / 'model.safetensors').is_file():
         files = ['model.safetensors']
     else:
@@ -49,7 +53,7 @@ def read_safetensors(folder: Path) -> Dict[str, torch.Tensor]:
                'are not loaded)' if bins else ''))
     state: Dict[str, torch.Tensor] = {}
     for name in files:
-        state.update(load_file(str(folder / name)))
+        state.update(read_tensor_file(folder / name))
     return state
 
 

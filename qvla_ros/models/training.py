@@ -18,12 +18,11 @@ atomically, no pickle) continues exactly as if it had never stopped.
 from dataclasses import asdict, dataclass, replace
 import json
 import math
-import os
 from pathlib import Path
 from typing import Callable, Dict, List, Optional
 
 import numpy as np
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
@@ -32,6 +31,8 @@ from qvla_ros.data.rollouts import episodes, read_episode, read_info
 from qvla_ros.models import aux_targets
 from qvla_ros.models.normalization import ActionNormalizer
 from qvla_ros.models.reference import build_reference, RefConfig, sincos_2d, tokenize
+from qvla_ros.storage.atomic import write_folder, write_json
+from qvla_ros.storage.errors import read_json_object, read_safetensors
 
 STATE = 'train_state'
 # Training loss on normalized chunks. 'l1' is OFT's. From scratch it collapsed here: a
@@ -215,19 +216,14 @@ def _save_state(out: Path, modules: Dict[str, torch.nn.Module], opt, step: int,
         for name, v in st.items():
             tensors[f'opt.{idx}.{name}'] = torch.as_tensor(v).contiguous()
     meta = {'step': step, 'param_groups': opt_state['param_groups'], 'log': log}
-    state = out / STATE
-    state.mkdir(parents=True, exist_ok=True)
-    for name, write in (('tensors.safetensors', lambda p: save_file(tensors, str(p))),
-                        ('meta.json', lambda p: p.write_text(json.dumps(meta)))):
-        tmp = state / f'.{name}.tmp'
-        write(tmp)
-        os.replace(tmp, state / name)
+    write_folder(out / STATE, {'tensors.safetensors': lambda p: save_file(tensors, str(p)),
+                               'meta.json': lambda p: p.write_text(json.dumps(meta))})
 
 
 def _load_state(out: Path, modules: Dict[str, torch.nn.Module], opt):
     state = out / STATE
-    meta = json.loads((state / 'meta.json').read_text())
-    tensors = load_file(str(state / 'tensors.safetensors'))
+    meta = read_json_object(state / 'meta.json', 'the training state to resume from')
+    tensors = read_safetensors(state / 'tensors.safetensors')
     for prefix, module in modules.items():
         n = len(prefix) + 1
         module.load_state_dict({k[n:]: v for k, v in tensors.items()
@@ -288,6 +284,10 @@ def train(root: Path, config: RefConfig, out: Path, cfg: TrainConfig,
             pred = model.head(hidden[:cfg.batch_size])
         loss = LOSSES[cfg.loss](pred.float(), target[:cfg.batch_size])
         entry = {'step': step + 1, 'loss': loss.item()}
+        if not math.isfinite(entry['loss']):
+            raise RuntimeError(f'training loss is {entry["loss"]} at step {step + 1}; stopped '
+                               f'before it reached the weights (the last saved state in {out} '
+                               'is intact)')
         if 'aux' in modules:
             queries = model.query_states(hidden).float().mean(1)  # (B + extra, D)
             aux = _aux_loss(modules['aux'], queries, *data.aux_targets(idx, text_idx))
@@ -309,9 +309,8 @@ def train(root: Path, config: RefConfig, out: Path, cfg: TrainConfig,
     bar.close()
     model.eval()
     save_policy(model, out)
-    (out / 'train_log.json').write_text(json.dumps({'train_config': asdict(cfg),
-                                                    'model_config': asdict(config),
-                                                    'log': log}, indent=1))
+    write_json(out / 'train_log.json', {'train_config': asdict(cfg),
+                                        'model_config': asdict(config), 'log': log})
     return {'steps': step, 'final_loss': log[-1]['loss'] if log else None,
             'val_loss': next((e['val_loss'] for e in reversed(log) if 'val_loss' in e), None)}
 

@@ -8,7 +8,10 @@ Episodes start and end by service (``~/start_episode``, ``~/end_episode``, std_s
 instruction changes (``auto_split``). Samples are aligned at ``control_hz`` by
 :mod:`qvla_ros.data.align`, the same code the bag importer uses, and each episode is written
 atomically when it ends, so a kill loses at most the episode in progress. A disk-space guard
-refuses to start below ``min_free_mb``.
+refuses to start below ``min_free_mb``. The node takes the dataset's writer lock when its first
+episode starts and holds it until it exits, so another writer (a second node, ``qvla calibrate
+from-bag``) is refused instead of losing episodes, and an episode cannot start while another
+process writes there. Steps whose action or proprio is not finite are dropped and counted.
 """
 
 from pathlib import Path
@@ -140,6 +143,12 @@ class CalibrationNode(Node):
         if free_mb < self.get_parameter('min_free_mb').value:
             return (f'refusing to record: {free_mb:.0f} MB free, need '
                     f'{self.get_parameter("min_free_mb").value} MB')
+        if self._writer is None:
+            try:
+                self._writer = RolloutWriter(self._out, DatasetInfo(7, self._pdim, self._hz,
+                                                                    (self._camera,)))
+            except (ValueError, OSError) as err:
+                return f'refusing to record: {err}'
         self._reset_streams()
         self._success = None
         self._recording = True
@@ -152,13 +161,13 @@ class CalibrationNode(Node):
         if not self._actions.stamps:
             return 0
         rule = SplitRule(on_instruction_change=True, max_gap_s=None)
-        episodes = align(self._actions, self._images, self._instruction, self._hz, rule,
-                         proprio=self._proprio if self._pdim else None,
-                         gripper=self._gripper if self._gripper.stamps else None,
-                         proprio_dim=self._pdim)
-        if self._writer is None:
-            self._writer = RolloutWriter(self._out, DatasetInfo(7, self._pdim, self._hz,
-                                                                (self._camera,)))
+        episodes, dropped = align(self._actions, self._images, self._instruction, self._hz,
+                                  rule, proprio=self._proprio if self._pdim else None,
+                                  gripper=self._gripper if self._gripper.stamps else None,
+                                  proprio_dim=self._pdim)
+        if dropped:
+            self.get_logger().warning(f'dropped {dropped} steps whose action or proprio was '
+                                      'not finite')
         for ep in episodes:
             self._writer.add_episode({self._camera: np.stack(ep.images)}, np.stack(ep.proprio),
                                      np.stack(ep.actions), np.array(ep.stamps, np.int64),

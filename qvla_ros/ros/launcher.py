@@ -2,9 +2,15 @@
 """``qvla-ros launch``: start the executables of ``launch/*.launch.py`` without launch_ros.
 
 pip installs have no ``ros2 launch``. This runner starts the same console scripts with the same
-YAML parameter files, applies the loopback-only DDS environment to every child, forwards
-Ctrl-C, and exits non-zero as soon as a node dies. No rclpy import here.
+YAML parameter files, applies the loopback-only DDS environment to every child, and exits
+non-zero as soon as a node dies. SIGINT, SIGTERM and SIGHUP all stop the launch the same way:
+each node gets one SIGINT (and publishes its last zero command), then SIGKILL after a timeout.
+Nodes run in their own process group, so a terminal's Ctrl-C reaches them once, through the
+runner, and on Linux each one gets SIGTERM from the kernel if the runner itself dies, even by
+SIGKILL, so no node outlives its launch. No rclpy import here.
 """
+
+import ctypes
 
 from dataclasses import dataclass
 import os
@@ -13,6 +19,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 
@@ -57,8 +64,27 @@ LAUNCHES: Dict[str, Tuple[NodeSpec, ...]] = {
 }
 
 
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
+
+
 class LaunchError(RuntimeError):
     """The launch could not be started; the text says what was expected."""
+
+
+def _child_setup():
+    """Return a Popen ``preexec_fn``: own process group, SIGTERM when the runner dies (Linux)."""
+    linux = sys.platform.startswith('linux')
+    prctl = ctypes.CDLL(None, use_errno=True).prctl if linux else None  # resolved before fork
+    parent = os.getpid()
+
+    def setup():
+        os.setpgid(0, 0)
+        if prctl is not None:
+            prctl(PR_SET_PDEATHSIG, int(signal.SIGTERM), 0, 0, 0)
+            if os.getppid() != parent:  # the runner died before prctl took effect
+                os.kill(os.getpid(), signal.SIGTERM)
+    return setup
 
 
 def parse_overrides(items: Sequence[str]) -> List[Tuple[str, str]]:
@@ -123,8 +149,9 @@ class Launch:
 
     def start(self) -> 'Launch':
         """Start every node process."""
+        setup = _child_setup()
         for cmd in self._commands:
-            self.procs.append(subprocess.Popen(cmd, env=self._env))
+            self.procs.append(subprocess.Popen(cmd, env=self._env, preexec_fn=setup))
         return self
 
     def poll(self) -> Optional[int]:
@@ -162,15 +189,23 @@ class Launch:
                 proc.wait()
 
     def run(self) -> int:
-        """Supervise until Ctrl-C (exit 0) or the launch is over (see ``finished``)."""
-        self.start()
+        """Supervise until a stop signal (exit 0) or the launch is over (see ``finished``).
+
+        Signals that arrive while the nodes stop are absorbed: stopping is bounded by
+        ``stop``'s timeout, so a second Ctrl-C needs no traceback to be safe.
+        """
+        requested = threading.Event()
+        previous = {sig: signal.signal(sig, lambda signum, frame: requested.set())
+                    for sig in STOP_SIGNALS}
         try:
-            while True:
+            self.start()
+            while not requested.is_set():
                 code = self.finished()
                 if code is not None:
                     return code
-                time.sleep(0.2)
-        except KeyboardInterrupt:
+                requested.wait(0.2)
             return 0
         finally:
             self.stop()
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)

@@ -6,8 +6,12 @@ activate starts the inference and control timers in separate callback groups, ru
 multi-threaded executor when ``executor_threads`` > 1. Subscriptions only convert and store.
 It starts in dry run: the ActionChunk and status are published, nothing actuates until
 ``~/enable``. Clamps, a stale-input watchdog and NaN/exception handling publish zero twist
-and hold the gripper instead of acting on garbage. With ``autostart`` (pip installs have no
-lifecycle manager) it configures and activates itself.
+and hold the gripper instead of acting on garbage. Every way actuation ends (``~/enable``
+false, deactivate, cleanup, shutdown, a stop signal) publishes a zero twist first, under the
+lock that every command takes, so no motion command can follow it. The node refuses to
+activate, and stops actuating, while another node of its fully qualified name is on the
+graph. With ``autostart`` (pip installs have no lifecycle manager) it configures and
+activates itself.
 """
 
 import threading
@@ -19,6 +23,7 @@ from geometry_msgs.msg import TwistStamped
 import numpy as np
 from qvla_ros_interfaces.msg import ActionChunk as ActionChunkMsg, PolicyStatus
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
+from rclpy.duration import Duration
 from rclpy.executors import MultiThreadedExecutor, SingleThreadedExecutor
 from rclpy.lifecycle import LifecycleNode, TransitionCallbackReturn
 from sensor_msgs.msg import Image, JointState
@@ -48,7 +53,8 @@ def load_for_node(model: str, seed: int):
     if not path.is_absolute() and not path.exists():
         shared = share_directory() / path  # checkpoints installed with the package
         model = str(shared) if shared.exists() else model
-    return load_policy(model), model, plan_id_of(model)
+    policy = load_policy(model)
+    return policy, model, plan_id_of(policy)
 
 
 class PolicyNode(LifecycleNode):
@@ -67,6 +73,7 @@ class PolicyNode(LifecycleNode):
         self._proprio: Optional[np.ndarray] = None
         self._proprio_time = 0.0
         self._enabled = False
+        self._out_lock = threading.Lock()  # every command publish, and every stop, takes it
         self._health = PolicyStatus.UNCONFIGURED
         self._last_error = ''
         self._latencies, self._ticks = [], []
@@ -91,7 +98,7 @@ class PolicyNode(LifecycleNode):
             self.config.check_model(policy.metadata())
             from qvla_ros.kernels.linear import warm_up
             self.get_logger().info(f'packed kernels: {warm_up(policy)}')
-        except (ValueError, FileNotFoundError, OSError, KeyError) as err:
+        except Exception as err:  # noqa: B902 - configure reports every failure, never dies
             self._last_error = f'configure failed: {err}'
             self.get_logger().error(self._last_error)
             return TransitionCallbackReturn.FAILURE
@@ -106,6 +113,11 @@ class PolicyNode(LifecycleNode):
 
     def on_activate(self, state) -> TransitionCallbackReturn:
         """Start the inference and control timers in their own callback groups."""
+        clash = self._name_clash()
+        if clash:
+            self._health, self._last_error = PolicyStatus.INACTIVE, clash
+            self.get_logger().error(f'refusing to activate: {clash}')
+            return TransitionCallbackReturn.FAILURE
         period = 1.0 / self.config.control_hz
         self._loop_timers = [
             self.create_timer(period, self._on_infer, MutuallyExclusiveCallbackGroup()),
@@ -114,14 +126,15 @@ class PolicyNode(LifecycleNode):
         return super().on_activate(state)
 
     def on_deactivate(self, state) -> TransitionCallbackReturn:
-        """Stop the timers and command zero motion."""
+        """Command zero motion, stop the timers and go back to dry run."""
+        self.stop_actuation('deactivated')
         self._stop_timers()
-        self._publish_hold()
         self._health = PolicyStatus.INACTIVE
         return super().on_deactivate(state)
 
     def on_cleanup(self, state) -> TransitionCallbackReturn:
         """Free the model and the output publishers."""
+        self.stop_actuation('cleaned up')
         self._stop_timers()
         for pub in self._pubs.values():
             self.destroy_publisher(pub)
@@ -130,11 +143,34 @@ class PolicyNode(LifecycleNode):
         return TransitionCallbackReturn.SUCCESS
 
     def on_shutdown(self, state) -> TransitionCallbackReturn:
-        """Stop everything; command zero motion if outputs exist."""
+        """Command zero motion if outputs exist, then stop everything."""
+        self.stop_actuation('shut down')
         self._stop_timers()
-        if self._pubs:
-            self._publish_hold()
         return TransitionCallbackReturn.SUCCESS
+
+    def stop_actuation(self, reason: str) -> None:
+        """Publish a zero twist (gripper held) if actuating, then disable actuation.
+
+        Called on every way actuation ends, and by ``run_node`` before the context shuts
+        down; it waits briefly for reliable subscribers to acknowledge the zero.
+        """
+        with self._out_lock:
+            if not (self._enabled and self._pubs):
+                self._enabled = False
+                return
+            self._publish_locked(np.zeros(7, np.float32), dt=1.0, hold_gripper=True)
+            self._enabled = False
+        self._pubs['twist'].wait_for_all_acked(Duration(seconds=0.5))
+        self.get_logger().info(f'actuation stopped ({reason}): published a zero twist')
+
+    def _name_clash(self) -> str:
+        """Return an error if another node of this fully qualified name is on the graph."""
+        me = (self.get_name(), self.get_namespace())
+        count = sum(1 for n in self.get_node_names_and_namespaces() if n == me)
+        if count < 2:
+            return ''
+        return (f'another node named {self.get_fully_qualified_name()} is on the graph; two '
+                'policies would both answer ~/enable and interleave their commands')
 
     def _stop_timers(self):
         for timer in self._loop_timers:
@@ -174,12 +210,19 @@ class PolicyNode(LifecycleNode):
             self._instruction = text
 
     def _on_enable(self, request, response):
-        if self._health == PolicyStatus.UNCONFIGURED:
+        if self._health == PolicyStatus.UNCONFIGURED or not self._pubs:
             response.success, response.message = False, 'not configured'
             return response
+        clash = self._name_clash() if request.data else ''
+        if clash:
+            response.success, response.message = False, clash
+            return response
+        if not request.data:
+            self.stop_actuation('~/enable false')
         with self._data_lock:
-            self._enabled = bool(request.data)
             self._schedule.clear()
+        with self._out_lock:
+            self._enabled = bool(request.data)
         response.success = True
         response.message = 'actuation enabled' if self._enabled else 'dry run'
         return response
@@ -248,6 +291,10 @@ class PolicyNode(LifecycleNode):
         self._publish_hold()
 
     def _publish(self, action: np.ndarray, dt: float, hold_gripper: bool = False):
+        with self._out_lock:
+            self._publish_locked(action, dt, hold_gripper)
+
+    def _publish_locked(self, action: np.ndarray, dt: float, hold_gripper: bool = False):
         if not self._enabled or not self._pubs:
             return
         twist = TwistStamped()
@@ -279,6 +326,11 @@ class PolicyNode(LifecycleNode):
 
     # -- status ------------------------------------------------------------------------------
     def _publish_status(self):
+        clash = self._name_clash() if self._enabled else ''
+        if clash:
+            self.stop_actuation('name clash')
+            self._health, self._last_error = PolicyStatus.ERROR, clash
+            self.get_logger().error(clash)
         lat = np.array(self._latencies) * 1e3 if self._latencies else np.zeros(1)
         ticks = self._ticks[-50:]
         rate = (len(ticks) - 1) / (ticks[-1] - ticks[0]) if len(ticks) > 1 and \
@@ -316,10 +368,16 @@ def _executor(node: PolicyNode):
 
 
 def _autostart(node: PolicyNode):
-    if node.get_parameter('autostart').value:
-        node.trigger_configure()
-        if node._health == PolicyStatus.INACTIVE:
-            node.trigger_activate()
+    if not node.get_parameter('autostart').value:
+        return
+    node.trigger_configure()
+    if node._health != PolicyStatus.INACTIVE:
+        return
+    # Discovery of a namesake takes a moment; look before activating (outside any callback).
+    deadline = time.monotonic() + node.get_parameter('discovery_wait').value
+    while time.monotonic() < deadline and not node._name_clash():
+        time.sleep(0.05)
+    node.trigger_activate()
 
 
 def main(args=None):

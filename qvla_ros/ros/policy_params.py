@@ -21,6 +21,8 @@ PARAMETERS = {
     'seed': (0, 'seed of the random-init toy model', True, (0, 2**31 - 1)),
     'autostart': (True, 'configure and activate at start (no lifecycle manager needed)', True,
                   None),
+    'discovery_wait': (1.0, 'autostart: seconds to look for another node of the same name on '
+                            'the graph before activating', True, (0.0, 10.0)),
     'executor_threads': (1, 'executor threads; > 1 runs inference and control concurrently',
                          True, (1, 16)),
     'control_hz': (10.0, 'rate of the control loop and of published commands', True,

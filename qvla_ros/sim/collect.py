@@ -1,16 +1,22 @@
 # Copyright 2026 qvla_ros authors. Apache-2.0.
 """Roll out the scripted expert and write the rollout dataset (architecture.md 3.1)."""
 
+from dataclasses import asdict, dataclass
+import json
 from pathlib import Path
-from typing import Callable, Optional, Sequence
+import shutil
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
+from safetensors.numpy import save_file
 from tqdm.auto import tqdm
 
 from qvla_ros.data.rollouts import DatasetInfo, RolloutWriter
 from qvla_ros.sim.evaluate import check_horizon, EXECUTE_STEPS, sim_observation
 from qvla_ros.sim.metaworld_suite import check_tasks, MetaWorldEnv
 from qvla_ros.sim.tabletop import TabletopEnv
+from qvla_ros.storage.atomic import write_file
+from qvla_ros.storage.errors import ArtifactError, read_safetensors
 
 SUITES = ('tabletop', 'metaworld')
 
@@ -59,12 +65,39 @@ class PolicyActor:
         return np.asarray(self.queue.pop(0), np.float32)
 
 
+@dataclass(frozen=True)
+class CollectSpec:
+    """How episodes are recorded (everything but which seeds): the same in every worker."""
+
+    suite: str
+    action_noise: float = 0.0
+    policy: Optional[str] = None
+    execute_steps: int = EXECUTE_STEPS
+    expert_labels: bool = False
+    tasks: Optional[Tuple[str, ...]] = None
+
+    def __post_init__(self):
+        if self.suite not in SUITES:
+            raise ValueError(f'unknown suite {self.suite!r}; expected one of {SUITES}')
+        if self.action_noise < 0:
+            raise ValueError(f'action_noise must be >= 0, got {self.action_noise}')
+        if self.execute_steps < 1:
+            raise ValueError(f'execute_steps must be >= 1, got {self.execute_steps}')
+        if self.expert_labels and self.policy is None:
+            raise ValueError("expert_labels relabels a policy's rollouts: give the policy too")
+        _check_tasks(self.suite, self.tasks)  # before any work
+
+    def key(self) -> str:
+        """Return a text that differs whenever recorded episodes would differ."""
+        return json.dumps(asdict(self), sort_keys=True)
+
+
 def collect(suite: str, episodes: int, out: Path, seed: int = 0, progress: bool = False,
             keep: Optional[Callable[[bool], bool]] = None, action_noise: float = 0.0,
             policy: Optional[str] = None, execute_steps: int = EXECUTE_STEPS,
             workers: int = 1, expert_labels: bool = False,
             tasks: Optional[Sequence[str]] = None) -> dict:
-    """Record ``episodes`` episodes with seeds seed, seed+1, ...; return a summary.
+    """Record the episodes of seeds seed .. seed + episodes - 1 into ``out``; return a summary.
 
     The scripted expert acts unless ``policy`` (a model spec or checkpoint folder) is given;
     then that policy's executed actions are recorded (calibration data from FP rollouts), with
@@ -77,118 +110,223 @@ def collect(suite: str, episodes: int, out: Path, seed: int = 0, progress: bool 
     ``action_noise`` > 0 adds Gaussian noise of that standard deviation (action units) to every
     executed dimension but the gripper, while the dataset records the expert's clean action: the
     states drift off the expert's path and the labels show how to recover (DART-style).
-    ``workers`` > 1 records contiguous seed ranges in that many processes and appends them to
-    ``out`` in seed order. For the expert that is the dataset one process writes, since an
-    episode is a function of its seed; a policy's rollouts may differ in float rounding, as
-    each worker runs torch on one thread. The progress bar shows the first worker's range.
-    ``tasks`` (Meta-World only) draws every episode's task from those MT10 tasks alone, e.g. to
-    collect more data on the tasks a policy fails.
+    ``tasks`` (Meta-World only) draws every episode's task from those MT10 tasks alone.
+
+    Every episode lands in the dataset (with its seed) as soon as it is finished, and seeds
+    already in ``out`` are skipped, so rerunning a killed collection resumes it. ``workers``
+    > 1 records the seeds in that many processes, interleaved, and the episodes are appended
+    in seed order: the dataset one process writes, since an episode is a function of its
+    seed (a policy's rollouts may differ in float rounding, as each worker runs torch on one
+    thread). The writer holds the dataset's lock throughout: a second collection into the
+    same folder is refused.
     """
-    if action_noise < 0:
-        raise ValueError(f'action_noise must be >= 0, got {action_noise}')
-    if execute_steps < 1:
-        raise ValueError(f'execute_steps must be >= 1, got {execute_steps}')
+    spec = CollectSpec(suite, action_noise, policy, execute_steps, expert_labels,
+                       None if tasks is None else tuple(tasks))
     if workers < 1:
         raise ValueError(f'workers must be >= 1, got {workers}')
-    if expert_labels and policy is None:
-        raise ValueError("expert_labels relabels a policy's rollouts: give the policy too")
-    _check_tasks(suite, tasks)  # before any work
-    if workers > 1 and episodes > 1:
-        return _collect_parallel(suite, episodes, Path(out), seed, progress, keep,
-                                 (action_noise, policy, execute_steps, expert_labels, tasks),
-                                 workers)
-    model = None
-    if policy is not None:  # load torch models before the renderer's EGL context (segfault)
-        from qvla_ros.models.checkpoint import load_policy
-        model = load_policy(policy)
-    env = make_env(suite, tasks=tasks)
-    writer = RolloutWriter(out, DatasetInfo(env.action_dim, env.proprio_dim, env.control_hz,
-                                            (env.camera,)))
+    with _open_writer(spec, Path(out)) as writer:
+        inbox = Inbox(Path(out), spec)
+        present = writer.seeds()
+        inbox.drain(writer, keep, present)  # episodes a killed run finished but did not file
+        todo = [s for s in range(seed, seed + episodes) if s not in present]
+        if workers > 1 and len(todo) > 1:
+            counts = _collect_parallel(spec, todo, inbox, writer, keep, progress, workers)
+        else:
+            counts = _collect_here(spec, todo, writer, keep, progress)
+        inbox.remove()
+    return {'episodes': episodes, 'resumed': episodes - len(todo), **counts}
+
+
+def _open_writer(spec: CollectSpec, out: Path) -> RolloutWriter:
+    """Open (and lock) the dataset with the spaces of the suite's environment class."""
+    env = {'tabletop': TabletopEnv, 'metaworld': MetaWorldEnv}[spec.suite]
+    return RolloutWriter(out, DatasetInfo(env.action_dim, env.proprio_dim, env.control_hz,
+                                          (env.camera,)))
+
+
+def _collect_here(spec: CollectSpec, seeds: Sequence[int], writer: RolloutWriter,
+                  keep, progress: bool) -> dict:
+    """Record ``seeds`` in this process, filing each episode as it ends."""
     successes, written = 0, 0
+    recorder = Recorder(spec)
     try:
-        for i in tqdm(range(episodes), desc=f'collect {suite}', disable=not progress):
-            obs, text = env.reset(seed + i)
-            expert = env.expert() if model is None or expert_labels else None
-            actor = expert if model is None else PolicyActor(model, env, text, execute_steps)
-            relabel = expert is not None and actor is not expert  # DAgger: policy acts
-            rng = np.random.default_rng((seed + i, 7))
-            images, proprio, actions = [], [], []
-            done, success = False, False
-            while not done:
-                action = actor.act() if model is None else actor.act(obs)
-                images.append(obs['image'])
-                proprio.append(obs['proprio'])
-                actions.append(expert.act() if relabel else action)
-                executed = action.copy()
-                if action_noise > 0:
-                    executed[:-1] += rng.normal(0.0, action_noise, executed.size - 1)
-                obs, success, done = env.step(executed)
-            successes += int(success)
-            if keep is not None and not keep(success):
-                continue
-            t = len(actions)
-            writer.add_episode({env.camera: np.stack(images)}, np.stack(proprio),
-                               np.stack(actions), np.arange(t, dtype=np.int64)
-                               * int(1e9 / env.control_hz), text, bool(success), 'sim',
-                               'expert' if expert is not None else 'fp')
-            written += 1
+        for s in tqdm(seeds, desc=f'collect {spec.suite}', disable=not progress):
+            episode = recorder.record(s)
+            successes += int(episode.success)
+            written += episode.file(writer, keep)
     finally:
-        env.close()
-    return {'episodes': episodes, 'successes': successes, 'written': written}
+        recorder.close()
+    return {'successes': successes, 'written': written}
 
 
-def _collect_part(job: tuple) -> dict:
-    """Worker: record one contiguous seed range into its own dataset folder (keeps all)."""
-    suite, count, part, seed, progress, (action_noise, policy, execute_steps, labels,
-                                         tasks) = job
-    if policy is not None:  # the expert needs no torch: do not import it for nothing
+class Recorder:
+    """An environment (and policy) that records episodes by seed."""
+
+    def __init__(self, spec: CollectSpec):
+        self.spec = spec
+        self.model = None
+        if spec.policy is not None:  # load torch models before the renderer's EGL context
+            from qvla_ros.models.checkpoint import load_policy
+            self.model = load_policy(spec.policy)
+        self.env = make_env(spec.suite, tasks=spec.tasks)
+
+    def close(self) -> None:
+        """Close the environment."""
+        self.env.close()
+
+    def record(self, seed: int) -> 'Episode':
+        """Run the episode of ``seed`` and return what the dataset records of it."""
+        env, model, spec = self.env, self.model, self.spec
+        obs, text = env.reset(seed)
+        expert = env.expert() if model is None or spec.expert_labels else None
+        actor = expert if model is None else PolicyActor(model, env, text, spec.execute_steps)
+        relabel = expert is not None and actor is not expert  # DAgger: policy acts
+        rng = np.random.default_rng((seed, 7))
+        images, proprio, actions = [], [], []
+        done, success = False, False
+        while not done:
+            action = actor.act() if model is None else actor.act(obs)
+            images.append(obs['image'])
+            proprio.append(obs['proprio'])
+            actions.append(expert.act() if relabel else action)
+            executed = action.copy()
+            if spec.action_noise > 0:
+                executed[:-1] += rng.normal(0.0, spec.action_noise, executed.size - 1)
+            obs, success, done = env.step(executed)
+        t = len(actions)
+        return Episode(seed, text, bool(success),
+                       'expert' if expert is not None else 'fp',
+                       {env.camera: np.stack(images)}, np.stack(proprio), np.stack(actions),
+                       np.arange(t, dtype=np.int64) * int(1e9 / env.control_hz))
+
+
+@dataclass
+class Episode:
+    """One recorded episode, before it is filed into a dataset."""
+
+    seed: int
+    instruction: str
+    success: bool
+    policy: str
+    images: Dict[str, np.ndarray]
+    proprio: np.ndarray
+    action: np.ndarray
+    stamp_ns: np.ndarray
+
+    def file(self, writer: RolloutWriter, keep) -> int:
+        """Append to ``writer`` unless ``keep`` rejects it; return 1 if written, else 0."""
+        if keep is not None and not keep(self.success):
+            return 0
+        writer.add_episode(self.images, self.proprio, self.action, self.stamp_ns,
+                           self.instruction, self.success, 'sim', self.policy, seed=self.seed)
+        return 1
+
+
+class Inbox:
+    """Finished episodes that worker processes hand to the writer: ``<out>/.incoming/``.
+
+    Each episode is a safetensors file whose metadata says how it was recorded; a file is
+    complete once it has its final name (atomic write), so the writer files only whole ones.
+    Episodes recorded with another spec (a different command) are discarded, not filed.
+    """
+
+    def __init__(self, out: Path, spec: CollectSpec):
+        self.folder = Path(out) / '.incoming'
+        self.spec_key = spec.key()
+
+    def path(self, seed: int) -> Path:
+        """Return where the episode of ``seed`` is handed over."""
+        return self.folder / f'{seed:010d}.safetensors'
+
+    def put(self, episode: Episode) -> None:
+        """Hand over ``episode`` (worker side)."""
+        tensors = {f'image.{c}': np.ascontiguousarray(v) for c, v in episode.images.items()}
+        tensors.update(proprio=episode.proprio.astype(np.float32),
+                       action=episode.action.astype(np.float32), stamp_ns=episode.stamp_ns)
+        meta = {'spec': self.spec_key, 'seed': str(episode.seed),
+                'instruction': episode.instruction, 'success': str(episode.success),
+                'policy': episode.policy}
+        write_file(self.path(episode.seed), lambda tmp: save_file(tensors, str(tmp), meta))
+
+    def take(self, seed: int) -> Optional[Episode]:
+        """Return the handed-over episode of ``seed`` and remove its file, or None."""
+        path = self.path(seed)
+        if not path.is_file():
+            return None
+        try:
+            tensors, meta = read_safetensors(path, 'numpy', with_metadata=True)
+        except ArtifactError:
+            meta = {}
+        path.unlink()
+        if meta.get('spec') != self.spec_key:
+            return None
+        images = {k[len('image.'):]: v for k, v in tensors.items() if k.startswith('image.')}
+        return Episode(seed, meta['instruction'], meta['success'] == 'True', meta['policy'],
+                       images, tensors['proprio'], tensors['action'], tensors['stamp_ns'])
+
+    def seeds(self) -> List[int]:
+        """Return the seeds waiting in the inbox, in order."""
+        if not self.folder.is_dir():
+            return []
+        return sorted(int(p.name.split('.')[0]) for p in self.folder.glob('*.safetensors'))
+
+    def drain(self, writer: RolloutWriter, keep, present: set) -> int:
+        """File every complete episode waiting, in seed order, skipping seeds present."""
+        written = 0
+        for s in self.seeds():
+            episode = self.take(s)
+            if episode is not None and s not in present:
+                written += episode.file(writer, keep)
+                present.add(s)
+        return written
+
+    def remove(self) -> None:
+        """Delete the inbox and anything left in it."""
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+
+def _record_into_inbox(job: tuple) -> dict:
+    """Worker: record ``seeds`` one by one into the inbox; return the successes."""
+    spec, seeds, out = job
+    if spec.policy is not None:  # the expert needs no torch: do not import it for nothing
         import torch
         torch.set_num_threads(1)
-    return collect(suite, count, part, seed, progress, action_noise=action_noise,
-                   policy=policy, execute_steps=execute_steps, expert_labels=labels,
-                   tasks=tasks)
+    inbox, recorder, successes = Inbox(out, spec), Recorder(spec), 0
+    try:
+        for s in seeds:
+            episode = recorder.record(s)
+            successes += int(episode.success)
+            inbox.put(episode)
+    finally:
+        recorder.close()
+    return {'successes': successes}
 
 
-def _collect_parallel(suite: str, episodes: int, out: Path, seed: int, progress: bool,
-                      keep: Optional[Callable[[bool], bool]], how: tuple, workers: int) -> dict:
-    """Record seed ranges in ``workers`` processes, then append them to ``out`` in order."""
-    from concurrent.futures import ProcessPoolExecutor
+def _collect_parallel(spec: CollectSpec, seeds: List[int], inbox: Inbox,
+                      writer: RolloutWriter, keep, progress: bool, workers: int) -> dict:
+    """Record ``seeds`` interleaved over ``workers`` processes; file them in seed order."""
+    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
     import multiprocessing
-    import tempfile
-    out.parent.mkdir(parents=True, exist_ok=True)
-    bounds = [episodes * k // workers for k in range(workers + 1)]
-    with tempfile.TemporaryDirectory(prefix=f'.{out.name}-parts-', dir=out.parent) as tmp:
-        parts = [Path(tmp) / f'{k:02d}' for k in range(workers)]
-        jobs = [(suite, hi - lo, part, seed + lo, progress and k == 0, how)
-                for k, (lo, hi, part) in enumerate(zip(bounds, bounds[1:], parts)) if hi > lo]
-        ctx = multiprocessing.get_context('spawn')  # torch and EGL do not survive fork
-        with ProcessPoolExecutor(max_workers=len(jobs), mp_context=ctx) as pool:
-            summaries = list(pool.map(_collect_part, jobs))
-        written = append_datasets([job[2] for job in jobs], out, keep, progress)
-    return {'episodes': episodes, 'successes': sum(s['successes'] for s in summaries),
-            'written': written}
-
-
-def append_datasets(sources, out: Path, keep: Optional[Callable[[bool], bool]] = None,
-                    progress: bool = False) -> int:
-    """Append every episode of the ``sources`` datasets to ``out`` in order; return how many.
-
-    ``keep(success)`` filters episodes as in ``collect``. The sources must share ``out``'s
-    spaces (the writer checks them).
-    """
-    from qvla_ros.data.rollouts import episodes as index, read_episode, read_info
-    writer, written = None, 0
-    for src in sources:
-        info = read_info(src)
-        writer = writer or RolloutWriter(out, info)
-        if info != writer.info:
-            raise ValueError(f'{src} holds a dataset with {info}, not {writer.info}')
-        for entry in tqdm(index(src), desc=f'append {Path(src).name}', disable=not progress):
-            if keep is not None and not keep(entry['success']):
-                continue
-            data = read_episode(src, entry)
-            writer.add_episode({c: data[f'image.{c}'] for c in info.cameras}, data['proprio'],
-                               data['action'], data['stamp_ns'], entry['instruction'],
-                               entry['success'], entry['source'], entry['policy'])
-            written += 1
-    return written
+    inbox.folder.mkdir(exist_ok=True)
+    jobs = [(spec, seeds[k::workers], inbox.folder.parent) for k in range(workers)
+            if seeds[k::workers]]
+    ctx = multiprocessing.get_context('spawn')  # torch and EGL do not survive fork
+    written, nxt = 0, 0
+    bar = tqdm(total=len(seeds), desc=f'collect {spec.suite}', disable=not progress)
+    with ProcessPoolExecutor(max_workers=len(jobs), mp_context=ctx) as pool:
+        pending = {pool.submit(_record_into_inbox, job) for job in jobs}
+        futures = list(pending)
+        while nxt < len(seeds):
+            while nxt < len(seeds) and inbox.path(seeds[nxt]).is_file():
+                episode = inbox.take(seeds[nxt])
+                written += episode.file(writer, keep) if episode is not None else 0
+                nxt += 1
+                bar.update(1)
+            if not pending:
+                break
+            done, pending = wait(pending, timeout=0.2, return_when=FIRST_COMPLETED)
+            for future in done:
+                future.result()  # a worker's error stops the collection here
+    bar.close()
+    successes = sum(f.result()['successes'] for f in futures)
+    return {'successes': successes, 'written': written}

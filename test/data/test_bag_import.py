@@ -19,10 +19,10 @@ def _header(t):
         sec=t // NS, nanosec=t % NS), frame_id='base')
 
 
-def _image(t, value):
-    data = np.full((6, 8, 3), value, np.uint8)
-    return T['sensor_msgs/msg/Image'](header=_header(t), height=6, width=8, encoding='rgb8',
-                                      is_bigendian=0, step=24, data=data.reshape(-1))
+def _image(t, value, h=6, w=8):
+    data = np.full((h, w, 3), value, np.uint8)
+    return T['sensor_msgs/msg/Image'](header=_header(t), height=h, width=w, encoding='rgb8',
+                                      is_bigendian=0, step=3 * w, data=data.reshape(-1))
 
 
 def _twist(t, vx):
@@ -32,8 +32,11 @@ def _twist(t, vx):
     return T['geometry_msgs/msg/TwistStamped'](header=_header(t), twist=twist)
 
 
-def _write(path, storage, unsorted=False):
-    """Two episodes (instruction change), 10 Hz actions, 30 Hz images, 20 Hz joints."""
+def _write(path, storage, unsorted=False, image_hw=(6, 8), nan_actions=()):
+    """Two episodes (instruction change), 10 Hz actions, 30 Hz images, 20 Hz joints.
+
+    ``nan_actions``: indices of episode 0's twists whose linear x is NaN (a broken driver).
+    """
     with Writer(path, version=9, storage_plugin=storage) as w:
         c = {name: w.add_connection(topic, typ, typestore=TS) for name, topic, typ in (
             ('img', '/cam/image', 'sensor_msgs/msg/Image'),
@@ -46,7 +49,8 @@ def _write(path, storage, unsorted=False):
             t0 = NS + ep * 3 * NS
             msgs.append((t0 - 1, 'txt', T['std_msgs/msg/String'](data=text)))
             for i in range(30):
-                msgs.append((t0 + i * NS // 30, 'img', _image(t0 + i * NS // 30, 10 * ep + i)))
+                msgs.append((t0 + i * NS // 30, 'img', _image(t0 + i * NS // 30, 10 * ep + i,
+                                                              *image_hw)))
             for i in range(20):
                 t = t0 + i * NS // 20
                 msgs.append((t, 'joint', T['sensor_msgs/msg/JointState'](
@@ -55,7 +59,8 @@ def _write(path, storage, unsorted=False):
             for i in range(10):
                 t = t0 + i * NS // 10 + 5_000_000
                 stamp = t0 if unsorted and i == 5 else t
-                msgs.append((t, 'act', _twist(stamp, 0.1 * (i + 1))))
+                vx = float('nan') if ep == 0 and i in nan_actions else 0.1 * (i + 1)
+                msgs.append((t, 'act', _twist(stamp, vx)))
                 msgs.append((t, 'grip', T['std_msgs/msg/Float64'](data=float(ep))))
         for t, name, msg in sorted(msgs, key=lambda m: m[0]):
             w.write(c[name], t, TS.serialize_cdr(msg, msg.__msgtype__))
@@ -110,3 +115,41 @@ def test_clear_errors(tmp_path, capsys):
     assert qvla(['calibrate', 'from-bag', str(tmp_path / 'missing'), *ARGS, '--out',
                  str(tmp_path / 'd')]) == 2
     assert 'does not exist' in capsys.readouterr().err
+
+
+def test_non_finite_steps_are_dropped_and_counted(tmp_path, capsys):
+    _write(tmp_path / 'bag', StoragePlugin.MCAP, nan_actions=(3, 7))
+    out = tmp_path / 'data'
+    assert qvla(['calibrate', 'from-bag', str(tmp_path / 'bag'), *ARGS, '--out', str(out)]) == 0
+    assert 'dropped 2 steps whose action or proprio was not finite' in capsys.readouterr().out
+    entries = episodes(out)
+    assert [e['num_steps'] for e in entries] == [8, 10]
+    assert all(np.isfinite(read_episode(out, e)['action']).all() for e in entries)
+
+
+@pytest.mark.parametrize('metadata', [True, False], ids=['with-metadata', 'no-metadata'])
+def test_a_truncated_mcap_imports_what_is_whole(tmp_path, capsys, metadata):
+    bag = tmp_path / 'bag'
+    _write(bag, StoragePlugin.MCAP, image_hw=(96, 128))  # 36 KB frames: several 1 MiB chunks
+    (mcap,) = bag.glob('*.mcap')
+    whole = mcap.read_bytes()
+    mcap.write_bytes(whole[:int(len(whole) * 0.6)])  # what a recorder killed mid-write leaves
+    if not metadata:
+        (bag / 'metadata.yaml').unlink()
+    out = tmp_path / 'data'
+    assert qvla(['calibrate', 'from-bag', str(bag), *ARGS, '--out', str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert 'the bag is damaged' in printed and 'imported what is whole' in printed
+    read = int(printed.split(' read ')[1].split(' of ')[0])
+    assert 0 < read < int(len(whole) * 0.6)
+    entries = episodes(out)
+    assert entries and entries[0]['instruction'] == 'push the red block'
+    full = tmp_path / 'full'
+    _write(full, StoragePlugin.MCAP, image_hw=(96, 128))
+    assert qvla(['calibrate', 'from-bag', str(full), *ARGS, '--out', str(tmp_path / 'f')]) == 0
+    reference = read_episode(tmp_path / 'f', episodes(tmp_path / 'f')[0])
+    got = read_episode(out, entries[0])
+    n = entries[0]['num_steps']
+    assert 0 < n <= 10
+    np.testing.assert_array_equal(got['action'], reference['action'][:n])
+    np.testing.assert_array_equal(got['image.front'], reference['image.front'][:n])

@@ -23,6 +23,7 @@ def test_roundtrip_and_reopen(tmp_path):
     w = RolloutWriter(tmp_path, INFO)
     imgs, prop, act, st = _episode()
     w.add_episode(imgs, prop, act, st, 'push the red block', True, 'sim', 'expert')
+    w.close()
     w2 = RolloutWriter(tmp_path, INFO)  # reopening appends
     w2.add_episode(*_episode(seed=1), 'pick', None, 'ros', 'fp')
     assert read_info(tmp_path) == INFO
@@ -33,6 +34,7 @@ def test_roundtrip_and_reopen(tmp_path):
     np.testing.assert_array_equal(data['image.front'], imgs['front'])
     np.testing.assert_array_equal(data['action'], act)
     assert not list(tmp_path.rglob('*.tmp'))
+    w2.close()
     with pytest.raises(ValueError, match='holds a dataset with'):
         RolloutWriter(tmp_path, DatasetInfo(6, 3, 10.0, ('front',)))
 
@@ -43,6 +45,8 @@ def test_roundtrip_and_reopen(tmp_path):
     (lambda e: e[:2] + (e[2][:3],) + e[3:], r'action must be \(4, 7\)'),
     (lambda e: e[:3] + (e[3][::-1].copy(),), 'non-decreasing'),
     (lambda e: ({'front': e[0]['front'].astype(np.float32)},) + e[1:], 'uint8'),
+    (lambda e: e[:2] + (np.where(np.arange(7) == 2, np.nan, e[2]),) + e[3:], 'finite'),
+    (lambda e: (e[0], np.full_like(e[1], np.inf)) + e[2:], 'finite'),
 ])
 def test_bad_episodes_are_rejected_and_index_untouched(tmp_path, change, match):
     w = RolloutWriter(tmp_path, INFO)
@@ -55,8 +59,40 @@ def test_wrong_format(tmp_path):
     (tmp_path / 'dataset.json').write_text('{"format": "other", "version": 1}')
     with pytest.raises(ValueError, match="expected format 'qvla-rollouts'"):
         read_info(tmp_path)
-    with pytest.raises(FileNotFoundError, match='dataset.json'):
+    with pytest.raises(ValueError, match='dataset.json does not exist'):
         read_info(tmp_path / 'none')
+    (tmp_path / 'dataset.json').write_text('{"format": "qvla-rol')
+    with pytest.raises(ValueError, match='dataset.json is not valid JSON'):
+        read_info(tmp_path)
+
+
+def test_a_second_writer_is_refused_until_the_first_closes(tmp_path):
+    import subprocess
+    import sys
+    first = RolloutWriter(tmp_path, INFO)
+    with pytest.raises(ValueError, match=r'is held by process \d+ \(writing the dataset'):
+        RolloutWriter(tmp_path, INFO)
+    other = subprocess.run(
+        [sys.executable, '-c', 'import sys; from qvla_ros.data.rollouts import DatasetInfo, '
+         'RolloutWriter; RolloutWriter(sys.argv[1], DatasetInfo(7, 3, 10.0, ("front",)))',
+         str(tmp_path)], capture_output=True, text=True)
+    assert other.returncode != 0 and 'is held by process' in other.stderr
+    first.add_episode(*_episode(), 'a', True, 'sim', 'expert')
+    first.close()
+    with RolloutWriter(tmp_path, INFO) as second:
+        second.add_episode(*_episode(seed=2), 'b', True, 'sim', 'expert', seed=7)
+        assert second.seeds() == {7}
+    assert [e['instruction'] for e in episodes(tmp_path)] == ['a', 'b']
+
+
+def test_a_truncated_episode_file_is_named(tmp_path):
+    with RolloutWriter(tmp_path, INFO) as w:
+        w.add_episode(*_episode(), 'a', True, 'sim', 'expert')
+    path = tmp_path / 'episodes' / '000000.safetensors'
+    path.write_bytes(path.read_bytes()[:-40])
+    with pytest.raises(ValueError, match='000000.safetensors is not a readable safetensors '
+                                         'file.*truncated'):
+        list(iter_steps(tmp_path))
 
 
 def test_spread_steps_cover_the_whole_dataset(tmp_path):

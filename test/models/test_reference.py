@@ -67,7 +67,8 @@ def test_checkpoint_roundtrip_is_bit_identical(tmp_path):
     with pytest.raises(ValueError, match=r"available keys: \['other_robot'\]"):
         load_policy(str(tmp_path / 'ck'))
     (tmp_path / 'ck' / 'norm_stats.json').unlink()
-    with pytest.raises(FileNotFoundError, match='normalization statistics'):
+    with pytest.raises(ValueError, match='norm_stats.json does not exist; expected the action '
+                                         'normalization statistics'):
         load_policy(str(tmp_path / 'ck'))
 
 

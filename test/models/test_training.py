@@ -184,3 +184,38 @@ def test_a_model_wider_than_the_dataset_proprio_is_refused(dataset, tmp_path):
     cfg = TrainConfig(steps=1, batch_size=4, warmup=1, val_every=100, bf16=False)
     with pytest.raises(ValueError, match='takes 6 proprio values, the dataset has 4'):
         train(dataset, dataclasses.replace(TINY, proprio_dim=6), tmp_path / 'x', cfg)
+
+
+def test_a_dataset_with_non_finite_steps_is_refused(dataset, tmp_path):
+    import shutil
+    from safetensors.numpy import load_file as load_np, save_file as save_np
+    from qvla_ros.data.rollouts import episodes
+    root = tmp_path / 'nan'
+    shutil.copytree(dataset, root)  # then damaged as a dataset from before the finite check
+    path = root / episodes(root)[3]['file']
+    data = load_np(str(path))
+    data['action'][2, 0] = np.nan
+    save_np(data, str(path))
+    with pytest.raises(ValueError, match='000003.safetensors: actions or proprio are not '
+                                         'finite'):
+        train(root, TINY, tmp_path / 'out', TrainConfig(steps=2, batch_size=4))
+    assert not (tmp_path / 'out').exists()
+
+
+def test_a_non_finite_loss_stops_training_before_it_reaches_the_weights(
+        dataset, tmp_path, monkeypatch):
+    import torch.nn.functional as F
+    from qvla_ros.models import training
+    calls = []
+
+    def loss_that_diverges(pred, target):
+        calls.append(1)
+        return F.l1_loss(pred, target) * (float('nan') if len(calls) == 4 else 1.0)
+    monkeypatch.setitem(training.LOSSES, 'l1', loss_that_diverges)
+    out = tmp_path / 'out'
+    cfg = TrainConfig(steps=6, batch_size=4, save_every=2, val_fraction=0.0)
+    with pytest.raises(RuntimeError, match='training loss is nan at step 4'):
+        train(dataset, TINY, out, cfg)
+    assert not (out / 'config.json').exists()  # no checkpoint of NaN weights
+    meta = json.loads((out / 'train_state' / 'meta.json').read_text())
+    assert meta['step'] == 2  # the last good state, from which a rerun resumes

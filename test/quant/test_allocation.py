@@ -106,7 +106,7 @@ def test_plan_roundtrip_and_validation(tmp_path):
     (tmp_path / 'plan.json').write_text(text.replace('"qvla-plan"', '"other"'))
     with pytest.raises(ValueError, match="format must be 'qvla-plan'"):
         QuantPlan.load(tmp_path)
-    with pytest.raises(FileNotFoundError, match='plan.json'):
+    with pytest.raises(ValueError, match='plan.json does not exist'):
         QuantPlan.load(tmp_path / 'nowhere')
 
 

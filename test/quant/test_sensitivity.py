@@ -121,7 +121,7 @@ def test_sensitivity_file_roundtrip_and_validation(tmp_path):
     f.save(tmp_path / 's.safetensors')
     back = SensitivityFile.load(tmp_path / 's.safetensors')
     assert back.bits == (2, 4) and torch.equal(back.scores['a.b'], scores['a.b'])
-    with pytest.raises(ValueError, match=r'must be \(2, out_features\)'):
+    with pytest.raises(ValueError, match=r'must be \(2, out_features'):
         SensitivityFile((2, 4), 'exact', 8, {'a.b': torch.rand(3, 5)}, {'a.b': 16}).save(
             tmp_path / 'bad.safetensors')
     with pytest.raises(ValueError, match='differ from layers with in_features'):

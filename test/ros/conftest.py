@@ -1,6 +1,9 @@
 # Copyright 2026 qvla_ros authors. Apache-2.0.
-"""Fixtures for the ROS tests."""
+"""Fixtures for the ROS tests: a packed toy checkpoint and a probe node facing policy_node."""
 
+import time
+
+import numpy as np
 import pytest
 
 
@@ -15,3 +18,111 @@ def quantized_toy(tmp_path):
                  '--out', str(plan)]) == 0
     assert qvla(['quantize', '--model', 'toy', '--plan', str(plan), '--out', str(ckpt)]) == 0
     return ckpt, plan
+
+
+class Probe:
+    """A test-side node: camera and instruction publisher, command and status recorder."""
+
+    def __init__(self, context, target='/policy_node'):
+        import rclpy
+        from geometry_msgs.msg import TwistStamped
+        from lifecycle_msgs.srv import ChangeState
+        from qvla_ros_interfaces.msg import PolicyStatus
+        from rclpy.executors import SingleThreadedExecutor
+        from sensor_msgs.msg import Image
+        from std_msgs.msg import String
+        from std_srvs.srv import SetBool
+        from qvla_ros.ros import qos
+        self.node = rclpy.create_node('safety_probe', context=context)
+        self.executor = SingleThreadedExecutor(context=context)
+        self.executor.add_node(self.node)
+        self.image = self.node.create_publisher(Image, f'{target}/image', qos.sensor())
+        self.text = self.node.create_publisher(String, f'{target}/instruction', qos.latched())
+        self.twists, self.status = [], []
+        self.node.create_subscription(TwistStamped, f'{target}/delta_twist_cmds',
+                                      lambda m: self.twists.append((time.monotonic(), m)),
+                                      qos.commands())
+        self.node.create_subscription(PolicyStatus, f'{target}/policy_status',
+                                      lambda m: self.status.append(m), qos.commands())
+        self.enable = self.node.create_client(SetBool, f'{target}/enable')
+        self.change_state = self.node.create_client(ChangeState, f'{target}/change_state')
+        self._SetBool, self._ChangeState, self._Image, self._String = \
+            SetBool, ChangeState, Image, String
+
+    @staticmethod
+    def is_zero(twist) -> bool:
+        """Return True when a TwistStamped commands no motion at all."""
+        t = twist.twist
+        return all(v == 0.0 for v in (t.linear.x, t.linear.y, t.linear.z,
+                                      t.angular.x, t.angular.y, t.angular.z))
+
+    def frame(self):
+        """Return a valid 48x64 rgb8 Image message."""
+        from qvla_ros.ros.conversions import rgb_to_image_fields
+        msg = self._Image()
+        msg.height, msg.width, msg.encoding, msg.step, msg.data = \
+            rgb_to_image_fields(np.full((48, 64, 3), 90, np.uint8))
+        return msg
+
+    def spin(self, seconds, camera=True, frame=None):
+        """Spin for ``seconds``, publishing a camera frame per turn when ``camera``."""
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            if camera:
+                self.image.publish(frame or self.frame())
+            self.executor.spin_once(timeout_sec=1 / 30)
+
+    def wait_status(self, predicate, seconds):
+        """Spin until a received status satisfies ``predicate``; return whether one did."""
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            if any(predicate(s) for s in self.status):
+                return True
+            self.spin(0.2)
+        return False
+
+    def call(self, client, request, timeout=10.0):
+        """Call a service and return its response (fails the test on a timeout)."""
+        assert client.wait_for_service(timeout_sec=30), f'{client.srv_name} never appeared'
+        future = client.call_async(request)
+        self.executor.spin_until_future_complete(future, timeout_sec=timeout)
+        assert future.done(), f'{client.srv_name} did not answer in {timeout} s'
+        return future.result()
+
+    def set_enabled(self, on: bool):
+        """Call ``~/enable`` and return the response."""
+        return self.call(self.enable, self._SetBool.Request(data=on))
+
+    def transition(self, transition_id: int):
+        """Ask the lifecycle node for a transition; return whether it succeeded."""
+        request = self._ChangeState.Request()
+        request.transition.id = transition_id
+        return self.call(self.change_state, request).success
+
+    def turn_on(self):
+        """Publish the instruction and enable actuation."""
+        self.text.publish(self._String(data='push the red block to the left'))
+        response = self.set_enabled(True)
+        assert response.success, response.message
+
+    def drive(self, seconds=2.0):
+        """Turn on and spin until the policy has published non-zero motion; fail otherwise."""
+        self.turn_on()
+        end = time.monotonic() + max(seconds, 20.0)
+        while time.monotonic() < end:
+            self.spin(0.5)
+            if any(not self.is_zero(m) for _, m in self.twists[-5:]):
+                return
+        raise AssertionError('the policy never commanded motion')
+
+    def close(self):
+        """Destroy the probe node."""
+        self.node.destroy_node()
+
+
+@pytest.fixture
+def probe(rclpy_context):
+    """Yield a Probe facing /policy_node."""
+    p = Probe(rclpy_context)
+    yield p
+    p.close()

@@ -173,3 +173,24 @@ def test_auto_split_on_instruction_change(driver, domain_id, tmp_path):
     # The third instruction closed the second episode; the third is still in progress.
     got = [(e['instruction'], e['num_steps']) for e in episodes(out)]
     assert [g[0] for g in got] == ['push the red block', 'push the blue block'], got
+
+
+@pytest.mark.ros
+def test_another_writer_of_the_recording_dataset_is_refused(driver, domain_id, tmp_path):
+    """What `qvla calibrate from-bag` into the node's folder meets: the writer lock."""
+    out = tmp_path / 'calib'
+    launch = _launch(domain_id, out, 'proprio_type:=none')
+    try:
+        driver.wait_matched()
+        driver.text.publish(String(data='first episode'))
+        assert driver.call(driver.start, driver.Trigger.Request()).success
+        driver.stream(1.0)
+        from qvla_ros.data.rollouts import DatasetInfo, RolloutWriter
+        with pytest.raises(ValueError, match='is held by process'):
+            RolloutWriter(out, DatasetInfo(7, 0, 10.0, ('front',)))
+        time.sleep(0.2)
+        assert driver.call(driver.end, driver.Trigger.Request()).success
+        assert launch.poll() is None
+    finally:
+        launch.stop()
+    assert [e['instruction'] for e in episodes(out)] == ['first episode']

@@ -2,6 +2,7 @@
 """The pip launch runner mirrors launch/*.launch.py and fails loudly."""
 
 import ast
+import os
 from pathlib import Path
 
 import pytest
@@ -59,3 +60,60 @@ def test_runner_exits_nonzero_when_a_node_dies(tmp_path, domain_id):
     params.write_text('policy_node:\n  ros__parameters:\n    control_hz: fast\n')
     code = launcher.Launch('policy', params=str(params), domain_id=domain_id).run()
     assert code != 0
+
+
+def _children(pid):
+    """Return the pids of the direct children of ``pid``."""
+    out = []
+    for task in Path(f'/proc/{pid}/task').iterdir():
+        out += [int(p) for p in (task / 'children').read_text().split()]
+    return out
+
+
+def _alive(pid):
+    """Return True while ``pid`` runs (a zombie has ended)."""
+    try:
+        stat = Path(f'/proc/{pid}/stat').read_text()
+    except FileNotFoundError:
+        return False
+    return stat.rpartition(')')[2].split()[0] != 'Z'
+
+
+@pytest.mark.ros
+@pytest.mark.parametrize('sig', ['SIGTERM', 'SIGKILL', 'SIGHUP', 'SIGINT twice'])
+def test_a_stopped_runner_leaves_no_node_and_a_zero_twist(probe, domain_id, tmp_path, sig):
+    import signal
+    import subprocess
+    import time
+    log = (tmp_path / 'stderr.txt').open('w')
+    runner = subprocess.Popen([launcher.find_executable('qvla-ros'), 'launch', 'policy',
+                               '--domain-id', str(domain_id)], stderr=log)
+    nodes = []
+    try:
+        probe.drive()
+        nodes = _children(runner.pid)
+        assert len(nodes) == 1
+        since = time.monotonic()
+        if sig == 'SIGINT twice':
+            runner.send_signal(signal.SIGINT)
+            time.sleep(0.1)
+            runner.send_signal(signal.SIGINT)
+        else:
+            runner.send_signal(getattr(signal, sig))
+        deadline = since + 2.0
+        while any(_alive(p) for p in nodes) and time.monotonic() < deadline:
+            probe.spin(0.05)
+        assert not any(_alive(p) for p in nodes), f'a node outlived the runner ({sig})'
+        probe.spin(0.3)
+        late = [m for t, m in probe.twists if t > since]
+        assert late and probe.is_zero(late[-1]), 'the last command is not a zero twist'
+        code = runner.wait(5)
+        if sig != 'SIGKILL':
+            assert code == 0
+            assert 'Traceback' not in (tmp_path / 'stderr.txt').read_text()
+    finally:
+        for pid in [runner.pid] + nodes:
+            if _alive(pid):
+                os.kill(pid, signal.SIGKILL)
+        runner.wait()
+        log.close()

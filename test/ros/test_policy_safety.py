@@ -3,75 +3,11 @@
 
 import time
 
-from geometry_msgs.msg import TwistStamped
-import numpy as np
 import pytest
 from sensor_msgs.msg import Image
 from std_msgs.msg import String
 
-from qvla_ros.ros import qos
-from qvla_ros.ros.conversions import rgb_to_image_fields
 from qvla_ros.ros.launcher import Launch
-
-
-class Probe:
-    """A test-side node: camera and instruction publisher, command and status recorder."""
-
-    def __init__(self, context):
-        import rclpy
-        from qvla_ros_interfaces.msg import PolicyStatus
-        from rclpy.executors import SingleThreadedExecutor
-        from std_srvs.srv import SetBool
-        self.node = rclpy.create_node('safety_probe', context=context)
-        self.executor = SingleThreadedExecutor(context=context)
-        self.executor.add_node(self.node)
-        self.image = self.node.create_publisher(Image, '/policy_node/image', qos.sensor())
-        self.text = self.node.create_publisher(String, '/policy_node/instruction',
-                                               qos.latched())
-        self.twists, self.status = [], []
-        self.node.create_subscription(TwistStamped, '/policy_node/delta_twist_cmds',
-                                      lambda m: self.twists.append((time.monotonic(), m)),
-                                      qos.commands())
-        self.node.create_subscription(PolicyStatus, '/policy_node/policy_status',
-                                      lambda m: self.status.append(m), qos.commands())
-        self.enable = self.node.create_client(SetBool, '/policy_node/enable')
-        self._request = SetBool.Request(data=True)
-
-    def spin(self, seconds, camera=True, frame=None):
-        end = time.monotonic() + seconds
-        while time.monotonic() < end:
-            if camera:
-                msg = frame or Image()
-                if frame is None:
-                    msg.height, msg.width, msg.encoding, msg.step, msg.data = \
-                        rgb_to_image_fields(np.full((48, 64, 3), 90, np.uint8))
-                self.image.publish(msg)
-            self.executor.spin_once(timeout_sec=1 / 30)
-
-    def wait_status(self, predicate, seconds):
-        end = time.monotonic() + seconds
-        while time.monotonic() < end:
-            if any(predicate(s) for s in self.status):
-                return True
-            self.spin(0.2)
-        return False
-
-    def turn_on(self):
-        assert self.enable.wait_for_service(timeout_sec=30)
-        self.text.publish(String(data='push the red block to the left'))
-        future = self.enable.call_async(self._request)
-        self.executor.spin_until_future_complete(future, timeout_sec=10)
-        assert future.result().success, future.result().message
-
-    def close(self):
-        self.node.destroy_node()
-
-
-@pytest.fixture
-def probe(rclpy_context):
-    p = Probe(rclpy_context)
-    yield p
-    p.close()
 
 
 @pytest.mark.ros
@@ -158,6 +94,45 @@ def test_mismatched_quantized_checkpoint_fails_configure(probe, domain_id, quant
         assert probe.wait_status(lambda s: s.state_name == 'UNCONFIGURED'
                                  and 'invalid packed layer' in s.last_error, 20), \
             [(s.state_name, s.last_error) for s in probe.status]
+        assert launch.poll() is None
+    finally:
+        launch.stop()
+
+
+def _damaged_toy(folder, damage):
+    import json
+    from qvla_ros.models.checkpoint import save_policy
+    from qvla_ros.models.toy import build_toy_policy
+    save_policy(build_toy_policy(0), folder)
+    if damage == 'truncated weights':
+        path = folder / 'model.safetensors'
+        path.write_bytes(path.read_bytes()[:-100])
+        return 'model.safetensors is not a readable safetensors file'
+    if damage == 'config value of the wrong type':
+        config = json.loads((folder / 'config.json').read_text())
+        config['config']['hidden'] = 'wide'
+        (folder / 'config.json').write_text(json.dumps(config))
+        return "field 'hidden' must be int"
+    from safetensors.torch import load_file, save_file
+    state = load_file(str(folder / 'model.safetensors'))  # the toy keeps its bounds as buffers
+    state['action_low'][0], state['action_high'][0] = 1.0, -1.0
+    save_file(state, str(folder / 'model.safetensors'))
+    return 'action bounds must be finite with action_low <= action_high'
+
+
+@pytest.mark.ros
+@pytest.mark.parametrize('damage', ['truncated weights', 'config value of the wrong type',
+                                    'low bound above high bound'])
+def test_a_damaged_checkpoint_fails_configure_with_the_reason(probe, domain_id, tmp_path,
+                                                              damage):
+    message = _damaged_toy(tmp_path / 'ckpt', damage)
+    launch = Launch('policy', domain_id=domain_id, overrides=[f'model:={tmp_path / "ckpt"}'])
+    launch.start()
+    try:
+        assert probe.wait_status(lambda s: s.state_name == 'UNCONFIGURED'
+                                 and message in s.last_error
+                                 and str(tmp_path / 'ckpt') in s.last_error, 30), \
+            sorted({(s.state_name, s.last_error) for s in probe.status})
         assert launch.poll() is None
     finally:
         launch.stop()

@@ -5,8 +5,9 @@ import numpy as np
 import pytest
 
 from qvla_ros.cli.qvla import main as qvla
-from qvla_ros.data.rollouts import DatasetInfo, episodes, read_episode, RolloutWriter
-from qvla_ros.sim.collect import append_datasets, collect
+from qvla_ros.data.rollouts import (append_datasets, DatasetInfo, episodes, read_episode,
+                                    RolloutWriter)
+from qvla_ros.sim.collect import collect
 
 
 def _contents(root):
@@ -80,7 +81,7 @@ def test_merge_cli_concatenates_datasets_into_a_new_folder(tmp_path, capsys):
                for c in (merged, parts)]  # episode files are renumbered in the new folder
     _assert_same(*unfiled)
     assert qvla(['sim', 'merge', str(tmp_path / 'a'), '--out', str(out)]) == 2  # no appending
-    assert 'exists; expected a new folder' in capsys.readouterr().err
+    assert 'exists; expected a new path' in capsys.readouterr().err
     assert len(episodes(out)) == 3
     other = tmp_path / 'other'
     RolloutWriter(other, DatasetInfo(3, 0, 10.0, ('wrist',)))
@@ -88,3 +89,67 @@ def test_merge_cli_concatenates_datasets_into_a_new_folder(tmp_path, capsys):
                  str(tmp_path / 'c')]) == 2
     assert 'holds a dataset with' in capsys.readouterr().err
     assert not (tmp_path / 'c').exists()
+
+
+def _collect_cmd(out, episodes=10, workers=2):
+    import sys
+    return [sys.executable, '-m', 'qvla_ros.cli.qvla', 'sim', 'collect', '--episodes',
+            str(episodes), '--seed', '20', '--workers', str(workers), '--out', str(out)]
+
+
+def _wait_for(predicate, seconds):
+    import time
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        if predicate():
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def test_a_killed_parallel_collection_keeps_its_episodes_and_resumes(tmp_path, capsys):
+    import os
+    import signal
+    import subprocess
+    out = tmp_path / 'd'
+    proc = subprocess.Popen(_collect_cmd(out), start_new_session=True)
+    try:
+        assert _wait_for(lambda: (out / 'dataset.json').is_file() and len(episodes(out)) >= 3,
+                         120), 'no episode landed while the collection ran'
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    kept = [e['seed'] for e in episodes(out)]
+    assert 3 <= len(kept) < 10 and kept == sorted(set(kept))
+    assert qvla(_collect_cmd(out)[3:]) == 0
+    import re
+    resumed = re.search(r'(\d+) already present', capsys.readouterr().out)
+    assert resumed and int(resumed.group(1)) >= len(kept)  # + those finished but not filed
+    seeds = [e['seed'] for e in episodes(out)]
+    assert sorted(seeds) == list(range(20, 30)), 'episodes lost or duplicated'
+    assert not (out / '.incoming').exists()
+    sequential = tmp_path / 'seq'
+    collect('tabletop', 10, sequential, seed=20)
+    by_seed = {e['seed']: read_episode(sequential, e) for e in episodes(sequential)}
+    for entry in episodes(out):
+        np.testing.assert_array_equal(read_episode(out, entry)['action'],
+                                      by_seed[entry['seed']]['action'])
+
+
+def test_a_second_collection_into_the_same_dataset_is_refused(tmp_path):
+    import subprocess
+    out = tmp_path / 'd'
+    first = subprocess.Popen(_collect_cmd(out, episodes=2000, workers=1))
+    try:
+        assert _wait_for(lambda: (out / 'dataset.json').is_file(), 60)
+        second = subprocess.run(_collect_cmd(out, episodes=6, workers=1),
+                                capture_output=True, text=True)
+        assert first.poll() is None, 'the first collection ended before the second started'
+        assert second.returncode == 2
+        assert 'is held by process' in second.stderr and 'Traceback' not in second.stderr
+        assert len(second.stderr.strip().splitlines()) == 1
+    finally:
+        first.kill()
+        first.wait()
+    seeds = [e['seed'] for e in episodes(out)]
+    assert seeds == list(range(20, 20 + len(seeds)))  # readable, in order, none twice

@@ -1,0 +1,130 @@
+# Copyright 2026 qvla_ros authors. Apache-2.0.
+"""Every way actuation stops ends with a zero twist seen by another process."""
+
+import signal
+import time
+
+import pytest
+
+from qvla_ros.ros.launcher import Launch
+
+
+def _policy(domain_id, *overrides):
+    return Launch('policy', domain_id=domain_id, overrides=list(overrides)).start()
+
+
+def _assert_stopped_with_zero(probe, since):
+    late = [m for t, m in probe.twists if t > since]
+    assert late, 'no command reached the subscriber after the stop'
+    assert probe.is_zero(late[-1]), f'the last command is not a zero twist: {late[-1].twist}'
+
+
+def _enable_false(probe, launch):
+    assert probe.set_enabled(False).success
+
+
+def _signal(sig):
+    def stop(probe, launch):
+        launch.procs[0].send_signal(sig)
+        assert launch.procs[0].wait(10) == 0
+    return stop
+
+
+def _transition(name):
+    def stop(probe, launch):
+        from lifecycle_msgs.msg import Transition
+        ids = {'deactivate': Transition.TRANSITION_DEACTIVATE,
+               'shutdown': Transition.TRANSITION_ACTIVE_SHUTDOWN}
+        assert probe.transition(ids[name])
+    return stop
+
+
+def _camera_stops(probe, launch):
+    probe.spin(1.5, camera=False)
+
+
+STOPS = {'enable_false': _enable_false, 'sigint': _signal(signal.SIGINT),
+         'sigterm': _signal(signal.SIGTERM), 'sighup': _signal(signal.SIGHUP),
+         'deactivate': _transition('deactivate'), 'shutdown': _transition('shutdown'),
+         'watchdog': _camera_stops}
+
+
+@pytest.mark.ros
+@pytest.mark.parametrize('path', sorted(STOPS))
+def test_every_stop_ends_with_a_zero_twist(probe, domain_id, path):
+    launch = _policy(domain_id, 'image_timeout:=0.3')
+    try:
+        probe.drive()
+        since = time.monotonic()
+        STOPS[path](probe, launch)
+        probe.spin(1.0, camera=path != 'watchdog')
+        _assert_stopped_with_zero(probe, since)
+        if path in ('enable_false', 'deactivate', 'shutdown', 'watchdog'):
+            assert launch.poll() is None, 'the node died'
+    finally:
+        launch.stop()
+
+
+@pytest.mark.ros
+def test_cleanup_after_deactivate_sends_no_motion(probe, domain_id):
+    from lifecycle_msgs.msg import Transition
+    launch = _policy(domain_id)
+    try:
+        probe.drive()
+        assert probe.transition(Transition.TRANSITION_DEACTIVATE)
+        assert probe.transition(Transition.TRANSITION_CLEANUP)
+        since = time.monotonic()
+        probe.spin(1.0)
+        assert all(probe.is_zero(m) for t, m in probe.twists if t > since)
+        assert not probe.set_enabled(True).success, 'an unconfigured node accepted enable'
+    finally:
+        launch.stop()
+
+
+@pytest.mark.ros
+def test_a_second_node_of_the_same_name_refuses_to_activate(probe, domain_id):
+    first = _policy(domain_id)
+    second = None
+    try:
+        probe.drive()
+        second = _policy(domain_id)
+        assert probe.wait_status(lambda s: s.state_name in ('INACTIVE', 'UNCONFIGURED')
+                                 and 'another node named /policy_node' in s.last_error, 30), \
+            sorted({(s.state_name, s.last_error) for s in probe.status})
+        assert second.poll() is None, 'the second node died instead of reporting the clash'
+    finally:
+        for launch in (first, second):
+            if launch is not None:
+                launch.stop()
+
+
+@pytest.mark.ros
+def test_an_inference_error_ends_with_a_zero_twist(probe):
+    import threading
+    import rclpy
+    from rclpy.executors import SingleThreadedExecutor
+    from qvla_ros.ros.policy_node import PolicyNode
+    context = rclpy.Context()
+    rclpy.init(context=context)
+    node = PolicyNode(context=context)
+    executor = SingleThreadedExecutor(context=context)
+    executor.add_node(node)
+    thread = threading.Thread(target=executor.spin, daemon=True)
+    try:
+        node.trigger_configure()
+        node.trigger_activate()
+        thread.start()
+        probe.drive()
+
+        def broken(obs):
+            raise RuntimeError('CUDA error: an illegal memory access was encountered')
+        node._policy.predict = broken
+        since = time.monotonic()
+        probe.spin(1.5)
+        _assert_stopped_with_zero(probe, since)
+        assert probe.wait_status(lambda s: 'model error' in s.last_error, 3)
+    finally:
+        executor.shutdown(timeout_sec=2)
+        node.destroy_node()
+        context.try_shutdown()
+        thread.join(5)
