@@ -1,11 +1,13 @@
 # Copyright 2026 qvla_ros authors. Apache-2.0.
-"""Print markdown tables of the JSON results in bench/results (used for the README).
+"""Print markdown tables of the JSON results in bench/results; refill the docs' tables.
 
-    python bench/summarize.py
+    python bench/summarize.py          # print every table
+    python bench/summarize.py --docs   # rewrite the generated blocks of docs/*.md
 """
 
 import json
 from pathlib import Path
+import re
 import sys
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -60,8 +62,68 @@ def model_line(name: str, d: dict) -> str:
     return line
 
 
+def faults_table(data: dict) -> str:
+    """Return the markdown summary of bench/results/faults.json (the fault campaign)."""
+    lines = [f'Fault campaign, `{data["command"]}` (commit {data["commit"]}, '
+             f'{data["device"]}, {data["seconds"] / 60:.0f} min):', '',
+             '| stop path | tried | zero twist last | node processes left | tracebacks |',
+             '|---|---|---|---|---|']
+    for path, v in data['stops'].items():
+        left = v['orphans'] if path.startswith('runner') else '-'  # counted for the runner
+        lines.append(f'| {path} | {v["tried"]} | {v["zero_twist_last"]} | {left} | '
+                     f'{v["tracebacks"]} |')
+    art = data['artifacts'].values()
+    lines += ['', f'Damaged artifacts and outputs: {len(data["artifacts"])} cases, '
+              f'{sum(a["one_line"] for a in art)} ended in one line (exit 2), '
+              f'{sum(a["traceback"] for a in art)} in a traceback.', '',
+              '| writers | tried | episodes lost | duplicated | unreadable |',
+              '|---|---|---|---|---|']
+    for name, v in data['writers'].items():
+        lines.append(f'| {name.replace("_", " ")} | {v["tried"]} | {v["episodes_lost"]} | '
+                     f'{v["duplicates"]} | {v["unreadable"]} |')
+    c = data['writers']['concurrent_collect']
+    lines += ['', f'The second concurrent collection was refused with one line in '
+              f'{c["second_refused_one_line"]} of {c["tried"]} tries. Goals: '
+              + ', '.join(f'{k.replace("_", " ")}: {"met" if v else "MISSED"}'
+                          for k, v in data['goals'].items()) + '.']
+    return '\n'.join(lines)
+
+
+# Blocks of docs/*.md generated from bench/results: <!-- bench:NAME --> ... <!-- /bench -->
+BLOCKS = {'faults': lambda: faults_table(_load('faults.json'))}
+DOCS = Path(__file__).resolve().parents[1] / 'docs'
+BLOCK = re.compile(r'(<!-- bench:(\w+) -->\n).*?(<!-- /bench -->)', re.S)
+
+
+def render_docs(text: str) -> str:
+    """Return ``text`` with every generated block refilled from bench/results."""
+    def fill(m):
+        if m.group(2) not in BLOCKS:
+            raise ValueError(f'unknown generated block {m.group(2)!r}; expected one of '
+                             f'{sorted(BLOCKS)}')
+        return m.group(1) + BLOCKS[m.group(2)]() + '\n' + m.group(3)
+    return BLOCK.sub(fill, text)
+
+
+def write_docs(check: bool = False) -> list:
+    """Refill the generated blocks of docs/*.md; with ``check``, return the stale pages."""
+    from qvla_ros.storage.atomic import write_text
+    stale = []
+    for page in sorted(DOCS.glob('*.md')):
+        text = page.read_text()
+        new = render_docs(text)
+        if new != text:
+            stale.append(page.name)
+            if not check:
+                write_text(page, new)
+    return stale
+
+
 def main() -> int:
-    """Print every table whose results exist."""
+    """Print every table whose results exist (--docs: refill the tables in docs/*.md)."""
+    if '--docs' in sys.argv[1:]:
+        print('\n'.join(f'updated docs/{p}' for p in write_docs()) or 'docs up to date')
+        return 0
     for path in sorted(RESULTS.glob('kernels-*.json')):
         data = json.loads(path.read_text())
         print(kernels_table(data, 'mixed_over_fp32',
@@ -99,6 +161,9 @@ def main() -> int:
               f'{models["small_step_fp32"]["median_ms"]:.1f} ms, bf16 autocast '
               f'{models["small_step_bf16"]["median_ms"]:.1f} ms; training '
               f'{models["train_samples_per_s_small_bf16"]:.1f} samples/s\n')
+    faults = _load('faults.json')
+    if faults:
+        print(faults_table(faults) + '\n')
     soak = _load('ros_soak.json')
     if soak:
         print(f'ROS soak, {soak["minutes"]} min, 30 Hz camera, 10 Hz control, '
