@@ -65,12 +65,28 @@ AUX = {'aux_weight': 1.0, 'pos_init': 'sincos', 'crop_scale': 1.0}
 
 
 @pytest.mark.parametrize('extra', [{}, AUX], ids=['plain', 'aux'])
-def test_resume_continues_exactly(dataset, tmp_path, extra):
+def test_resume_continues_exactly(dataset, tmp_path, extra, monkeypatch):
+    from qvla_ros.models import training
     cfg = TrainConfig(steps=12, batch_size=4, warmup=2, save_every=6, val_every=100,
                       val_fraction=0.25, bf16=False, **extra)
     train(dataset, TINY, tmp_path / 'straight', cfg)
-    train(dataset, TINY, tmp_path / 'resumed', dataclasses.replace(cfg, steps=6))
+    calls, loss = [], training.LOSSES[cfg.loss]
+
+    def killed_at_step_8(pred, target):
+        calls.append(1)
+        if len(calls) == 8:
+            raise KeyboardInterrupt  # the run dies after the state of step 6 was saved
+        return loss(pred, target)
+    monkeypatch.setitem(training.LOSSES, cfg.loss, killed_at_step_8)
+    with pytest.raises(KeyboardInterrupt):
+        train(dataset, TINY, tmp_path / 'resumed', cfg)
+    assert json.loads((tmp_path / 'resumed' / 'train_state' / 'meta.json').read_text()
+                      )['step'] == 6
+    steps = []
+    monkeypatch.setitem(training.LOSSES, cfg.loss,
+                        lambda p, t: steps.append(1) or loss(p, t))
     train(dataset, TINY, tmp_path / 'resumed', cfg)  # picks up train_state at step 6
+    assert len(steps) == 6, 'the rerun did not resume: it trained from step 0
     a = load_file(str(tmp_path / 'straight' / 'model.safetensors'))
     b = load_file(str(tmp_path / 'resumed' / 'model.safetensors'))
     assert a.keys() == b.keys()
