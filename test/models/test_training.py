@@ -86,7 +86,7 @@ def test_resume_continues_exactly(dataset, tmp_path, extra, monkeypatch):
     monkeypatch.setitem(training.LOSSES, cfg.loss,
                         lambda p, t: steps.append(1) or loss(p, t))
     train(dataset, TINY, tmp_path / 'resumed', cfg)  # picks up train_state at step 6
-    assert len(steps) == 6, 'the rerun did not resume: it trained from step 0
+    assert len(steps) == 6, 'the rerun did not resume: it trained from step 0'
     a = load_file(str(tmp_path / 'straight' / 'model.safetensors'))
     b = load_file(str(tmp_path / 'resumed' / 'model.safetensors'))
     assert a.keys() == b.keys()
