@@ -20,17 +20,19 @@ def calibration_batch(policy, dataset, synthetic: int, max_samples: int, stride:
     batches = []
     if dataset:
         from qvla_ros.data.rollouts import read_info, spread_steps
-        cam = read_info(dataset).cameras[0]
+        cams = read_info(dataset).cameras
         for entry, i, data in spread_steps(dataset, max_samples, stride):
-            obs = Observation({cam: data[f'image.{cam}'][i]}, entry['instruction'],
+            obs = Observation({c: data[f'image.{c}'][i] for c in cams}, entry['instruction'],
                               data['proprio'][i])
             batches.append(policy.make_batch(obs))
     else:
         rng = np.random.default_rng(seed)
+        meta = policy.metadata()
+        cams = [f'camera{k}' for k in range(meta.get('num_images', 1))]
         for i in range(synthetic):
-            img = rng.integers(0, 256, (96, 128, 3), dtype=np.uint8)
-            obs = Observation({'camera': img}, SYNTHETIC_INSTRUCTIONS[i % 4],
-                              rng.standard_normal(8).astype(np.float32))
+            images = {c: rng.integers(0, 256, (96, 128, 3), dtype=np.uint8) for c in cams}
+            obs = Observation(images, SYNTHETIC_INSTRUCTIONS[i % 4],
+                              rng.standard_normal(meta.get('proprio_dim', 8)).astype(np.float32))
             batches.append(policy.make_batch(obs))
     return getattr(policy, 'collate', collate)(batches)
 
@@ -45,7 +47,7 @@ def cmd_sensitivity(args) -> int:
     if not args.dataset and not args.synthetic:
         raise ValueError('give --dataset DIR (a qvla-rollouts folder) or --synthetic N')
     check_output(args.out, args.overwrite, [args.model, args.dataset])
-    policy = load_policy(args.model)
+    policy = load_policy(args.model, args.upstream)
     batch = calibration_batch(policy, args.dataset, args.synthetic, args.max_samples,
                               args.stride)
     cfg = SensitivityConfig(bits=_ints(args.bits), method=args.method,
@@ -103,7 +105,7 @@ def cmd_allocate(args) -> int:
 
 def build_quantized(model: str, out: Path, plan_dir=None, method=None, bits=None,
                     act_bits=None, dataset=None, max_samples: int = 64, stride: int = 5,
-                    refine_fraction: float = 0.05, unnorm_key=None,
+                    refine_fraction: float = 0.05, upstream=None,
                     overwrite: bool = False) -> str:
     """Write a packed checkpoint of ``model`` from a plan folder or a method at ``bits``.
 
@@ -119,7 +121,7 @@ def build_quantized(model: str, out: Path, plan_dir=None, method=None, bits=None
     from qvla_ros.quant.methods import apply_method, Calibration, MethodConfig, plan_bytes
     if (plan_dir is None) == (method is None):
         raise ValueError('give exactly one of --plan DIR or --method M (with --bits B)')
-    policy = load_policy(model, unnorm_key)
+    policy = load_policy(model, upstream)
     layers = policy.quantizable_layers()
     fp_bytes = sum(m.weight.numel() * 2 for m in layers.values())
     if plan_dir is not None:
@@ -151,7 +153,7 @@ def cmd_quantize(args) -> int:
     """Pack a policy with a plan or a method and write a quantized checkpoint folder."""
     line = build_quantized(args.model, Path(args.out), args.plan, args.method, args.bits,
                            args.act_bits, args.dataset, args.max_samples, args.stride,
-                           args.refine_fraction, args.unnorm_key, args.overwrite)
+                           args.refine_fraction, args.upstream, args.overwrite)
     print(f'wrote {args.out}: {line}')
     return 0
 
@@ -209,7 +211,16 @@ def add_quant_source(p) -> None:
     p.add_argument('--stride', type=int, default=5)
     p.add_argument('--refine-fraction', type=float, default=0.05,
                    help='--method qvla: share of rows re-measured exactly')
-    p.add_argument('--unnorm-key', help='upstream OpenVLA folders: which norm stats to use')
+    add_upstream(p)
+
+
+def add_upstream(p) -> None:
+    """Add --upstream: how to run an upstream OpenVLA / OFT folder where its files do not say."""
+    p.add_argument('--upstream', default='', metavar='NAME=VALUE,...',
+                   help='upstream OpenVLA / OFT folders: unnorm_key, chunk_size, '
+                   'normalization (bounds_q99|bounds), num_images, attention '
+                   '(causal|bidirectional), center_crop (true|false); unset ones come from '
+                   'the robot platform the norm stats key names')
 
 
 def add_overwrite(p) -> None:
@@ -223,6 +234,7 @@ def add_commands(sub) -> None:
     from qvla_ros.quant.rounding import ROUNDINGS
     p = sub.add_parser('sensitivity', help='measure action-space channel sensitivity')
     p.add_argument('--model', required=True, help='toy, toy:SEED or a checkpoint folder')
+    add_upstream(p)
     p.add_argument('--dataset', help='rollout dataset folder (qvla-rollouts)')
     p.add_argument('--synthetic', type=int, default=0, help='use N synthetic observations')
     p.add_argument('--max-samples', type=int, default=64,

@@ -128,7 +128,7 @@ def cmd_eval(args) -> int:
             model = str(Path(tmp) / 'quantized')
             print(build_quantized(args.checkpoint, Path(model), args.plan, args.method,
                                   args.bits, args.act_bits, args.dataset, args.max_samples,
-                                  args.stride, args.refine_fraction, args.unnorm_key))
+                                  args.stride, args.refine_fraction, args.upstream))
             reference = reference or args.checkpoint
         cfg = EvalConfig(model, args.suite, tuple(seeds), args.execute_steps, reference,
                          max_steps=args.max_steps)
@@ -145,6 +145,15 @@ def cmd_eval(args) -> int:
               f'step {result["final_step_deviation"]:.4g}')
     if args.out:
         write_json(Path(args.out), result)
+    return 0
+
+
+def cmd_convert(args) -> int:
+    """Copy an upstream OpenVLA / OFT folder with its .pt parts turned into safetensors."""
+    from qvla_ros.models.openvla_loader import convert_upstream
+    converted = convert_upstream(Path(args.folder), Path(args.out), args.overwrite)
+    print(f'wrote {args.out}: ' + (f'converted {", ".join(converted)} to safetensors'
+                                   if converted else 'no pickle files to convert'))
     return 0
 
 
@@ -195,6 +204,12 @@ def build_parser() -> argparse.ArgumentParser:
     add_overwrite(p)
     p.set_defaults(func=cmd_export)
 
+    p = sub.add_parser('convert', help="an upstream OpenVLA / OFT folder with OFT's .pt parts "
+                                       'as safetensors (a deployed folder holds no pickle)')
+    p.add_argument('folder')
+    p.add_argument('--out', required=True)
+    add_overwrite(p)
+    p.set_defaults(func=cmd_convert)
     p = sub.add_parser('calibrate', help='calibration data tools')
     cal = p.add_subparsers(dest='calibrate_command', required=True)
     c = cal.add_parser('from-bag', help='rosbag2 (sqlite3 or mcap) -> rollout dataset')

@@ -22,7 +22,7 @@ from torch import nn
 
 from qvla_ros.kernels.format import PackedLayout
 from qvla_ros.kernels.linear import MixedBitLinear
-from qvla_ros.models.normalization import ActionNormalizer
+from qvla_ros.models.normalization import ActionNormalizer, BoundsNormalizer
 from qvla_ros.models.reference import build_reference, CONFIGS, RefConfig, ReferenceVLA
 from qvla_ros.models.toy import build_toy_policy, ToyConfig, ToyPolicy
 from qvla_ros.quant.activation import ActSpec
@@ -62,8 +62,8 @@ def _norm_stats(policy: nn.Module) -> dict:
     if _model_name(policy) == 'openvla':
         stats = policy.normalizer.to_stats(UNNORM_KEY)
         if policy.proprio_normalizer is not None:
-            stats[UNNORM_KEY]['proprio'] = policy.proprio_normalizer.to_stats(
-                UNNORM_KEY)[UNNORM_KEY]['action']
+            stats[UNNORM_KEY].update(policy.proprio_normalizer.to_stats(UNNORM_KEY, 'proprio')[
+                UNNORM_KEY])
         return stats
     return {UNNORM_KEY: {'action': {'q01': policy.action_low.tolist(),
                                     'q99': policy.action_high.tolist()}}}
@@ -80,25 +80,29 @@ def _files(policy: nn.Module, config: dict, state: dict) -> dict:
     return files
 
 
-def _normalizers(folder: Path, name: str):
+def _normalizers(folder: Path, name: str, config: dict):
     """Return (action normalizer, proprio normalizer or None) from norm_stats.json."""
     path = folder / 'norm_stats.json'
     stats = read_json_object(path, f'the action normalization statistics {name} checkpoints '
                                    'need')
     try:
-        normalizer = ActionNormalizer.from_stats(stats, UNNORM_KEY)
-        prop = stats[UNNORM_KEY].get('proprio')
-        prop = ActionNormalizer.from_stats({UNNORM_KEY: {'action': prop}}) if prop else None
+        if name != 'openvla':
+            return ActionNormalizer.from_stats(stats, UNNORM_KEY), None
+        kind = config.get('normalization', 'bounds_q99')
+        eps = 1e-8 if config.get('variant') == 'l1' else 0.0  # as upstream OFT / OpenVLA
+        prop = None
+        if isinstance(stats.get(UNNORM_KEY), dict) and 'proprio' in stats[UNNORM_KEY]:
+            prop = BoundsNormalizer.from_stats(stats, UNNORM_KEY, kind, 1e-8, 'proprio')
+        return BoundsNormalizer.from_stats(stats, UNNORM_KEY, kind, eps), prop
     except ValueError as err:
         raise CheckpointError(f'{path}: {err}') from None
-    return normalizer, prop
 
 
 def _build(name: str, config: dict, folder: Path) -> nn.Module:
     where = str(folder / 'config.json')
     if name == 'toy':
         return ToyPolicy(build(ToyConfig, config, where))
-    normalizer, prop = _normalizers(folder, name)
+    normalizer, prop = _normalizers(folder, name, config if isinstance(config, dict) else {})
     if name == 'openvla':
         from transformers import AutoTokenizer
         from qvla_ros.models.openvla import OpenVLAConfig, OpenVLAPolicy
@@ -221,12 +225,14 @@ def _random_init(spec: str) -> Optional[nn.Module]:
     return build_reference(CONFIGS[name[4:]], int(seed or 0))
 
 
-def load_policy(spec: str, unnorm_key: Optional[str] = None) -> nn.Module:
+def load_policy(spec: str, upstream=None) -> nn.Module:
     """Return a policy: toy[:SEED], ref-<tiny|small|...>[:SEED] or a checkpoint folder.
 
     A folder is one of ours (FP or packed) or an upstream OpenVLA / OpenVLA-OFT folder;
-    ``unnorm_key`` picks the upstream norm stats when they hold several datasets. Any problem
-    with the files is a CheckpointError naming the file.
+    ``upstream`` (:class:`~qvla_ros.models.openvla_config.UpstreamOptions`, or its
+    ``name=value,...`` text) says how to run an upstream folder where its files do not (norm
+    stats key, chunk length, ...). Any problem with the files is a CheckpointError naming the
+    file.
     """
     model = _random_init(spec)
     if model is not None:
@@ -238,7 +244,13 @@ def load_policy(spec: str, unnorm_key: Optional[str] = None) -> nn.Module:
             recover_folder(folder)  # a write of this folder was killed mid-swap
     try:
         if is_upstream_folder(folder):
-            return load_openvla(folder, unnorm_key)
+            from qvla_ros.models.openvla_config import UpstreamOptions
+            if not isinstance(upstream, UpstreamOptions):
+                upstream = UpstreamOptions.parse(upstream or '')
+            return load_openvla(folder, upstream)
+        if upstream:
+            raise ValueError(f'{folder} is not an upstream OpenVLA folder; upstream options '
+                             'apply to those only')
         return _load_folder(folder)
     except ArtifactError as err:
         raise CheckpointError(str(err)) from None

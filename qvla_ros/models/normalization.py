@@ -97,3 +97,71 @@ class ActionNormalizer:
             return torch.as_tensor(value, device=like.device).to(
                 like.dtype if value.dtype != bool else torch.bool)
         return value
+
+
+NORMALIZATION_TYPES = {'bounds_q99': ('q01', 'q99'), 'bounds': ('min', 'max')}
+
+
+@dataclass(frozen=True)
+class BoundsNormalizer:
+    """OpenVLA-OFT's action and proprio normalization, formula for formula.
+
+    ``kind`` is upstream's ``ACTION_PROPRIO_NORMALIZATION_TYPE``: 'bounds_q99' (q01/q99:
+    LIBERO, Bridge) or 'bounds' (min/max: ALOHA). ``eps`` is what upstream adds to the span:
+    1e-8 in OFT, 0 in OpenVLA's ``unnormalize``. Unlike :class:`ActionNormalizer`, model
+    outputs are not clipped before unnormalizing; proprio is clipped to [-1, 1] after the
+    mask, masked dimensions included, as upstream ``normalize_proprio`` does.
+    """
+
+    low: np.ndarray
+    high: np.ndarray
+    mask: np.ndarray
+    kind: str = 'bounds_q99'
+    eps: float = 1e-8
+
+    def __post_init__(self):
+        if self.kind not in NORMALIZATION_TYPES:
+            raise ValueError(f'normalization must be one of {sorted(NORMALIZATION_TYPES)}, got '
+                             f'{self.kind!r}')
+        ActionNormalizer(self.low, self.high, self.mask)  # same shape and bound checks
+
+    @property
+    def q01(self) -> np.ndarray:
+        """The low bounds (the name the dimension checks read)."""
+        return self.low
+
+    @classmethod
+    def from_stats(cls, stats: Dict, key: str, kind: str, eps: float = 1e-8,
+                   part: str = 'action') -> 'BoundsNormalizer':
+        """Build from ``stats[key][part]`` with the bounds ``kind`` names."""
+        lo_name, hi_name = NORMALIZATION_TYPES.get(kind, (None, None))
+        entry = stats.get(key, {}).get(part) if isinstance(stats.get(key), dict) else None
+        if not entry or lo_name not in entry or hi_name not in entry:
+            raise ValueError(f'norm stats {key!r} lack {part} {lo_name}/{hi_name}, which '
+                             f'normalization {kind!r} needs; got {sorted(entry or {})}')
+        try:
+            low = np.asarray(entry[lo_name], np.float64)
+            high = np.asarray(entry[hi_name], np.float64)
+            mask = np.asarray(entry.get('mask', [True] * low.size), bool)
+        except (TypeError, ValueError) as err:
+            raise ValueError(f'norm stats {key!r} {part}: bounds must be lists of numbers '
+                             f'({err})') from None
+        return cls(low, high, mask, kind, eps)
+
+    def to_stats(self, key: str, part: str = 'action') -> Dict:
+        """Return the JSON-ready stats under ``key``."""
+        lo_name, hi_name = NORMALIZATION_TYPES[self.kind]
+        return {key: {part: {lo_name: self.low.tolist(), hi_name: self.high.tolist(),
+                             'mask': self.mask.tolist()}}}
+
+    def unnormalize(self, normed: np.ndarray) -> np.ndarray:
+        """Return raw actions: 0.5 (x + 1) (high - low + eps) + low on masked dims, x kept."""
+        x = np.asarray(normed, np.float64)
+        raw = 0.5 * (x + 1) * (self.high - self.low + self.eps) + self.low
+        return np.where(self.mask, raw, x)
+
+    def normalize(self, values: np.ndarray) -> np.ndarray:
+        """Return clip(where(mask, 2 (v - low) / (high - low + eps) - 1, v), -1, 1)."""
+        v = np.asarray(values, np.float64)
+        scaled = 2 * (v - self.low) / (self.high - self.low + self.eps) - 1
+        return np.clip(np.where(self.mask, scaled, v), -1.0, 1.0)

@@ -17,9 +17,14 @@ Two action paths, as upstream:
   teacher-forces the greedy tokens and returns the softmax-expected bin centre over the
   n_bins - 1 action tokens, a differentiable stand-in for the argmax.
 * ``l1`` (OFT): H x A zero-embedded placeholder tokens and a stop token after the prompt, one
-  causal forward; the hidden states from the last prompt token on (upstream's
+  forward with bidirectional attention (the transformers fork OFT pins sets
+  ``is_causal=False``); the hidden states from the last prompt token on (upstream's
   ``NUM_PATCHES + NUM_PROMPT_TOKENS`` slice) go through the MLPResNet L1 head, (B, H, A).
-  Proprio (normalized with the proprio q01/q99) becomes one token after the patches.
+  Proprio (normalized as upstream ``normalize_proprio``) becomes one token after the patches.
+  Each of 1-3 camera images adds its patches through every tower, in order; with FiLM (OFT+)
+  the towers are conditioned on the mean embedding of the prompt and stop tokens.
+
+Actions are unnormalized by :class:`BoundsNormalizer`, upstream's formulas (no clipping).
 """
 
 from dataclasses import asdict, dataclass
@@ -32,9 +37,10 @@ from torch import nn
 import torch.nn.functional as F
 
 from qvla_ros.models.inputs import dimension_names
-from qvla_ros.models.normalization import ActionNormalizer
-from qvla_ros.models.upstream_vision import (BackboneSpec, build_backbone, IMAGE_STATS,
-                                             patch_features)
+from qvla_ros.models.normalization import BoundsNormalizer, NORMALIZATION_TYPES
+from qvla_ros.models.openvla_config import ATTENTION
+from qvla_ros.models.openvla_inputs import camera_pixels
+from qvla_ros.models.upstream_vision import BackboneSpec, build_backbone, FiLM, patch_features
 from qvla_ros.runtime.types import ActionChunk, Observation
 
 PROMPT = 'In: What action should the robot take to {}?\nOut:'
@@ -55,6 +61,11 @@ class OpenVLAConfig:
     proprio_dim: int = 0
     head_hidden: int = 0
     control_hz: float = 10.0
+    num_images: int = 1
+    attention: str = 'causal'
+    normalization: str = 'bounds_q99'
+    center_crop: bool = False
+    film: bool = False
     version: int = 1
 
     def __post_init__(self):
@@ -64,6 +75,14 @@ class OpenVLAConfig:
             raise ValueError('expected one or two (fused) vision backbones')
         if self.variant == 'discrete' and self.chunk_size != 1:
             raise ValueError('discrete OpenVLA predicts one action per step (chunk_size 1)')
+        if not 1 <= self.num_images <= 3 or (self.num_images > 1 and len(self.backbones) < 2):
+            raise ValueError(f'num_images must be 1-3, and more than 1 needs the fused vision '
+                             f'backbone (as upstream); got {self.num_images}')
+        if self.attention not in ATTENTION:
+            raise ValueError(f'attention must be one of {ATTENTION}, got {self.attention!r}')
+        if self.normalization not in NORMALIZATION_TYPES:
+            raise ValueError(f'normalization must be one of {sorted(NORMALIZATION_TYPES)}, '
+                             f'got {self.normalization!r}')
 
 
 class MLPResNet(nn.Module):
@@ -90,8 +109,8 @@ class MLPResNet(nn.Module):
 class OpenVLAPolicy(nn.Module):
     """An upstream OpenVLA / OFT policy behind the policy interface (architecture.md 3.5)."""
 
-    def __init__(self, config: OpenVLAConfig, normalizer: ActionNormalizer, tokenizer=None,
-                 proprio_normalizer: Optional[ActionNormalizer] = None):
+    def __init__(self, config: OpenVLAConfig, normalizer: BoundsNormalizer, tokenizer=None,
+                 proprio_normalizer: Optional[BoundsNormalizer] = None):
         super().__init__()
         from transformers import LlamaConfig, LlamaModel
         c = self.config = config
@@ -113,6 +132,8 @@ class OpenVLAPolicy(nn.Module):
         if c.proprio_dim:
             self.proprio_projector = nn.ModuleDict({'fc1': nn.Linear(c.proprio_dim, d),
                                                     'fc2': nn.Linear(d, d)})
+        if c.film:
+            self.film = nn.ModuleList(FiLM(s.depth - 1, d, s.hidden) for s in c.backbones)
         bins = np.linspace(-1, 1, c.n_action_bins)
         self.bin_centers_np = (bins[:-1] + bins[1:]) / 2  # (n_bins - 1,) float64, as upstream
 
@@ -127,7 +148,7 @@ class OpenVLAPolicy(nn.Module):
         c = self.config
         return {'action_dim': c.action_dim, 'chunk_size': c.chunk_size,
                 'image_size': c.backbones[0].image_size, 'control_hz': c.control_hz,
-                'config': asdict(c)}
+                'num_images': c.num_images, 'proprio_dim': c.proprio_dim, 'config': asdict(c)}
 
     @staticmethod
     def collate(batches: List[Dict[str, torch.Tensor]]) -> Dict[str, torch.Tensor]:
@@ -136,40 +157,38 @@ class OpenVLAPolicy(nn.Module):
 
     def make_batch(self, obs: Observation) -> Dict[str, torch.Tensor]:
         """Preprocess one observation as the upstream processor does (batch of 1)."""
+        c = self.config
         if self.tokenizer is None:
             raise ValueError('this OpenVLA policy has no tokenizer; load it with load_openvla')
-        if not obs.images:
-            raise ValueError('observation has no image; OpenVLA needs one camera')
-        image = next(iter(obs.images.values()))
-        img = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float()[None] / 255
-        pixels = []
-        for spec in self.config.backbones:
-            size = spec.image_size
-            x = F.interpolate(img, size=(size, size), mode='bicubic', align_corners=False,
-                              antialias=True).clamp(0, 1) if img.shape[2:] != (size, size) \
-                else img
-            mean, std = (torch.tensor(v).view(1, 3, 1, 1) for v in IMAGE_STATS[spec.family])
-            pixels.append((x - mean) / std)
+        pixels = camera_pixels(obs.images, c.backbones, c.num_images, c.center_crop)
         ids = self.tokenizer(PROMPT.format(obs.instruction.lower()))['input_ids']
         if ids[-1] != EMPTY_TOKEN:
             ids = ids + [EMPTY_TOKEN]
-        batch = {'pixels': torch.cat(pixels, 1), 'tokens': torch.tensor([ids]),
-                 'mask': torch.ones(1, len(ids))}
-        if self.config.proprio_dim:
-            p = np.zeros(self.config.proprio_dim, np.float32)
-            n = min(p.size, obs.proprio.size)
-            p[:n] = obs.proprio.reshape(-1)[:n]
+        batch = {'pixels': pixels, 'tokens': torch.tensor([ids]), 'mask': torch.ones(1, len(ids))}
+        if c.proprio_dim:
+            if obs.proprio.size != c.proprio_dim:
+                raise ValueError(f'the model takes {c.proprio_dim} proprio values, got '
+                                 f'{obs.proprio.size}')
+            p = obs.proprio.reshape(-1).astype(np.float64)
             if self.proprio_normalizer is not None:
-                p = self.proprio_normalizer.normalize(p).astype(np.float32)
-            batch['proprio'] = torch.from_numpy(p)[None]
+                p = self.proprio_normalizer.normalize(p)
+            batch['proprio'] = torch.from_numpy(p.astype(np.float32))[None]
         return batch
 
     # -- forward -----------------------------------------------------------------------------
-    def _patches(self, batch) -> torch.Tensor:
-        """Return projected patch tokens (B, P (+1 proprio), D)."""
-        chans = torch.split(batch['pixels'], 3, dim=1)
-        feats = torch.cat([patch_features(m, s, x) for m, s, x in
-                           zip(self.vision, self.config.backbones, chans)], dim=2)
+    def _patches(self, batch, language: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """Return projected patch tokens (B, images x P (+1 proprio), D).
+
+        ``language`` (B, D): the mean prompt embedding FiLM conditions the towers on.
+        """
+        towers = len(self.vision)
+        chans = torch.split(batch['pixels'], 3, dim=1)  # (image, tower) in that order
+        films = self.film if self.config.film else [None] * towers
+        feats = torch.cat([torch.cat([patch_features(m, s, chans[i * towers + j], f, language)
+                                      for j, (m, s, f) in enumerate(
+                                          zip(self.vision, self.config.backbones, films))],
+                                     dim=2)
+                           for i in range(len(chans) // towers)], dim=1)
         p = self.projector
         h = p['fc2'](F.gelu(p['fc1'](feats)))
         if 'fc3' in p:
@@ -198,8 +217,17 @@ class OpenVLAPolicy(nn.Module):
                                     mask.new_ones(patches.shape[1]),
                                     mask[b, int(first[b]) + 1:]]) for b in range(len(rows))])
         pos = (m.cumsum(1) - 1).clamp(min=0).long()
+        if self.config.attention == 'bidirectional':  # every token sees every unpadded one
+            m = (m[:, None, None, :] > 0).expand(-1, 1, m.shape[1], -1)
         return self.language(inputs_embeds=x, attention_mask=m,
                              position_ids=pos).last_hidden_state
+
+    def _language_mean(self, tokens: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """Return the mean embedding (B, D) of the prompt and stop tokens (FiLM's input)."""
+        emb = self.language.embed_tokens(tokens)  # (B, T, D)
+        stop = self.language.embed_tokens(torch.full_like(tokens[:, :1], STOP_TOKEN))
+        w = mask.to(emb.dtype)[..., None]
+        return ((emb * w).sum(1) + stop[:, 0]) / (w.sum(1) + 1)
 
     def _greedy(self, patches, tokens, mask) -> torch.Tensor:
         """Return A greedily decoded tokens (B, A) over the full vocabulary, as generate()."""
@@ -216,8 +244,8 @@ class OpenVLAPolicy(nn.Module):
     def action_tensor(self, batch: Dict[str, torch.Tensor]) -> torch.Tensor:
         """Return normalized actions (B, H, A), differentiable (see the module docstring)."""
         c = self.config
-        patches = self._patches(batch)
         tokens, mask = batch['tokens'], batch['mask']
+        patches = self._patches(batch, self._language_mean(tokens, mask) if c.film else None)
         b = tokens.shape[0]
         if c.variant == 'l1':
             n_act = c.chunk_size * c.action_dim
@@ -251,7 +279,7 @@ class OpenVLAPolicy(nn.Module):
             idx = np.clip(c.vocab_size - greedy[0].cpu().numpy() - 1, 0,
                           self.bin_centers_np.size - 1)
             normed = self.bin_centers_np[idx][None]
-        actions = self.normalizer.unnormalize(normed.astype(np.float32))
+        actions = self.normalizer.unnormalize(normed)
         return ActionChunk(actions=actions.astype(np.float32), dt=1.0 / c.control_hz,
                            stamp_ns=obs.stamp_ns or time.time_ns(),
                            dimension_names=dimension_names(c.action_dim))

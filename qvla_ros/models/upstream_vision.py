@@ -158,10 +158,49 @@ def map_state(spec: BackboneSpec, state: Dict[str, torch.Tensor]) -> Dict[str, t
     return out
 
 
-def patch_features(module: nn.Module, spec: BackboneSpec, pixels: torch.Tensor) -> torch.Tensor:
-    """Return patch tokens (B, P, D) after block depth - 2, before any final norm."""
+class FiLM(nn.Module):
+    """OFT+'s language conditioning of one ViT: per block, x = (1 + scale(l)) x + shift(l).
+
+    Applied between each block's attention and MLP halves (upstream
+    ``FiLMedVisionTransformerBlock``); ``l`` is the mean language embedding (B, llm_dim).
+    """
+
+    def __init__(self, blocks: int, llm_dim: int, vision_dim: int):
+        super().__init__()
+        self.scale = nn.ModuleList(nn.Linear(llm_dim, vision_dim) for _ in range(blocks))
+        self.shift = nn.ModuleList(nn.Linear(llm_dim, vision_dim) for _ in range(blocks))
+
+
+def _film_layer(layer: nn.Module, x: torch.Tensor, gamma: torch.Tensor, beta: torch.Tensor,
+                dino: bool) -> torch.Tensor:
+    """One encoder layer with FiLM between its halves; x (B, T, D), gamma/beta (B, D)."""
+    if dino:
+        h, _ = layer.attention(layer.norm1(x))
+        x = x + layer.layer_scale1(h)
+    else:
+        h, _ = layer.self_attn(hidden_states=layer.layer_norm1(x), attention_mask=None)
+        x = x + h
+    x = x * (1 + gamma[:, None]) + beta[:, None]
+    if dino:
+        return x + layer.layer_scale2(layer.mlp(layer.norm2(x)))
+    return x + layer.mlp(layer.layer_norm2(x))
+
+
+def patch_features(module: nn.Module, spec: BackboneSpec, pixels: torch.Tensor,
+                   film: FiLM = None, language: torch.Tensor = None) -> torch.Tensor:
+    """Return patch tokens (B, P, D) after block depth - 2, before any final norm.
+
+    With ``film``, every block is modulated by ``language`` (B, llm_dim).
+    """
     inner = getattr(module, 'vision_model', module)
     x = inner.embeddings(pixels)  # (B, prefix + P, D)
-    x = inner.encoder(x).last_hidden_state
+    if film is None:
+        x = inner.encoder(x).last_hidden_state
+    else:
+        dino = spec.family == 'dinov2'
+        layers = inner.encoder.layer if dino else inner.encoder.layers
+        lang = language.to(x.dtype)
+        for i, layer in enumerate(layers):
+            x = _film_layer(layer, x, film.scale[i](lang), film.shift[i](lang), dino)
     prefix = 1 + spec.registers if spec.family == 'dinov2' else 0
     return x[:, prefix:]

@@ -42,8 +42,11 @@ STATE_NAMES = {PolicyStatus.UNCONFIGURED: 'UNCONFIGURED', PolicyStatus.INACTIVE:
                PolicyStatus.WARN: 'WARN', PolicyStatus.ERROR: 'ERROR'}
 
 
-def load_for_node(model: str, seed: int):
-    """Return (policy, model id, plan id): 'toy' is random-init with ``seed``, else a folder."""
+def load_for_node(model: str, seed: int, upstream: str = ''):
+    """Return (policy, model id, plan id): 'toy' is random-init with ``seed``, else a folder.
+
+    ``upstream``: options for an upstream OpenVLA / OFT folder (see UpstreamOptions).
+    """
     from pathlib import Path
     from qvla_ros.models.checkpoint import load_policy, plan_id_of
     from qvla_ros.ros.env import share_directory
@@ -53,7 +56,7 @@ def load_for_node(model: str, seed: int):
     if not path.is_absolute() and not path.exists():
         shared = share_directory() / path  # checkpoints installed with the package
         model = str(shared) if shared.exists() else model
-    policy = load_policy(model)
+    policy = load_policy(model, upstream)
     return policy, model, plan_id_of(policy)
 
 
@@ -93,8 +96,8 @@ class PolicyNode(LifecycleNode):
         """Load the checkpoint and validate it against the parameters."""
         try:
             self.config = read_config(self)
-            policy, self._model_id, self._plan_id = load_for_node(self.config.model,
-                                                                  self.config.seed)
+            policy, self._model_id, self._plan_id = load_for_node(
+                self.config.model, self.config.seed, self.get_parameter('upstream').value)
             self.config.check_model(policy.metadata())
             from qvla_ros.kernels.linear import warm_up
             self.get_logger().info(f'packed kernels: {warm_up(policy)}')

@@ -19,6 +19,9 @@ PARAMETERS = {
     'model': ('toy', "'toy' (random-init tiny model) or a checkpoint folder, FP or packed",
               True, None),
     'seed': (0, 'seed of the random-init toy model', True, (0, 2**31 - 1)),
+    'upstream': ('', 'upstream OpenVLA / OFT folders: name=value,... options (unnorm_key, '
+                     'chunk_size, normalization, num_images, attention, center_crop)', True,
+                 None),
     'autostart': (True, 'configure and activate at start (no lifecycle manager needed)', True,
                   None),
     'discovery_wait': (1.0, 'autostart: seconds to look for another node of the same name on '
