@@ -62,6 +62,25 @@ def model_line(name: str, d: dict) -> str:
     return line
 
 
+def upstream_load_line(d: dict) -> str:
+    """Return one sentence about bench/results/upstream_load.json."""
+    llm = d['llm']
+    line = (f'`{d["command"]}` (commit {d["commit"]}, {d["device"]}): a '
+            f'{d["checkpoint_bytes"] / 1e9:.2f} GB bf16 OFT folder (Llama of {llm["layers"]} '
+            f'layers x {llm["hidden"]}, 3 shards) loaded in {d["seconds"]:.1f} s; loading it '
+            'and reading every weight raised the process RSS by '
+            f'{(d["peak_rss"] - d["baseline_rss"]) / 1e9:.2f} GB, '
+            f'{d["load_over_checkpoint"]:.2f}x the checkpoint (goal <= {d["goal"]}x); the peak '
+            f'RSS was {d["peak_rss"] / 1e9:.2f} GB, {d["baseline_rss"] / 1e9:.2f} GB of it '
+            'Python, torch and transformers before loading.')
+    base = d.get('baseline_loader')
+    if base:
+        line += (f' The loader of commit {base["commit"]} (float32 build, then cast) raised it '
+                 f'by {(base["peak_rss"] - base["baseline_rss"]) / 1e9:.2f} GB '
+                 f'({base["load_over_checkpoint"]:.2f}x) in {base["seconds"]:.1f} s.')
+    return line
+
+
 def faults_table(data: dict) -> str:
     """Return the markdown summary of bench/results/faults.json (the fault campaign)."""
     lines = [f'Fault campaign, `{data["command"]}` (commit {data["commit"]}, '
@@ -90,7 +109,8 @@ def faults_table(data: dict) -> str:
 
 
 # Blocks of docs/*.md generated from bench/results: <!-- bench:NAME --> ... <!-- /bench -->
-BLOCKS = {'faults': lambda: faults_table(_load('faults.json'))}
+BLOCKS = {'faults': lambda: faults_table(_load('faults.json')),
+          'upstream_load': lambda: upstream_load_line(_load('upstream_load.json'))}
 DOCS = Path(__file__).resolve().parents[1] / 'docs'
 BLOCK = re.compile(r'(<!-- bench:(\w+) -->\n).*?(<!-- /bench -->)', re.S)
 

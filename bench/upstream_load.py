@@ -16,6 +16,7 @@ not a float32 copy).
 import argparse
 import json
 import math
+import os
 from pathlib import Path
 import subprocess
 import sys
@@ -44,7 +45,7 @@ import qvla_ros.models.openvla_loader
 torch.set_num_threads(2)
 base = rss('VmRSS:')
 t0 = time.perf_counter()
-policy = load_policy(sys.argv[1])
+policy = load_policy(sys.argv[1], *sys.argv[2:])
 seconds = time.perf_counter() - t0
 loaded = rss('VmHWM:')
 state = policy.state_dict()
@@ -175,12 +176,33 @@ def measure(folder: Path) -> dict:
     return json.loads(run.stdout.strip().splitlines()[-1])
 
 
+def measure_at(commit: str, folder: Path, key: str) -> dict:
+    """Measure the loader of an older ``commit`` (a git worktree) on the same folder.
+
+    Loaders before the upstream options took the norm-stats key as their second argument.
+    """
+    repo = Path(__file__).resolve().parents[1]
+    with tempfile.TemporaryDirectory(prefix='qvla-baseline-') as tmp:
+        tree = Path(tmp) / 'tree'
+        subprocess.run(['git', '-C', str(repo), 'worktree', 'add', '--detach', str(tree),
+                        commit], check=True, capture_output=True)
+        try:
+            run = subprocess.run([sys.executable, '-c', MEASURE, str(folder), key],
+                                 capture_output=True, text=True, check=True, cwd=tree,
+                                 env={**os.environ, 'PYTHONPATH': str(tree)})
+        finally:
+            subprocess.run(['git', '-C', str(repo), 'worktree', 'remove', '--force',
+                            str(tree)], check=True, capture_output=True)
+    return {**json.loads(run.stdout.strip().splitlines()[-1]), 'commit': commit}
+
+
 def main(argv=None) -> int:
     """Write the folder, measure, write the JSON."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('--hidden', type=int, default=2048)
     parser.add_argument('--layers', type=int, default=12)
     parser.add_argument('--mlp', type=int, default=5504)
+    parser.add_argument('--baseline-commit', help='also measure the loader of this commit')
     parser.add_argument('--out', default=str(RESULTS / 'upstream_load.json'))
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix='qvla-upstream-') as tmp:
@@ -189,6 +211,8 @@ def main(argv=None) -> int:
         nbytes = write_folder(folder, args.hidden, args.layers, args.mlp)
         written = time.perf_counter() - t0
         m = measure(folder)
+        base = measure_at(args.baseline_commit, folder, 'libero_spatial_no_noops') \
+            if args.baseline_commit else None
     loading = m['peak_rss'] - m['baseline_rss']
     result = {**m, 'checkpoint_bytes': nbytes, 'write_seconds': written,
               'load_over_checkpoint': loading / nbytes,
@@ -196,6 +220,9 @@ def main(argv=None) -> int:
               'llm': {'hidden': args.hidden, 'layers': args.layers, 'mlp': args.mlp},
               'device': device_name(), 'commit': git_commit(),
               'command': 'python ' + ' '.join(sys.argv)}
+    if base:
+        base['load_over_checkpoint'] = (base['peak_rss'] - base['baseline_rss']) / nbytes
+        result['baseline_loader'] = base
     write_json(Path(args.out), result)
     print(f'checkpoint {nbytes / 1e9:.2f} GB; loading and reading every weight raised RSS by '
           f'{loading / 1e9:.2f} GB ({result["load_over_checkpoint"]:.2f}x; goal <= 1.3x); '
