@@ -30,7 +30,8 @@ from bench.common import device_name, git_commit, RESULTS, write_json  # noqa: E
 from qvla_ros.cli.quant_cmds import calibration_batch  # noqa: E402
 from qvla_ros.models.checkpoint import load_policy, save_quantized  # noqa: E402
 from qvla_ros.quant.methods import apply_method, Calibration, MethodConfig  # noqa: E402
-from qvla_ros.sim.evaluate import EvalConfig, evaluate, EXECUTE_STEPS  # noqa: E402
+from qvla_ros.runtime.chunking import checkpoint_schedule  # noqa: E402
+from qvla_ros.sim.evaluate import EvalConfig, evaluate  # noqa: E402
 from qvla_ros.storage.atomic import write_file, write_text  # noqa: E402
 
 HEADLINE = {('qvla', 4.0), ('qvla', 3.0), ('qvla-gptq', 4.0), ('qvla-gptq', 3.0)}
@@ -250,8 +251,9 @@ def main() -> None:
     p.add_argument('--episodes', type=int, default=50)
     p.add_argument('--headline-episodes', type=int, default=100)
     p.add_argument('--seed0', type=int, default=100000)
-    p.add_argument('--execute-steps', type=int, default=EXECUTE_STEPS,
-                   help='actions run from each chunk before replanning')
+    p.add_argument('--execute-steps', type=int,
+                   help='actions run from each chunk before replanning (default: the FP '
+                   "checkpoint's recorded schedule)")
     p.add_argument('--workers', type=int, default=2)
     p.add_argument('--budgets', default='8,4,3,2.5')
     p.add_argument('--methods',
@@ -284,6 +286,8 @@ def main() -> None:
                      + '.json')
     done = {} if args.fresh or not out.is_file() else json.loads(out.read_text())
     digest = weights_digest(args.checkpoint)
+    if args.execute_steps is None:
+        args.execute_steps = checkpoint_schedule(load_policy(args.checkpoint)).execute_steps
     check_same_weights(done.get('meta', {}), digest, out)
     check_same_schedule(done.get('meta', {}), args.execute_steps, out)
     done['rows'] = [retag_stale(r, args.max_prune_fraction) for r in done.get('rows', [])]

@@ -57,6 +57,12 @@ def cmd_train(args) -> int:
                       pos_init=args.pos_init, init=args.init or '',
                       widen_init=args.widen_init)
     config = CONFIGS[args.config]
+    cameras = tuple(c.strip() for c in (args.cameras or '').split(',') if c.strip())
+    if args.cameras is None and args.init:  # a warm start keeps its cameras
+        from qvla_ros.storage.errors import read_json_object
+        cameras = tuple((read_json_object(Path(args.init) / 'config.json', 'a checkpoint config')
+                         .get('config') or {}).get('cameras', ()))
+    config = replace(config, cameras=cameras)
     if args.proprio_dim is not None:
         if args.proprio_dim < 0:
             raise ValueError(f'--proprio-dim must be >= 0, got {args.proprio_dim}')
@@ -78,8 +84,12 @@ def cmd_export(args) -> int:
     from qvla_ros.storage.atomic import check_output
     dtypes = {'bf16': torch.bfloat16, 'fp16': torch.float16, 'fp32': torch.float32}
     check_output(args.out, args.overwrite, [args.checkpoint])
+    schedule = None
+    if args.execute_steps is not None:  # record the schedule the policy was evaluated with
+        from qvla_ros.runtime.chunking import ScheduleSpec
+        schedule = ScheduleSpec('replan', args.execute_steps).to_dict()
     save_policy(load_policy(args.checkpoint), Path(args.out), dtypes[args.dtype],
-                args.overwrite)
+                args.overwrite, schedule)
     size = sum(f.stat().st_size for f in Path(args.out).iterdir())
     print(f'wrote {args.out} ({size / 1e6:.1f} MB, {args.dtype})')
     return 0
@@ -159,7 +169,6 @@ def cmd_convert(args) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     """Return the argument parser of ``qvla``."""
-    from qvla_ros.sim.evaluate import EXECUTE_STEPS
     parser = argparse.ArgumentParser(prog='qvla', description=__doc__)
     sub = parser.add_subparsers(dest='command', required=True)
     sub.add_parser('version', help='print versions').set_defaults(func=cmd_version)
@@ -185,6 +194,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help='weight of the auxiliary colour-localization loss (0: off)')
     p.add_argument('--pos-init', default='random', choices=['random', 'sincos'],
                    help='initialisation of the vision position embeddings')
+    p.add_argument('--cameras', help='comma-separated dataset cameras the model reads, in order '
+                   '(default: as --init, else the first camera only, a single-camera model)')
     p.add_argument('--proprio-dim', type=int,
                    help='proprio values the model takes (default: as the config preset); it '
                    'reads the first ones of each sample')
@@ -200,6 +211,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser('export', help='re-save an FP checkpoint in bf16 / fp16 / fp32')
     p.add_argument('checkpoint')
     p.add_argument('--dtype', default='bf16', choices=['bf16', 'fp16', 'fp32'])
+    p.add_argument('--execute-steps', type=int,
+                   help="record this replan schedule (default: keep the checkpoint's)")
     p.add_argument('--out', required=True)
     add_overwrite(p)
     p.set_defaults(func=cmd_export)
@@ -234,8 +247,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument('--reference', help='FP model to measure action deviation against')
     p.add_argument('--episodes', type=int, default=100)
     p.add_argument('--seeds', default='100000:100100', help='A:B, disjoint from training')
-    p.add_argument('--execute-steps', type=int, default=EXECUTE_STEPS,
-                   help='actions run from each chunk before replanning')
+    p.add_argument('--execute-steps', type=int,
+                   help='actions run from each chunk before replanning (default: the '
+                   'schedule the checkpoint records)')
     p.add_argument('--max-steps', type=int,
                    help="episode horizon (default: the suite's, tabletop 80, metaworld 200)")
     p.add_argument('--workers', type=int, default=2)
@@ -253,8 +267,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help='std of noise added to executed actions (labels stay clean)')
     c.add_argument('--successes-only', action='store_true', help='drop failed episodes')
     c.add_argument('--policy', help='record this policy (checkpoint) instead of the expert')
-    c.add_argument('--execute-steps', type=int, default=EXECUTE_STEPS,
-                   help='--policy: actions run from each chunk before replanning')
+    c.add_argument('--execute-steps', type=int,
+                   help='--policy: actions run from each chunk before replanning (default: '
+                   'the schedule the checkpoint records)')
     c.add_argument('--expert-labels', action='store_true',
                    help='--policy: record the expert action at each state the policy visits '
                         '(DAgger); each episode keeps the success of the policy')

@@ -117,17 +117,26 @@ def _build(name: str, config: dict, folder: Path) -> nn.Module:
     return ReferenceVLA(build(RefConfig, config, where), normalizer)
 
 
+def _schedule(policy: nn.Module, schedule: Optional[dict]) -> dict:
+    """Return the chunk schedule to record: ``schedule``, the policy's, or its whole chunk."""
+    chosen = schedule or getattr(policy, 'qvla_schedule', None) or {
+        'mode': 'replan', 'execute_steps': int(policy.metadata()['chunk_size'])}
+    return dict(chosen)
+
+
 def save_policy(policy: nn.Module, out: Path, dtype: Optional[torch.dtype] = None,
-                overwrite: bool = True) -> None:
+                overwrite: bool = True, schedule: Optional[dict] = None) -> None:
     """Write an FP checkpoint folder; ``dtype`` (e.g. bf16) casts its floating tensors.
 
-    An existing ``out`` is replaced (atomically) only with ``overwrite``.
+    An existing ``out`` is replaced (atomically) only with ``overwrite``. ``schedule`` (a
+    ``ScheduleSpec.to_dict()``) is the chunk schedule evaluation, collection and the node run
+    the checkpoint with; by default the policy's own, else its whole chunk.
 
     Loading always restores the model's own dtype (fp32), so a bf16 file halves the size and
     rounds the weights once.
     """
     config = {'format': FORMAT, 'version': VERSION, 'model': _model_name(policy),
-              'config': asdict(policy.config)}
+              'config': asdict(policy.config), 'schedule': _schedule(policy, schedule)}
     state = {k: v.detach().contiguous() for k, v in policy.state_dict().items()}
     if dtype is not None:
         state = {k: v.to(dtype) if v.is_floating_point() else v for k, v in state.items()}
@@ -141,7 +150,7 @@ def save_quantized(policy: nn.Module, plan: QuantPlan, out: Path,
     An existing ``out`` is replaced (atomically) only with ``overwrite``.
     """
     config = {'format': FORMAT, 'version': VERSION, 'model': _model_name(policy),
-              'config': asdict(policy.config),
+              'config': asdict(policy.config), 'schedule': _schedule(policy, None),
               'quantization_config': {'plan_id': plan.plan_id, 'method': plan.method,
                                       'spec': plan.spec.to_dict(),
                                       'act_bits': act.bits if act else None,
@@ -194,6 +203,20 @@ def _verified_plan(folder: Path, policy: nn.Module, qc: dict) -> QuantPlan:
                               f'the id of the packed weights and plan.json ({plan.plan_id}); '
                               'the checkpoint was edited or assembled from other files')
     return plan
+
+
+def _read_schedule(schedule, where: Path) -> Optional[dict]:
+    """Return the recorded schedule (None for checkpoints from before it was recorded)."""
+    if schedule is None:
+        return None
+    allowed = {'mode': str, 'execute_steps': int, 'aggregator': str, 'decay': float,
+               'version': int}
+    if not isinstance(schedule, dict) or set(schedule) - set(allowed) or any(
+            k in schedule and not isinstance(schedule[k], (int, float) if t is float else t)
+            for k, t in allowed.items()):
+        raise CheckpointError(f'{where}: schedule must be an object of {sorted(allowed)}, got '
+                              f'{schedule!r}')
+    return dict(schedule)
 
 
 def _check_action_space(folder: Path, policy: nn.Module) -> None:
@@ -283,6 +306,7 @@ def _load_folder(folder: Path) -> nn.Module:
         raise CheckpointError(f'{folder / "model.safetensors"} does not fit {path}: '
                               f'{str(err).splitlines()[0]}') from None
     _check_action_space(folder, policy)
+    policy.qvla_schedule = _read_schedule(config.get('schedule'), path)
     if qc:
         policy.qvla_plan = _verified_plan(folder, policy, qc)
     return policy.eval()

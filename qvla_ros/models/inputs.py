@@ -24,6 +24,19 @@ def image_tensor(obs: Observation, size: int) -> torch.Tensor:
     return img
 
 
+def images_tensor(obs: Observation, size: int, cameras) -> torch.Tensor:
+    """Return the images of ``cameras``, in that order, as float (1, N, 3, size, size).
+
+    Every named camera must be in the observation; others are ignored.
+    """
+    missing = [c for c in cameras if c not in obs.images]
+    if missing:
+        raise ValueError(f'the policy needs cameras {list(cameras)}; the observation has '
+                         f'{sorted(obs.images)} (missing {missing})')
+    return torch.cat([image_tensor(Observation({c: obs.images[c]}, obs.instruction), size)
+                      for c in cameras])[None]
+
+
 def proprio_tensor(obs: Observation, dim: int) -> torch.Tensor:
     """Return proprio as float (1, dim): truncated or zero-padded to ``dim``."""
     proprio = np.zeros(dim, np.float32)

@@ -4,7 +4,11 @@
 Layout (qvla-method.md 2.1): SigLIP vision tower -> 2-layer GELU MLP projector -> a Llama
 backbone over [vision tokens, instruction tokens, one proprio token, H x A action query
 slots] -> an L1-regression MLP head that maps each step's A query states to its A actions, so
-the whole (H, A) chunk comes out of one parallel forward pass (OFT style). Differences from
+the whole (H, A) chunk comes out of one parallel forward pass (OFT style). With named
+``cameras`` every camera's image goes through the one shared tower and projector, plus a
+learned embedding of its camera, and their tokens come in the config's order (as OFT feeds
+third-person then wrist); a config without cameras reads the observation's first image
+(single-camera checkpoints). Differences from
 OpenVLA-OFT, on purpose: one vision tower (SigLIP, no DINOv2 fusion), a causal mask (the
 queries come last, so they see all context), and an offline hashed word tokenizer instead of
 the Llama SentencePiece model.
@@ -12,14 +16,14 @@ the Llama SentencePiece model.
 
 from dataclasses import asdict, dataclass
 import time
-from typing import Dict, Optional
+from typing import Dict, Optional, Tuple
 import zlib
 
 import numpy as np
 import torch
 from torch import nn
 
-from qvla_ros.models.inputs import dimension_names, image_tensor, proprio_tensor
+from qvla_ros.models.inputs import dimension_names, image_tensor, images_tensor, proprio_tensor
 from qvla_ros.models.normalization import ActionNormalizer
 from qvla_ros.runtime.types import ActionChunk, Observation
 
@@ -45,9 +49,13 @@ class RefConfig:
     chunk_size: int = 8
     head_hidden: int = 512
     control_hz: float = 10.0
+    cameras: Tuple[str, ...] = ()
     version: int = 1
 
     def __post_init__(self):
+        object.__setattr__(self, 'cameras', tuple(self.cameras))
+        if len(set(self.cameras)) != len(self.cameras):
+            raise ValueError(f'camera names must be distinct, got {self.cameras}')
         if self.image_size % self.patch_size:
             raise ValueError(f'image_size {self.image_size} must be a multiple of patch_size '
                              f'{self.patch_size}')
@@ -64,7 +72,8 @@ class RefConfig:
     @property
     def num_tokens(self) -> int:
         """Tokens into the Llama backbone."""
-        return self.num_patches + self.max_text_tokens + 1 + self.chunk_size * self.action_dim
+        return (max(1, len(self.cameras)) * self.num_patches + self.max_text_tokens + 1
+                + self.chunk_size * self.action_dim)
 
 
 CONFIGS = {
@@ -109,6 +118,8 @@ class ReferenceVLA(nn.Module):
         llama._attn_implementation = 'sdpa'
         self.language = LlamaModel(llama)
         self.proprio_proj = nn.Linear(c.proprio_dim, c.hidden)
+        if c.cameras:  # which camera a vision token came from
+            self.camera_embed = nn.Parameter(torch.randn(len(c.cameras), c.hidden) * 0.02)
         # proprio standardisation, fitted by training and saved with the weights
         self.register_buffer('proprio_mean', torch.zeros(c.proprio_dim))
         self.register_buffer('proprio_std', torch.ones(c.proprio_dim))
@@ -130,8 +141,8 @@ class ReferenceVLA(nn.Module):
     def action_tensor(self, batch: Dict[str, torch.Tensor]) -> torch.Tensor:
         """Return normalized actions (B, H, A), differentiable.
 
-        batch: image float (B, 3, S, S) in [0, 1], tokens long (B, T), mask float (B, T),
-        proprio float (B, P).
+        batch: image float (B, 3, S, S) in [0, 1], or (B, N, 3, S, S) with N cameras, tokens
+        long (B, T), mask float (B, T), proprio float (B, P).
         """
         return self.head(self.features(batch))
 
@@ -147,8 +158,7 @@ class ReferenceVLA(nn.Module):
 
     def features(self, batch: Dict[str, torch.Tensor]) -> torch.Tensor:
         """Return the backbone's final states (B, N, D) over [vision, text, proprio, queries]."""
-        pixels = batch['image'] * 2.0 - 1.0  # SigLIP expects [-1, 1]
-        vis = self.projector(self.vision(pixel_values=pixels).last_hidden_state)  # (B, P, D)
+        vis = self._vision_tokens(batch['image'])  # (B, N x P, D)
         text = self.language.embed_tokens(batch['tokens'])  # (B, T, D)
         prop = (batch['proprio'] - self.proprio_mean) / self.proprio_std  # (B, P)
         prop = self.proprio_proj(prop).unsqueeze(1)  # (B, 1, D)
@@ -159,11 +169,23 @@ class ReferenceVLA(nn.Module):
                           ones.new_ones(vis.shape[0], queries.shape[1])], dim=1)
         return self.language(inputs_embeds=tokens, attention_mask=mask).last_hidden_state
 
+    def _vision_tokens(self, image: torch.Tensor) -> torch.Tensor:
+        """Return projected vision tokens (B, N x P, D) of (B, 3, S, S) or (B, N, 3, S, S)."""
+        pixels = image * 2.0 - 1.0  # SigLIP expects [-1, 1]
+        if pixels.ndim == 4:
+            return self.projector(self.vision(pixel_values=pixels).last_hidden_state)
+        b, n = pixels.shape[:2]
+        out = self.vision(pixel_values=pixels.flatten(0, 1)).last_hidden_state  # (B N, P, Dv)
+        vis = self.projector(out).unflatten(0, (b, n))  # (B, N, P, D)
+        return (vis + self.camera_embed[None, :, None]).flatten(1, 2)
+
     def make_batch(self, obs: Observation) -> Dict[str, torch.Tensor]:
         """Convert one observation into a batch of size 1."""
         c = self.config
         ids, mask = tokenize(obs.instruction, c.vocab, c.max_text_tokens)
-        return {'image': image_tensor(obs, c.image_size), 'tokens': ids[None],
+        image = images_tensor(obs, c.image_size, c.cameras) if c.cameras else \
+            image_tensor(obs, c.image_size)
+        return {'image': image, 'tokens': ids[None],
                 'mask': mask[None], 'proprio': proprio_tensor(obs, c.proprio_dim)}
 
     @torch.no_grad()
@@ -179,7 +201,9 @@ class ReferenceVLA(nn.Module):
         """Return what nodes validate their parameters against."""
         c = self.config
         return {'action_dim': c.action_dim, 'chunk_size': c.chunk_size,
-                'image_size': c.image_size, 'control_hz': c.control_hz, 'config': asdict(c)}
+                'image_size': c.image_size, 'control_hz': c.control_hz,
+                'cameras': list(c.cameras), 'num_images': max(1, len(c.cameras)),
+                'proprio_dim': c.proprio_dim, 'config': asdict(c)}
 
 
 def sincos_2d(grid: int, dim: int) -> torch.Tensor:

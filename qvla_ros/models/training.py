@@ -29,6 +29,7 @@ from tqdm.auto import tqdm
 
 from qvla_ros.data.rollouts import episodes, read_episode, read_info
 from qvla_ros.models import aux_targets
+from qvla_ros.models.image_store import EpisodeImages
 from qvla_ros.models.normalization import ActionNormalizer
 from qvla_ros.models.reference import build_reference, RefConfig, sincos_2d, tokenize
 from qvla_ros.storage.atomic import write_folder, write_json
@@ -95,12 +96,23 @@ class TrainConfig:
 
 
 class ChunkDataset:
-    """Every step of every episode as (image, instruction tokens, proprio, action chunk)."""
+    """Every step of every episode as (images, instruction tokens, proprio, action chunk).
+
+    A config with named cameras reads those cameras' frames, (B, N, 3, S, S) per batch; one
+    without reads the dataset's first camera, (B, 3, S, S). Frames stay on disk until a batch
+    needs them (:class:`~qvla_ros.models.image_store.EpisodeImages`).
+    """
 
     def __init__(self, root: Path, config: RefConfig, entries: List[dict],
                  normalizer: ActionNormalizer, aux: bool = False):
-        cam = read_info(root).cameras[0]
-        images, tokens, masks, proprio, chunks, aux_vals, mentions = [], [], [], [], [], [], []
+        available = read_info(root).cameras
+        missing = [c for c in config.cameras if c not in available]
+        if missing:
+            raise ValueError(f'{root}: the model reads cameras {list(config.cameras)}; the '
+                             f'dataset has {list(available)}')
+        self.cameras = config.cameras or available[:1]
+        self.stacked = bool(config.cameras)  # (B, N, 3, S, S) batches, else (B, 3, S, S)
+        tokens, masks, proprio, chunks, aux_vals, mentions = [], [], [], [], [], []
         h = config.chunk_size
         for entry in entries:
             data = read_episode(root, entry)
@@ -110,9 +122,8 @@ class ChunkDataset:
             for i in range(t):
                 idx = np.minimum(np.arange(i, i + h), t - 1)  # pad with the last action
                 chunks.append(normalizer.normalize(acts[idx]))
-            images.append(data[f'image.{cam}'])
-            if aux:
-                aux_vals.append(aux_targets.centroids(images[-1]))
+            if aux:  # colour centroids in the first camera's frames
+                aux_vals.append(aux_targets.centroids(data[f'image.{self.cameras[0]}']))
                 ment = aux_targets.mention_indices(entry['instruction'])
                 mentions.append(np.broadcast_to(ment, (t, aux_targets.MENTIONS)))
             if data['proprio'].shape[1] < config.proprio_dim:
@@ -123,7 +134,7 @@ class ChunkDataset:
             masks.append(mask.expand(t, -1))
         if not chunks:
             raise ValueError(f'{root}: no samples in the selected episodes')
-        self.images = torch.from_numpy(np.concatenate(images))  # (N, H, W, 3) uint8
+        self.images = EpisodeImages(root, entries, self.cameras)
         self.tokens, self.masks = torch.cat(tokens), torch.cat(masks)
         self.proprio = torch.from_numpy(np.concatenate(proprio)).float()
         self.chunks = torch.from_numpy(np.stack(chunks)).float()  # (N, H, A)
@@ -143,9 +154,12 @@ class ChunkDataset:
 
         ``text_idx`` takes the instruction of other samples (counterfactual aux samples).
         """
-        img = self.images[idx].permute(0, 3, 1, 2).float() / 255.0  # (B, 3, H, W)
+        frames = self.images.get(idx)  # (B, N, H, W, 3) uint8
+        b, n = frames.shape[:2]
+        img = frames.flatten(0, 1).permute(0, 3, 1, 2).float() / 255.0  # (B N, 3, H, W)
         img = augment(img, gen, cfg, self.size) if gen is not None else F.interpolate(
             img, size=(self.size, self.size), mode='bilinear', align_corners=False)
+        img = img.unflatten(0, (b, n)) if self.stacked else img
         text = idx if text_idx is None else text_idx
         return ({'image': img, 'tokens': self.tokens[text], 'mask': self.masks[text],
                  'proprio': self.proprio[idx]}, self.chunks[idx])

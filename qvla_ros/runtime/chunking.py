@@ -1,14 +1,15 @@
 # Copyright 2026 qvla_ros authors. Apache-2.0.
 """Action schedules: which action to execute at time t, given the chunks predicted so far.
 
-* ``replan``: execute the first ``execute_steps`` actions of the newest chunk, then replan;
+* ``replan``: execute the first ``execute_steps`` actions of the newest chunk, then replan
+  (the plan for step k is asked for at step k, so exactly k actions of each chunk run);
 * ``ensemble``: temporal ensembling (ACT): every chunk covering t votes for the action at t,
   combined by a named aggregator (``latest``, ``mean`` or ``exp`` with weights
   exp(-decay * age_in_steps), oldest first, as in ACT).
 """
 
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Deque, Optional, Tuple
 
 import numpy as np
@@ -36,6 +37,27 @@ class ScheduleSpec:
             raise ValueError(f'aggregator must be one of {AGGREGATORS}, got {self.aggregator!r}')
         if self.execute_steps < 1 or self.decay < 0:
             raise ValueError('execute_steps must be >= 1 and decay >= 0')
+
+    def to_dict(self) -> dict:
+        """Return the JSON-ready schedule (what checkpoints record)."""
+        return asdict(self)
+
+
+def checkpoint_schedule(policy, mode: Optional[str] = None,
+                        execute_steps: Optional[int] = None) -> ScheduleSpec:
+    """Return the schedule a checkpoint records, with the given fields overridden.
+
+    Checkpoints that record none (and random-init or upstream models) run their whole chunk
+    before replanning, as OpenVLA-OFT does.
+    """
+    stored = getattr(policy, 'qvla_schedule', None)
+    if stored is None:
+        stored = {'mode': 'replan'}
+        if execute_steps is None:
+            stored['execute_steps'] = int(policy.metadata()['chunk_size'])
+    values = {**stored, **{k: v for k, v in (('mode', mode), ('execute_steps', execute_steps))
+                           if v is not None}}
+    return ScheduleSpec(**values)
 
 
 class ActionSchedule:
@@ -65,7 +87,7 @@ class ActionSchedule:
         if self.spec.mode == 'ensemble' or not self._chunks:
             return True
         t0, chunk = self._chunks[-1]
-        return self._index(t_ns, t0, chunk) >= min(self.spec.execute_steps, chunk.horizon) - 1
+        return self._index(t_ns, t0, chunk) >= min(self.spec.execute_steps, chunk.horizon)
 
     def action_at(self, t_ns: int) -> Optional[np.ndarray]:
         """Return the action (A,) to execute at ``t_ns``, or None if no chunk covers it.

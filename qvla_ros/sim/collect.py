@@ -12,7 +12,8 @@ from safetensors.numpy import save_file
 from tqdm.auto import tqdm
 
 from qvla_ros.data.rollouts import DatasetInfo, RolloutWriter
-from qvla_ros.sim.evaluate import check_horizon, EXECUTE_STEPS, sim_observation
+from qvla_ros.runtime.chunking import ActionSchedule, checkpoint_schedule
+from qvla_ros.sim.evaluate import check_horizon, sim_observation
 from qvla_ros.sim.metaworld_suite import check_tasks, MetaWorldEnv
 from qvla_ros.sim.tabletop import TabletopEnv
 from qvla_ros.storage.atomic import write_file
@@ -51,18 +52,25 @@ def _check_tasks(suite: str, tasks: Optional[Sequence[str]]) -> None:
 
 
 class PolicyActor:
-    """Act with a policy the way the evaluator does: execute ``execute_steps`` per chunk."""
+    """Act with a policy the way the evaluator and the node do: through its ActionSchedule.
 
-    def __init__(self, policy, env, text: str, execute_steps: int = EXECUTE_STEPS):
-        self.policy, self.env, self.text, self.k = policy, env, text, execute_steps
-        self.queue = []
+    ``execute_steps`` None runs the schedule the checkpoint records.
+    """
+
+    def __init__(self, policy, env, text: str, execute_steps: Optional[int] = None):
+        self.policy, self.env, self.text = policy, env, text
+        self.schedule = ActionSchedule(checkpoint_schedule(policy, execute_steps=execute_steps))
+        self.t_ns, self.dt_ns = 0, 0
 
     def act(self, obs: dict) -> np.ndarray:
         """Return the next action (A,) for ``obs``."""
-        if not self.queue:
+        if self.schedule.needs_plan(self.t_ns):
             chunk = self.policy.predict(sim_observation(self.env, obs, self.text))
-            self.queue = list(chunk.actions[:self.k])
-        return np.asarray(self.queue.pop(0), np.float32)
+            self.schedule.add(chunk, self.t_ns)
+            self.dt_ns = int(chunk.dt * 1e9)
+        action = self.schedule.action_at(self.t_ns)
+        self.t_ns += self.dt_ns  # simulated time, in the chunk's steps
+        return np.asarray(action, np.float32)
 
 
 @dataclass(frozen=True)
@@ -72,7 +80,7 @@ class CollectSpec:
     suite: str
     action_noise: float = 0.0
     policy: Optional[str] = None
-    execute_steps: int = EXECUTE_STEPS
+    execute_steps: Optional[int] = None  # None: the schedule the checkpoint records
     expert_labels: bool = False
     tasks: Optional[Tuple[str, ...]] = None
 
@@ -81,7 +89,7 @@ class CollectSpec:
             raise ValueError(f'unknown suite {self.suite!r}; expected one of {SUITES}')
         if self.action_noise < 0:
             raise ValueError(f'action_noise must be >= 0, got {self.action_noise}')
-        if self.execute_steps < 1:
+        if self.execute_steps is not None and self.execute_steps < 1:
             raise ValueError(f'execute_steps must be >= 1, got {self.execute_steps}')
         if self.expert_labels and self.policy is None:
             raise ValueError("expert_labels relabels a policy's rollouts: give the policy too")
@@ -94,14 +102,15 @@ class CollectSpec:
 
 def collect(suite: str, episodes: int, out: Path, seed: int = 0, progress: bool = False,
             keep: Optional[Callable[[bool], bool]] = None, action_noise: float = 0.0,
-            policy: Optional[str] = None, execute_steps: int = EXECUTE_STEPS,
+            policy: Optional[str] = None, execute_steps: Optional[int] = None,
             workers: int = 1, expert_labels: bool = False,
             tasks: Optional[Sequence[str]] = None) -> dict:
     """Record the episodes of seeds seed .. seed + episodes - 1 into ``out``; return a summary.
 
     The scripted expert acts unless ``policy`` (a model spec or checkpoint folder) is given;
-    then that policy's executed actions are recorded (calibration data from FP rollouts), with
-    ``execute_steps`` actions of each chunk run before replanning, as the evaluator runs them.
+    then that policy's executed actions are recorded (calibration data from FP rollouts), run
+    through the schedule its checkpoint records (``execute_steps`` overrides it), as the
+    evaluator and the node run it.
     With ``expert_labels`` the policy still acts, but the dataset records the expert's action
     at every state the policy visits (DAgger): labels that show the policy how to recover from
     its own mistakes. Meta-World's scripted experts are functions of the state; the tabletop
@@ -141,7 +150,7 @@ def _open_writer(spec: CollectSpec, out: Path) -> RolloutWriter:
     """Open (and lock) the dataset with the spaces of the suite's environment class."""
     env = {'tabletop': TabletopEnv, 'metaworld': MetaWorldEnv}[spec.suite]
     return RolloutWriter(out, DatasetInfo(env.action_dim, env.proprio_dim, env.control_hz,
-                                          (env.camera,)))
+                                          env.cameras))
 
 
 def _collect_here(spec: CollectSpec, seeds: Sequence[int], writer: RolloutWriter,
@@ -186,7 +195,7 @@ class Recorder:
         done, success = False, False
         while not done:
             action = actor.act() if model is None else actor.act(obs)
-            images.append(obs['image'])
+            images.append(obs['images'])
             proprio.append(obs['proprio'])
             actions.append(expert.act() if relabel else action)
             executed = action.copy()
@@ -196,7 +205,8 @@ class Recorder:
         t = len(actions)
         return Episode(seed, text, bool(success),
                        'expert' if expert is not None else 'fp',
-                       {env.camera: np.stack(images)}, np.stack(proprio), np.stack(actions),
+                       {c: np.stack([im[c] for im in images]) for c in env.cameras},
+                       np.stack(proprio), np.stack(actions),
                        np.arange(t, dtype=np.int64) * int(1e9 / env.control_hz))
 
 

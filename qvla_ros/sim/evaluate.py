@@ -5,11 +5,19 @@ It reports the success rate with a Wilson interval and by task family (``env.tas
 the deviation from a reference policy on the same observations, policy latency and packed
 bytes.
 
-Each episode runs the policy's chunks with execute-k-then-replan; k defaults to
-``EXECUTE_STEPS``, the whole 8-step chunk, as OpenVLA-OFT executes its chunks. When a
+Each episode runs the policy's chunks through :class:`~qvla_ros.runtime.chunking.ActionSchedule`
+with the schedule the checkpoint records (``checkpoint_schedule``; ``execute_steps``
+overrides it), in simulated time: the code, and so the behaviour, of policy_node. When a
 reference policy is given (the FP model), it is queried on exactly the observations the
 evaluated policy saw, so the action deviation is measured teacher-forced, step by step,
 without changing the rollout.
+
+How many actions of a chunk to run: all 8 of a qvla-ref / OFT chunk. With fewer, the
+behaviour-cloned tabletop reference stalled: above a block its first action is ~0 where the
+expert descends (its demonstrations dither there: noisy steps, 4 mm tolerance), and only later
+chunk steps move on. It solved 49, 48, 45, 38, 25, 8 and 0 of 50 dev seeds executing 8, 6, 5,
+4, 3, 2 and 1 steps (`python bench/schedule.py`, results/schedule_*.json), so training records
+``execute_steps`` = the chunk size.
 """
 
 from concurrent.futures import ProcessPoolExecutor
@@ -21,14 +29,8 @@ from typing import List, Optional, Sequence
 
 import numpy as np
 
+from qvla_ros.runtime.chunking import ActionSchedule, checkpoint_schedule, ScheduleSpec
 from qvla_ros.runtime.types import Observation
-
-# Actions executed from each chunk before replanning: all 8 of a qvla-ref / OFT chunk. With
-# fewer, the behaviour-cloned tabletop reference stalls: above a block its first action is ~0
-# where the expert descends (its demonstrations dither there: noisy steps, 4 mm tolerance),
-# and only later chunk steps move on. It solved 49, 48, 45, 38, 25, 8 and 0 of 50 dev seeds
-# executing 8, 6, 5, 4, 3, 2 and 1 steps (`python bench/schedule.py`, results/schedule_*.json).
-EXECUTE_STEPS = 8
 
 
 @dataclass(frozen=True)
@@ -38,14 +40,14 @@ class EvalConfig:
     model: str
     suite: str = 'tabletop'
     seeds: Sequence[int] = tuple(range(100000, 100010))
-    execute_steps: int = EXECUTE_STEPS
+    execute_steps: Optional[int] = None  # None: the schedule the checkpoint records
     reference: Optional[str] = None
     threads: int = 1
     max_steps: Optional[int] = None  # episode horizon; None: the suite's (tabletop 80, MW 200)
     version: int = 1
 
     def __post_init__(self):
-        if self.execute_steps < 1:
+        if self.execute_steps is not None and self.execute_steps < 1:
             raise ValueError(f'execute_steps must be >= 1, got {self.execute_steps}')
         check_horizon(self.max_steps)
 
@@ -77,27 +79,28 @@ def wilson(successes: int, n: int, z: float = 1.96):
 
 
 def sim_observation(env, obs: dict, text: str) -> Observation:
-    """Return the policy's Observation of a suite step ``obs`` (its camera image, proprio)."""
-    return Observation({env.camera: obs['image']}, text, obs['proprio'])
+    """Return the policy's Observation of a suite step ``obs`` (every camera, proprio)."""
+    return Observation(dict(obs['images'] or {}), text, obs['proprio'])
 
 
-def _episode(env, policy, reference, seed: int, execute_steps: int) -> dict:
+def _episode(env, policy, reference, seed: int, spec: ScheduleSpec) -> dict:
     obs, text = env.reset(seed)
-    done, success, steps = False, False, 0
+    done, success, steps, t_ns = False, False, 0, 0
     latencies, deviations = [], []
+    schedule = ActionSchedule(spec)
     while not done:
-        o = sim_observation(env, obs, text)
-        t0 = time.perf_counter()
-        chunk = policy.predict(o)
-        latencies.append(time.perf_counter() - t0)
-        if reference is not None:
-            ref = reference.predict(o)
-            deviations.append(float(np.linalg.norm(chunk.actions[0] - ref.actions[0])))
-        for action in chunk.actions[:execute_steps]:
-            obs, success, done = env.step(action)
-            steps += 1
-            if done:
-                break
+        if schedule.needs_plan(t_ns):
+            o = sim_observation(env, obs, text)
+            t0 = time.perf_counter()
+            chunk = policy.predict(o)
+            latencies.append(time.perf_counter() - t0)
+            if reference is not None:
+                ref = reference.predict(o)
+                deviations.append(float(np.linalg.norm(chunk.actions[0] - ref.actions[0])))
+            schedule.add(chunk, t_ns)
+        obs, success, done = env.step(schedule.action_at(t_ns))
+        steps += 1
+        t_ns += int(chunk.dt * 1e9)  # simulated time, in the chunk's steps
     return {'seed': seed, 'task': env.task_family(), 'success': bool(success), 'steps': steps,
             'latency_ms': 1e3 * float(np.mean(latencies)), 'deviation': deviations}
 
@@ -111,12 +114,13 @@ def _run(cfg: EvalConfig, seeds: List[int]) -> List[dict]:
     reference = load_policy(cfg.reference) if cfg.reference else None
     env = make_env(cfg.suite, max_steps=cfg.max_steps)
     try:
-        return _episodes(env, policy, reference, seeds, cfg.execute_steps)
+        spec = checkpoint_schedule(policy, execute_steps=cfg.execute_steps)
+        return _episodes(env, policy, reference, seeds, spec)
     finally:
         env.close()
 
 
-def _episodes(env, policy, reference, seeds: List[int], execute_steps: int) -> List[dict]:
+def _episodes(env, policy, reference, seeds: List[int], spec: ScheduleSpec) -> List[dict]:
     """Run the episodes after one untimed warm-up call of each policy.
 
     The first call of a process pays one-time costs (the CPU extension's build or load, first
@@ -127,14 +131,12 @@ def _episodes(env, policy, reference, seeds: List[int], execute_steps: int) -> L
     for p in (policy, reference):
         if p is not None:
             p.predict(sim_observation(env, obs, text))
-    return [_episode(env, policy, reference, s, execute_steps) for s in seeds]
+    return [_episode(env, policy, reference, s, spec) for s in seeds]
 
 
-def packed_bytes(model_spec: str) -> Optional[int]:
-    """Return the bytes of the quantized layers of a checkpoint, or None for FP models."""
+def packed_bytes(policy) -> Optional[int]:
+    """Return the bytes of the quantized layers of a policy, or None for FP models."""
     from qvla_ros.kernels.linear import MixedBitLinear
-    from qvla_ros.models.checkpoint import load_policy
-    policy = load_policy(model_spec)
     layers = [m for m in policy.modules() if isinstance(m, MixedBitLinear)]
     return sum(m.packed_bytes() for m in layers) if layers else None
 
@@ -161,14 +163,17 @@ def evaluate(cfg: EvalConfig, workers: int = 1) -> dict:
         ctx = multiprocessing.get_context('spawn')
         with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
             episodes = [e for part in pool.map(_run, [cfg] * workers, parts) for e in part]
+    from qvla_ros.models.checkpoint import load_policy
+    policy = load_policy(cfg.model)
     wins = sum(e['success'] for e in episodes)
     low, high = wilson(wins, len(episodes))
     devs = [e['deviation'] for e in episodes if e['deviation']]
     return {'config': {**asdict(cfg), 'seeds': [min(seeds), max(seeds) + 1]},
+            'schedule': checkpoint_schedule(policy, execute_steps=cfg.execute_steps).to_dict(),
             'episodes': len(episodes), 'successes': wins,
             'success_rate': wins / len(episodes), 'wilson95': [low, high],
             'by_task': by_task(episodes),
             'mean_deviation': float(np.mean([d for ds in devs for d in ds])) if devs else None,
             'final_step_deviation': float(np.mean([ds[-1] for ds in devs])) if devs else None,
             'policy_latency_ms': float(np.mean([e['latency_ms'] for e in episodes])),
-            'packed_bytes': packed_bytes(cfg.model), 'per_episode': episodes}
+            'packed_bytes': packed_bytes(policy), 'per_episode': episodes}

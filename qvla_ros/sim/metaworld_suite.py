@@ -2,12 +2,13 @@
 """``metaworld``: Meta-World v3 MT10 behind the same interface as the tabletop suite.
 
 Each task is a gymnasium ``Meta-World/MT1`` environment, created on first use. Observations
-are the 128 px ``corner`` camera flipped upright (that camera renders upside down) and seven
-state values: hand xyz, gripper opening, and the goal's xyz, which MT10's own state
-observation carries (``obs[36:39]``). The goal is a dot a few pixels wide in the image, and
-where it hangs in 3-D one corner view leaves ambiguous. A model with ``proprio_dim`` 4 reads
-the first four values only (``models.inputs.proprio_tensor``), all the suite gave until
-session 13. Shadows are turned off before the first render. Actions are 7-D ee_delta vectors
+are two 128 px cameras, ``agentview`` (Meta-World's ``corner`` flipped upright: that camera
+renders upside down) and ``wrist`` (``gripperPOV``, on the hand), and seven state values: hand
+xyz, gripper opening, and the goal's xyz, which MT10's own state observation carries
+(``obs[36:39]``). The goal is a dot a few pixels wide in the corner image, and where it hangs
+in 3-D one corner view leaves ambiguous; the wrist view sees the object close up. A model
+with ``proprio_dim`` 4 reads the first four values only (``models.inputs.proprio_tensor``).
+Shadows are turned off before the first render. Actions are 7-D ee_delta vectors
 (dx, dy, dz, -, -, -, gripper) in Meta-World's normalized units; the rotation slots are
 ignored. Instructions are templated from task names.
 The built-in scripted policies are the experts.
@@ -18,10 +19,11 @@ from an RNG it reseeds only after drawing, from a layout list made with an unsee
 the same seed gave different episodes in different processes.)
 """
 
-import os
 from typing import Optional, Tuple
 
 import numpy as np
+
+from qvla_ros.sim.gl import prepare_gl
 
 MT10 = ('reach-v3', 'push-v3', 'pick-place-v3', 'door-open-v3', 'drawer-open-v3',
         'drawer-close-v3', 'button-press-topdown-v3', 'peg-insert-side-v3', 'window-open-v3',
@@ -34,6 +36,7 @@ INSTRUCTIONS = {
     'peg-insert-side-v3': 'insert the peg into the hole',
     'window-open-v3': 'slide the window open', 'window-close-v3': 'slide the window closed'}
 IMAGE_SIZE = 128
+WRIST_CAMERA = 'gripperPOV'
 LAYOUT_SEED = 0  # seeds MT1's list of goal/object layouts per task
 GOAL_SLICE = slice(36, 39)  # the goal's xyz in Meta-World's 39-D state observation
 
@@ -55,10 +58,10 @@ class MetaWorldEnv:
     suite = 'metaworld'
     action_dim, proprio_dim = 7, 7
     control_hz = 80.0  # frame_skip 5 x 2.5 ms
-    camera = 'corner'
+    cameras = ('agentview', 'wrist')
 
     def __init__(self, tasks=MT10, max_steps: int = 200, render: bool = True):
-        os.environ.setdefault('MUJOCO_GL', 'egl')
+        prepare_gl()
         self.tasks, self.max_steps, self._render = check_tasks(tasks), max_steps, render
         self._envs = {}
         self.task: Optional[str] = None
@@ -71,7 +74,7 @@ class MetaWorldEnv:
             import metaworld  # noqa: F401 - registers the Meta-World environments
             env = gym.make('Meta-World/MT1', env_name=task, seed=LAYOUT_SEED,
                            render_mode='rgb_array', width=IMAGE_SIZE, height=IMAGE_SIZE,
-                           camera_name=self.camera, max_episode_steps=self.max_steps)
+                           camera_name='corner', max_episode_steps=self.max_steps)
             env.get_wrapper_attr('toggle_sample_tasks_on_reset')(False)  # reset() picks
             env.unwrapped.model.vis.quality.shadowsize = 0
             self._envs[task] = env
@@ -103,10 +106,29 @@ class MetaWorldEnv:
         return self.observation(), self._success, done
 
     def observation(self) -> dict:
-        """Return {'image': uint8 (128, 128, 3) upright or None, 'proprio': float32 (7,)}."""
-        image = self._env(self.task).render()[::-1].copy() if self._render else None
+        """Return {'images': {camera: uint8 (128, 128, 3)} or None, 'proprio': float32 (7,)}."""
+        images = None
+        if self._render:
+            env = self._env(self.task)
+            images = {'agentview': env.render()[::-1].copy(), 'wrist': self._wrist_image(env)}
         state = np.concatenate([self._obs[:4], self._obs[GOAL_SLICE]])  # hand, grip, goal
-        return {'image': image, 'proprio': state.astype(np.float32)}
+        return {'images': images, 'proprio': state.astype(np.float32)}
+
+    @staticmethod
+    def _wrist_image(env) -> np.ndarray:
+        """Render the wrist camera with the environment's own renderer (one GL context).
+
+        A second renderer's GL context crashed torch's lazy imports later in the process.
+        """
+        import mujoco
+        renderer = env.unwrapped.mujoco_renderer
+        corner = renderer.camera_id
+        renderer.camera_id = mujoco.mj_name2id(env.unwrapped.model, mujoco.mjtObj.mjOBJ_CAMERA,
+                                               WRIST_CAMERA)
+        try:
+            return renderer.render('rgb_array').copy()
+        finally:
+            renderer.camera_id = corner
 
     def task_family(self) -> str:
         """Return the current task's Meta-World name, for success by task."""

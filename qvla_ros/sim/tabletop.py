@@ -5,10 +5,12 @@ No external assets. The gripper is a free body welded to a mocap target that end
 move (x, y, z; the rotation deltas are accepted and ignored), so it pushes blocks through
 contacts; a gripper command > 0 closes it. Closing next to
 a block's top attaches it rigidly until the gripper opens. Control runs at 10 Hz with 50
-physics substeps of 2 ms; the 128 px ``top`` camera (looking down, tilted 6 degrees) renders
-without shadows or reflections. A ``front`` camera exists for people: from the front the blocks
-are 8 px and their depth is foreshortened, and a policy trained on it from scratch had not
-learned to localize them after 1000 steps (0/12 episodes), so the policy camera is ``top``.
+physics substeps of 2 ms. The policy sees two 128 px cameras, without shadows or reflections:
+``agentview`` (the MuJoCo camera ``top``, looking down, tilted 6 degrees) and ``wrist`` (on the
+gripper, behind and above it, looking down and forward past the fingers: where a block is
+relative to the fingers, and how high). A ``front`` camera exists for people: from the front
+the blocks are 8 px and their depth is foreshortened, and a policy trained on it from scratch
+had not learned to localize them after 1000 steps (0/12 episodes).
 
 Tasks are language-conditioned, so one scene needs different actions per instruction:
 ``push the <color> block to the <left|right|front|back>`` (success: moved >= 8 cm that way)
@@ -22,10 +24,11 @@ localization: a from-scratch qvla-ref small did not learn it within 2000 steps, 
 """
 
 from dataclasses import dataclass
-import os
 from typing import Dict, Optional, Tuple
 
 import numpy as np
+
+from qvla_ros.sim.gl import prepare_gl
 
 COLORS = {'red': (0.85, 0.15, 0.15), 'green': (0.15, 0.7, 0.2), 'blue': (0.15, 0.3, 0.85)}
 DIRECTIONS = {'left': (-1.0, 0.0), 'right': (1.0, 0.0), 'front': (0.0, -1.0),
@@ -37,6 +40,7 @@ SUBSTEPS = 50
 PUSH_SUCCESS = 0.08
 IMAGE_SIZE = 128
 ACTION_DIM, PROPRIO_DIM = 7, 4
+CAMERAS = {'agentview': 'top', 'wrist': 'wrist'}  # policy camera -> MuJoCo camera
 SLOTS = ((-0.09, -0.03), (0.0, 0.06), (0.09, -0.03))
 SLOT_JITTER = 0.015
 LAYOUTS = ('slots', 'uniform')
@@ -98,6 +102,7 @@ def scene_xml() -> str:
     <body name="target" mocap="true" pos="0 0 0.15"/>
     <body name="hand" pos="0 0 0.15">
       <freejoint name="hand_joint"/>
+      <camera name="wrist" pos="0 -0.09 0.07" xyaxes="1 0 0 0 0.64 0.77" fovy="70"/>
       <geom name="hand" type="box" size="0.012 0.012 0.03" rgba="0.25 0.25 0.25 1"
             mass="0.5" contype="1" conaffinity="1"/>
       <geom name="finger_l" type="box" size="0.004 0.012 0.012" pos="-0.016 0 -0.03"
@@ -116,13 +121,13 @@ class TabletopEnv:
 
     suite = 'tabletop'
     action_dim, proprio_dim, control_hz = ACTION_DIM, PROPRIO_DIM, CONTROL_HZ
-    camera = 'top'
+    cameras = tuple(CAMERAS)
 
     def __init__(self, max_steps: int = 80, render: bool = True, layout: str = 'slots'):
         if layout not in LAYOUTS:
             raise ValueError(f'layout must be one of {LAYOUTS}, got {layout!r}')
         self.layout = layout
-        os.environ.setdefault('MUJOCO_GL', 'egl')
+        prepare_gl()
         import mujoco
         self._mj = mujoco
         self.model = mujoco.MjModel.from_xml_string(scene_xml())
@@ -238,12 +243,14 @@ class TabletopEnv:
         return np.concatenate([self.hand(), [1.0 if self._closed else 0.0]]).astype(np.float32)
 
     def observation(self) -> dict:
-        """Return {'image': uint8 (128, 128, 3) or None, 'proprio': float32 (4,)}."""
-        image = None
+        """Return {'images': {camera: uint8 (128, 128, 3)} or None, 'proprio': float32 (4,)}."""
+        images = None
         if self._renderer is not None:
-            self._renderer.update_scene(self.data, camera=self.camera)
-            image = self._renderer.render().copy()
-        return {'image': image, 'proprio': self.proprio()}
+            images = {}
+            for name, mj_camera in CAMERAS.items():
+                self._renderer.update_scene(self.data, camera=mj_camera)
+                images[name] = self._renderer.render().copy()
+        return {'images': images, 'proprio': self.proprio()}
 
     def expert(self):
         """Return the scripted expert for the current task."""

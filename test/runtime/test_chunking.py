@@ -20,7 +20,7 @@ def test_replan_executes_k_steps_then_asks_for_a_plan():
     assert s.needs_plan(0) and s.action_at(0) is None
     s.add(_chunk(0.0), 0)
     assert [s.action_at(i * DT)[0] for i in range(3)] == [0.0, 1.0, 2.0]
-    assert not s.needs_plan(1 * DT) and s.needs_plan(2 * DT)
+    assert not s.needs_plan(2 * DT) and s.needs_plan(3 * DT)  # after exactly 3 actions
     # A late replan keeps executing the old chunk instead of stalling.
     assert s.action_at(4 * DT)[0] == 4.0
     s.add(_chunk(10.0), 4 * DT)
@@ -51,3 +51,19 @@ def test_spec_and_limits_validation():
         lim.check_dim(7)
     with pytest.raises(ValueError, match='<='):
         ActionLimits((1.0,), (0.0,))
+
+
+def test_the_checkpoint_schedule_and_its_overrides():
+    from qvla_ros.runtime.chunking import checkpoint_schedule
+
+    class Policy:
+        qvla_schedule = None
+
+        def metadata(self):
+            return {'chunk_size': 8}
+    p = Policy()
+    assert checkpoint_schedule(p) == ScheduleSpec('replan', 8)  # the whole chunk by default
+    p.qvla_schedule = ScheduleSpec('replan', 6).to_dict()
+    assert checkpoint_schedule(p) == ScheduleSpec('replan', 6)
+    assert checkpoint_schedule(p, execute_steps=2) == ScheduleSpec('replan', 2)
+    assert checkpoint_schedule(p, mode='ensemble').mode == 'ensemble'

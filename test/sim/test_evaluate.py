@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 
 from qvla_ros.cli.qvla import main as qvla
+from qvla_ros.runtime.chunking import ScheduleSpec
 from qvla_ros.runtime.types import ActionChunk
 from qvla_ros.sim.collect import collect, make_env, PolicyActor
-from qvla_ros.sim.evaluate import (_episode, _episodes, by_task, EvalConfig, evaluate,
-                                   EXECUTE_STEPS, wilson)
+from qvla_ros.sim.evaluate import _episode, _episodes, by_task, EvalConfig, evaluate, wilson
 from qvla_ros.sim.expert import Expert
 from qvla_ros.sim.tabletop import TabletopEnv
 
@@ -45,7 +45,7 @@ def test_episode_runs_the_policy_and_measures_deviation():
     env = TabletopEnv()
     try:
         policy = _ExpertPolicy(env)
-        result = _episode(env, policy, policy, seed=3, execute_steps=1)
+        result = _episode(env, policy, policy, seed=3, spec=ScheduleSpec('replan', 1))
         assert result['success'] and result['steps'] > 5
         assert result['task'] in ('push', 'stack')
         assert result['deviation'] and max(result['deviation']) < 1e-6
@@ -68,7 +68,7 @@ def test_policy_actor_replans_after_execute_steps(tmp_path):
     env = TabletopEnv(render=False)
     try:
         obs, text = env.reset(0)
-        for k, calls in ((3, 4), (EXECUTE_STEPS, 2)):
+        for k, calls in ((3, 4), (8, 2)):
             policy = _CountingPolicy()
             actor = PolicyActor(policy, env, text, k)
             firsts = [actor.act(obs)[0] for _ in range(10)]
@@ -95,7 +95,7 @@ def test_latency_leaves_out_the_first_call_of_a_process():
     env = make_env('tabletop', max_steps=3)
     try:
         policy, reference = _SlowFirstPolicy(), _CountingPolicy()
-        episodes = _episodes(env, policy, reference, [0, 1], EXECUTE_STEPS)
+        episodes = _episodes(env, policy, reference, [0, 1], ScheduleSpec('replan', 8))
     finally:
         env.close()
     assert [e['steps'] for e in episodes] == [3, 3]

@@ -23,7 +23,7 @@ import torch
 from qvla_ros.models.checkpoint import load_policy
 from qvla_ros.runtime.types import Observation
 from qvla_ros.sim.collect import make_env
-from qvla_ros.sim.evaluate import EvalConfig, evaluate, EXECUTE_STEPS
+from qvla_ros.sim.evaluate import EvalConfig, evaluate
 
 ROOT = Path(__file__).resolve().parents[2]
 EPISODES = {'tabletop': 10, 'metaworld': 30}
@@ -56,8 +56,7 @@ def test_policy_beats_a_constant_on_fresh_expert_steps(suite):
             while not done:
                 action = expert.act()
                 with torch.no_grad():
-                    chunk = policy.predict(Observation({env.camera: obs['image']}, text,
-                                                       obs['proprio']))
+                    chunk = policy.predict(Observation(obs['images'], text, obs['proprio']))
                 preds.append(chunk.actions[0])
                 labels.append(action)
                 obs, _, done = env.step(action)
@@ -80,7 +79,11 @@ def _measured_fp(suite: str) -> dict:
     digest = weights_digest(str(_ckpt(suite)))
     assert results['meta']['checkpoint_sha256'] == digest, 'results are for other weights'
     steps = recorded_schedule(results['meta'])
-    assert steps == EXECUTE_STEPS, f'results executed {steps} actions per chunk'
+    from qvla_ros.models.checkpoint import load_policy
+    from qvla_ros.runtime.chunking import checkpoint_schedule
+    recorded = checkpoint_schedule(load_policy(str(_ckpt(suite)))).execute_steps
+    assert steps == recorded, f'results executed {steps} actions per chunk, the checkpoint ' \
+        f'records {recorded}'
     return results['fp']
 
 

@@ -68,10 +68,18 @@ def test_rendering_and_bad_actions():
     e = TabletopEnv()
     try:
         obs, text = e.reset(3)
-        assert obs['image'].shape == (128, 128, 3) and obs['image'].dtype == np.uint8
-        assert obs['image'].std() > 10 and text.startswith(('push', 'put'))
+        assert list(obs['images']) == ['agentview', 'wrist'] == list(e.cameras)
+        for image in obs['images'].values():
+            assert image.shape == (128, 128, 3) and image.dtype == np.uint8
+            assert image.std() > 10
+        assert text.startswith(('push', 'put'))
+        assert not np.array_equal(obs['images']['agentview'], obs['images']['wrist'])
         again, _ = e.reset(3)
-        np.testing.assert_array_equal(obs['image'], again['image'])
+        for name, image in obs['images'].items():
+            np.testing.assert_array_equal(image, again['images'][name])
+        moved, _, _ = e.step(np.array([0.03, 0, 0, 0, 0, 0, 0]))
+        # the wrist camera rides on the gripper: the hand stays put in its view, the table moves
+        assert not np.array_equal(moved['images']['wrist'], obs['images']['wrist'])
         with pytest.raises(ValueError, match='7 finite numbers'):
             e.step(np.zeros(6))
         with pytest.raises(ValueError, match='7 finite numbers'):
@@ -84,12 +92,12 @@ def test_collect_writes_the_rollout_dataset(tmp_path):
     out = tmp_path / 'demos'
     assert qvla(['sim', 'collect', '--episodes', '3', '--seed', '50', '--out', str(out)]) == 0
     info = read_info(out)
-    assert info.cameras == ('top',) and info.action_dim == 7 and info.proprio_dim == 4
+    assert info.cameras == ('agentview', 'wrist') and info.action_dim == 7 and info.proprio_dim == 4
     entries = episodes(out)
     assert len(entries) == 3 and all(e['source'] == 'sim' for e in entries)
     data = read_episode(out, entries[0])
     t = entries[0]['num_steps']
-    assert data['image.top'].shape == (t, 128, 128, 3)
+    assert data['image.agentview'].shape == (t, 128, 128, 3)
     assert np.all(np.diff(data['stamp_ns']) == 100_000_000)
     with pytest.raises(ValueError, match='unknown suite'):
         from qvla_ros.sim.collect import make_env
