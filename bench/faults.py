@@ -62,7 +62,7 @@ class Probe:
         from std_srvs.srv import SetBool
         import numpy as np
         from qvla_ros.ros import qos
-        from qvla_ros.ros.conversions import rgb_to_image_fields
+        from qvla_ros.data.images import rgb_to_image_fields
         self.node = rclpy.create_node('fault_probe')
         self.executor = SingleThreadedExecutor()
         self.executor.add_node(self.node)

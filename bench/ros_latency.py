@@ -39,7 +39,7 @@ def main(argv=None) -> int:
     import rclpy
     from sensor_msgs.msg import Image
     from std_msgs.msg import String
-    from qvla_ros.ros.conversions import rgb_to_image_fields
+    from qvla_ros.data.images import rgb_to_image_fields
     from qvla_ros.ros.policy_node import PolicyNode
     from qvla_ros.runtime.types import Observation
     rclpy.init()

@@ -61,7 +61,7 @@ def main(argv=None) -> int:
     from std_msgs.msg import String
     from std_srvs.srv import SetBool
     from qvla_ros.ros import qos
-    from qvla_ros.ros.conversions import rgb_to_image_fields
+    from qvla_ros.data.images import rgb_to_image_fields
     from qvla_ros.ros.launcher import Launch
     launch = Launch('policy', domain_id=args.domain_id).start()
     rclpy.init()

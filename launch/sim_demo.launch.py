@@ -27,6 +27,8 @@ def generate_launch_description():
         Node(package='qvla_ros', executable='policy_node', name='policy_node',
              parameters=[params_file], output='screen',
              remappings=[('/policy_node/image', '/sim_node/image'),
+                         ('/policy_node/image/agentview', '/sim_node/image/agentview'),
+                         ('/policy_node/image/wrist', '/sim_node/image/wrist'),
                          ('/policy_node/instruction', '/sim_node/instruction'),
                          ('/policy_node/proprio', '/sim_node/proprio')]),
         Node(package='qvla_ros', executable='sim_supervisor', name='sim_supervisor',

@@ -21,9 +21,9 @@ from typing import Dict, Optional
 import numpy as np
 
 from qvla_ros.data.align import align, SplitRule, Stream, twist_to_action
+from qvla_ros.data.images import image_to_rgb
 from qvla_ros.data.mcap_salvage import salvage
 from qvla_ros.data.rollouts import DatasetInfo, RolloutWriter
-from qvla_ros.ros.conversions import image_to_rgb
 from qvla_ros.storage.errors import ArtifactError
 
 EXPECTED = {

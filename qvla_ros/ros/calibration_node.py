@@ -27,9 +27,9 @@ from std_msgs.msg import Float64, String
 from std_srvs.srv import SetBool, Trigger
 
 from qvla_ros.data.align import align, SplitRule, Stream, twist_to_action
+from qvla_ros.data.images import ConversionError, image_to_rgb, validate_instruction
 from qvla_ros.data.rollouts import DatasetInfo, RolloutWriter
 from qvla_ros.ros import qos
-from qvla_ros.ros.conversions import ConversionError, image_to_rgb, validate_instruction
 from qvla_ros.ros.node_main import run_node
 
 PROPRIO_TYPES = ('none', 'joint_state', 'pose')

@@ -57,6 +57,8 @@ LAUNCHES: Dict[str, Tuple[NodeSpec, ...]] = {
             ('/sim_node/gripper_cmd', '/policy_node/gripper_cmd'))),
         NodeSpec('policy_node', 'policy_node', 'sim_demo.yaml', (
             ('/policy_node/image', '/sim_node/image'),
+            ('/policy_node/image/agentview', '/sim_node/image/agentview'),
+            ('/policy_node/image/wrist', '/sim_node/image/wrist'),
             ('/policy_node/instruction', '/sim_node/instruction'),
             ('/policy_node/proprio', '/sim_node/proprio'))),
         NodeSpec('sim_supervisor', 'sim_supervisor', 'sim_demo.yaml', ends_launch=True),

@@ -1,9 +1,13 @@
 # Copyright 2026 qvla_ros authors. Apache-2.0.
 """policy_node: a lifecycle node that turns camera frames and an instruction into commands.
 
-configure loads the checkpoint (FP or packed) and checks it against the parameters;
-activate starts the inference and control timers in separate callback groups, run by a
-multi-threaded executor when ``executor_threads`` > 1. Subscriptions only convert and store.
+configure loads the checkpoint (FP or packed), checks it against the parameters and
+subscribes to its cameras (``~/image`` for one unnamed camera, else ``~/image/<name>``, each
+also as ``.../compressed``; see :mod:`.camera_inputs`); an observation takes one frame per
+camera within ``max_sync_skew``. The chunk schedule is the one the checkpoint records
+(``schedule`` and ``execute_steps`` override it). activate starts the inference and control
+timers in separate callback groups, run by a multi-threaded executor when
+``executor_threads`` > 1. Subscriptions only convert and store.
 It starts in dry run: the ActionChunk and status are published, nothing actuates until
 ``~/enable``. Clamps, a stale-input watchdog and NaN/exception handling publish zero twist
 and hold the gripper instead of acting on garbage. Every way actuation ends (``~/enable``
@@ -26,15 +30,16 @@ from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.duration import Duration
 from rclpy.executors import MultiThreadedExecutor, SingleThreadedExecutor
 from rclpy.lifecycle import LifecycleNode, TransitionCallbackReturn
-from sensor_msgs.msg import Image, JointState
+from sensor_msgs.msg import JointState
 from std_msgs.msg import Float64, String
 from std_srvs.srv import SetBool
 
+from qvla_ros.data.images import ConversionError, validate_instruction
 from qvla_ros.ros import qos
-from qvla_ros.ros.conversions import ConversionError, image_to_rgb, validate_instruction
+from qvla_ros.ros.camera_inputs import CameraInputs, resolve_cameras
 from qvla_ros.ros.node_main import run_node
 from qvla_ros.ros.policy_params import declare, read_config
-from qvla_ros.runtime.chunking import ActionSchedule
+from qvla_ros.runtime.chunking import ActionSchedule, checkpoint_schedule
 from qvla_ros.runtime.types import ActionChunk, Observation
 
 STATE_NAMES = {PolicyStatus.UNCONFIGURED: 'UNCONFIGURED', PolicyStatus.INACTIVE: 'INACTIVE',
@@ -69,9 +74,7 @@ class PolicyNode(LifecycleNode):
         self._data_lock = threading.Lock()
         self._policy = None
         self._model_id = self._plan_id = ''
-        self._image: Optional[np.ndarray] = None
-        self._image_time = 0.0
-        self._image_used = True
+        self._inputs: Optional[CameraInputs] = None
         self._instruction: Optional[str] = None
         self._proprio: Optional[np.ndarray] = None
         self._proprio_time = 0.0
@@ -80,12 +83,10 @@ class PolicyNode(LifecycleNode):
         self._health = PolicyStatus.UNCONFIGURED
         self._last_error = ''
         self._latencies, self._ticks = [], []
-        self._frames_dropped = 0
         self._loop_timers, self._pubs = [], {}
         self._status_pub = self.create_publisher(PolicyStatus, '~/policy_status',
                                                  qos.commands())
         self._diag_pub = self.create_publisher(DiagnosticArray, '~/status', qos.commands())
-        self.create_subscription(Image, '~/image', self._on_image, qos.sensor())
         self.create_subscription(String, '~/instruction', self._on_instruction, qos.latched())
         self.create_subscription(JointState, '~/proprio', self._on_proprio, qos.sensor())
         self.create_service(SetBool, '~/enable', self._on_enable)
@@ -98,7 +99,12 @@ class PolicyNode(LifecycleNode):
             self.config = read_config(self)
             policy, self._model_id, self._plan_id = load_for_node(
                 self.config.model, self.config.seed, self.get_parameter('upstream').value)
-            self.config.check_model(policy.metadata())
+            meta = policy.metadata()
+            c = self.config
+            schedule = checkpoint_schedule(policy, c.schedule_mode or None,
+                                           c.execute_steps or None, c.aggregator, c.decay)
+            self.config.check_model(meta, schedule)
+            cameras, unnamed = resolve_cameras(self.config.cameras, meta)
             from qvla_ros.kernels.linear import warm_up
             self.get_logger().info(f'packed kernels: {warm_up(policy)}')
         except Exception as err:  # noqa: B902 - configure reports every failure, never dies
@@ -106,7 +112,11 @@ class PolicyNode(LifecycleNode):
             self.get_logger().error(self._last_error)
             return TransitionCallbackReturn.FAILURE
         self._policy = policy
-        self._schedule = ActionSchedule(self.config.schedule)
+        self._schedule = ActionSchedule(schedule)
+        self._inputs = CameraInputs(
+            self, cameras, unnamed, self.config.max_sync_skew,
+            lambda: self.get_parameter('max_image_pixels').value, self._reject)
+        self.get_logger().info(f'cameras {self._inputs.describe()}; schedule {schedule}')
         self._pubs = {
             'twist': self.create_publisher(TwistStamped, '~/delta_twist_cmds', qos.commands()),
             'gripper': self.create_publisher(Float64, '~/gripper_cmd', qos.commands()),
@@ -141,7 +151,9 @@ class PolicyNode(LifecycleNode):
         self._stop_timers()
         for pub in self._pubs.values():
             self.destroy_publisher(pub)
-        self._pubs, self._policy = {}, None
+        if self._inputs is not None:
+            self._inputs.close()
+        self._pubs, self._policy, self._inputs = {}, None, None
         self._health = PolicyStatus.UNCONFIGURED
         return TransitionCallbackReturn.SUCCESS
 
@@ -181,17 +193,8 @@ class PolicyNode(LifecycleNode):
         self._loop_timers = []
 
     # -- inputs (convert and store only) -----------------------------------------------------
-    def _on_image(self, msg: Image):
-        try:
-            rgb = image_to_rgb(msg.height, msg.width, msg.encoding, msg.step, msg.data,
-                               self.get_parameter('max_image_pixels').value)
-        except ConversionError as err:
-            self._last_error = f'image rejected: {err}'
-            return
-        with self._data_lock:
-            if not self._image_used:
-                self._frames_dropped += 1
-            self._image, self._image_time, self._image_used = rgb, time.monotonic(), False
+    def _reject(self, message: str):
+        self._last_error = message
 
     def _on_proprio(self, msg: JointState):
         values = np.asarray(msg.position, dtype=np.float32)
@@ -234,12 +237,10 @@ class PolicyNode(LifecycleNode):
     def _stale(self) -> Optional[str]:
         if self._instruction is None:
             return 'waiting for an instruction on ~/instruction'
-        if self._image is None:
-            return 'waiting for a frame on ~/image'
         timeout = self.get_parameter('image_timeout').value
-        age = time.monotonic() - self._image_time
-        if age > timeout:
-            return f'camera frame is {age:.2f} s old (image_timeout {timeout} s)'
+        reason = self._inputs.sync.stale(time.monotonic(), timeout)
+        if reason is not None:
+            return reason
         if self.get_parameter('require_proprio').value:
             if self._proprio is None:
                 return 'waiting for proprio on ~/proprio (require_proprio is true)'
@@ -253,9 +254,12 @@ class PolicyNode(LifecycleNode):
         with self._data_lock:
             if self._stale() is not None or not self._schedule.needs_plan(now):
                 return
+            images, why = self._inputs.sync.assemble()
+            if images is None:
+                self._last_error = why
+                return
             proprio = self._proprio if self._proprio is not None else np.zeros(0, np.float32)
-            obs = Observation({'camera': self._image}, self._instruction, proprio, now)
-            self._image_used = True
+            obs = Observation(images, self._instruction, proprio, now)
         start = time.perf_counter()
         try:
             chunk = self._policy.predict(obs)
@@ -316,6 +320,9 @@ class PolicyNode(LifecycleNode):
         """Zero twist; the gripper keeps its last command (nothing is sent)."""
         self._publish(np.zeros(7, np.float32), dt=1.0, hold_gripper=True)
 
+    def _dropped(self) -> int:
+        return self._inputs.sync.dropped if self._inputs is not None else 0
+
     def _chunk_msg(self, chunk: ActionChunk) -> ActionChunkMsg:
         msg = ActionChunkMsg()
         msg.header.stamp = self.get_clock().now().to_msg()
@@ -343,7 +350,7 @@ class PolicyNode(LifecycleNode):
                               latency_p50_ms=float(np.percentile(lat, 50)),
                               latency_p99_ms=float(np.percentile(lat, 99)),
                               control_rate_hz=float(rate),
-                              frames_dropped=self._frames_dropped, last_error=self._last_error)
+                              frames_dropped=self._dropped(), last_error=self._last_error)
         status.header.stamp = self.get_clock().now().to_msg()
         self._status_pub.publish(status)
         level = {PolicyStatus.WARN: DiagnosticStatus.WARN, PolicyStatus.ERROR:
@@ -351,7 +358,7 @@ class PolicyNode(LifecycleNode):
         values = [KeyValue(key=k, value=str(v)) for k, v in (
             ('latency_p50_ms', f'{status.latency_p50_ms:.2f}'),
             ('latency_p99_ms', f'{status.latency_p99_ms:.2f}'),
-            ('control_rate_hz', f'{rate:.2f}'), ('frames_dropped', self._frames_dropped),
+            ('control_rate_hz', f'{rate:.2f}'), ('frames_dropped', self._dropped()),
             ('plan_id', self._plan_id), ('last_error', self._last_error))]
         diag = DiagnosticArray()
         diag.header.stamp = status.header.stamp

@@ -6,10 +6,12 @@ parameters are fixed at start; the others are checked by an on-set callback.
 """
 
 from dataclasses import dataclass
-from typing import List
+from typing import List, Tuple
 
 from rcl_interfaces.msg import (FloatingPointRange, IntegerRange, ParameterDescriptor,
-                                SetParametersResult)
+                                ParameterType, SetParametersResult)
+from rclpy.exceptions import ParameterUninitializedException
+from rclpy.parameter import Parameter
 
 from qvla_ros.runtime.chunking import AGGREGATORS, MODES, ScheduleSpec
 from qvla_ros.runtime.safety import ActionLimits
@@ -30,9 +32,15 @@ PARAMETERS = {
                          True, (1, 16)),
     'control_hz': (10.0, 'rate of the control loop and of published commands', True,
                    (0.5, 200.0)),
-    'schedule': ('replan', f'action schedule: one of {MODES}', True, None),
-    'execute_steps': (4, 'replan: actions executed from each chunk before replanning', True,
-                      (1, 64)),
+    'cameras': ([], 'camera names, in the order an unnamed-camera model takes them; subscribed '
+                    'on ~/image/<name> (raw) and ~/image/<name>/compressed. Empty: the '
+                    "model's own names, or ~/image for one unnamed camera", True, None),
+    'max_sync_skew': (0.05, 'seconds: the most the capture stamps of the frames that form one '
+                            'observation may differ', True, (0.0, 1.0)),
+    'schedule': ('', f'action schedule, one of {MODES} (empty: as the checkpoint records)',
+                 True, None),
+    'execute_steps': (0, 'replan: actions executed from each chunk before replanning (0: as '
+                         'the checkpoint records)', True, (0, 256)),
     'aggregator': ('exp', f'ensemble: how chunks are combined, one of {AGGREGATORS}', True,
                    None),
     'ensemble_decay': (0.1, 'ensemble exp aggregator: weight decay per step of age', True,
@@ -66,8 +74,12 @@ def _descriptor(name, description, read_only, bounds, default) -> ParameterDescr
 def declare(node) -> None:
     """Declare every parameter on ``node`` and install the on-set validator."""
     for name, (default, description, read_only, bounds) in PARAMETERS.items():
-        node.declare_parameter(name, default,
-                               _descriptor(name, description, read_only, bounds, default))
+        desc = _descriptor(name, description, read_only, bounds, default)
+        if default == []:  # an empty list has no type of its own: a string array
+            desc.type = ParameterType.PARAMETER_STRING_ARRAY
+            node.declare_parameter(name, Parameter.Type.STRING_ARRAY, desc)
+        else:
+            node.declare_parameter(name, default, desc)
     node.add_on_set_parameters_callback(validate)
 
 
@@ -86,13 +98,22 @@ class NodeConfig:
     model: str
     seed: int
     control_hz: float
-    schedule: ScheduleSpec
+    schedule_mode: str        # '' : the checkpoint's
+    execute_steps: int        # 0: the checkpoint's
+    aggregator: str
+    decay: float
     limits: ActionLimits
     expected_action_dim: int
     expected_chunk_size: int
+    cameras: Tuple[str, ...] = ()
+    max_sync_skew: float = 0.05
     version: int = 1
 
-    def check_model(self, meta: dict) -> None:
+    def __post_init__(self):
+        if self.schedule_mode:  # the other fields are checked once merged with the model's
+            ScheduleSpec(self.schedule_mode, aggregator=self.aggregator, decay=self.decay)
+
+    def check_model(self, meta: dict, schedule: ScheduleSpec) -> None:
         """Raise ValueError naming the first parameter that contradicts the model."""
         if self.expected_action_dim and meta['action_dim'] != self.expected_action_dim:
             raise ValueError(f'model predicts {meta["action_dim"]} action dims, '
@@ -100,20 +121,24 @@ class NodeConfig:
         if self.expected_chunk_size and meta['chunk_size'] != self.expected_chunk_size:
             raise ValueError(f'model predicts chunks of {meta["chunk_size"]}, '
                              f'expected_chunk_size is {self.expected_chunk_size}')
-        if self.schedule.execute_steps > meta['chunk_size']:
-            raise ValueError(f'execute_steps {self.schedule.execute_steps} exceeds the '
+        if schedule.execute_steps > meta['chunk_size']:
+            raise ValueError(f'execute_steps {schedule.execute_steps} exceeds the '
                              f'model chunk size {meta["chunk_size"]}')
         self.limits.check_dim(meta['action_dim'])
 
 
 def read_config(node) -> NodeConfig:
     """Return the NodeConfig of ``node``'s parameters (ValueError if inconsistent)."""
-    get = lambda name: node.get_parameter(name).value  # noqa: E731
+    def get(name):
+        try:
+            return node.get_parameter(name).value
+        except ParameterUninitializedException:  # a string array declared empty
+            return PARAMETERS[name][0]
     low, high = list(get('action_low')), list(get('action_high'))
     if low == [0.0] and high == [0.0]:
         low, high = [], []
-    schedule = ScheduleSpec(get('schedule'), get('execute_steps'), get('aggregator'),
-                            get('ensemble_decay'))
-    return NodeConfig(get('model'), get('seed'), get('control_hz'), schedule,
+    return NodeConfig(get('model'), get('seed'), get('control_hz'), get('schedule'),
+                      get('execute_steps'), get('aggregator'), get('ensemble_decay'),
                       ActionLimits(tuple(low), tuple(high)), get('expected_action_dim'),
-                      get('expected_chunk_size'))
+                      get('expected_chunk_size'), tuple(get('cameras') or ()),
+                      get('max_sync_skew'))

@@ -1,13 +1,15 @@
 # Copyright 2026 qvla_ros authors. Apache-2.0.
 """sim_node: a simulated robot (tabletop or Meta-World) behind the same topics as a real one.
 
-It publishes the camera (``~/image``, rgb8), proprioception (``~/proprio``, JointState) and the
-task instruction (``~/instruction``, latched), and applies the end-effector commands it
-receives: each ``~/delta_twist_cmds`` TwistStamped is one control step (delta = velocity /
-``control_hz``), with the latest ``~/gripper_cmd``. ``~/reset`` (Trigger) starts the next
-episode (seed ``seed_start`` + episode index); ``~/episode`` (String, JSON) reports the
-episode, step, success and done after every step. While no commands arrive (between episodes,
-policy in dry run) the current frame is re-published at ``control_hz`` so watchdogs stay fed.
+It publishes every camera of the suite (``~/image/<name>``, rgb8, one capture stamp for all,
+and the first camera also on ``~/image`` for single-camera consumers), proprioception
+(``~/proprio``, JointState) and the task instruction (``~/instruction``, latched), and
+applies the end-effector commands it receives: each ``~/delta_twist_cmds`` TwistStamped is
+one control step (delta = velocity / ``control_hz``), with the latest ``~/gripper_cmd``.
+``~/reset`` (Trigger) starts the next episode (seed ``seed_start`` + episode index);
+``~/episode`` (String, JSON) reports the episode, step, success and done after every step.
+While no commands arrive (between episodes, policy in dry run) the current frames are
+re-published at ``control_hz`` so watchdogs stay fed.
 """
 
 import json
@@ -21,8 +23,8 @@ from sensor_msgs.msg import Image, JointState
 from std_msgs.msg import Float64, String
 from std_srvs.srv import Trigger
 
+from qvla_ros.data.images import rgb_to_image_fields
 from qvla_ros.ros import qos
-from qvla_ros.ros.conversions import rgb_to_image_fields
 from qvla_ros.ros.node_main import run_node
 
 PROPRIO_NAMES = {'tabletop': ('x', 'y', 'z', 'gripper_closed'),
@@ -47,6 +49,8 @@ class SimNode(Node):
         self.done, self.success = True, False
         self.gripper = -1.0
         self._obs, self._last_publish = None, 0.0
+        self._cameras = {c: self.create_publisher(Image, f'~/image/{c}', qos.sensor())
+                         for c in self.env.cameras}
         self._pubs = {'image': self.create_publisher(Image, '~/image', qos.sensor()),
                       'proprio': self.create_publisher(JointState, '~/proprio', qos.sensor()),
                       'instruction': self.create_publisher(String, '~/instruction',
@@ -95,10 +99,14 @@ class SimNode(Node):
 
     def _publish_obs(self):
         stamp = self.get_clock().now().to_msg()
-        image = Image()
-        image.header.stamp, image.header.frame_id = stamp, self.get_parameter('frame_id').value
-        image.height, image.width, image.encoding, image.step, image.data = \
-            rgb_to_image_fields(self._obs['image'])
+        frames = {}
+        for camera, rgb in self._obs['images'].items():
+            image = Image()
+            image.header.stamp = stamp
+            image.header.frame_id = f'{self.get_parameter("frame_id").value}_{camera}'
+            image.height, image.width, image.encoding, image.step, image.data = \
+                rgb_to_image_fields(rgb)
+            frames[camera] = image
         joints = JointState()
         joints.header.stamp = stamp
         proprio = self._obs['proprio'].astype(np.float64)
@@ -106,7 +114,9 @@ class SimNode(Node):
             proprio.size)]))
         joints.position = proprio.tolist()
         self._pubs['proprio'].publish(joints)
-        self._pubs['image'].publish(image)
+        for camera, image in frames.items():
+            self._cameras[camera].publish(image)
+        self._pubs['image'].publish(frames[self.env.cameras[0]])
         self._last_publish = time.monotonic()
 
     def _publish_episode(self):

@@ -23,8 +23,8 @@ from sensor_msgs.msg import Image
 from std_msgs.msg import String
 from std_srvs.srv import SetBool, Trigger
 
+from qvla_ros.data.images import image_to_rgb
 from qvla_ros.ros import qos
-from qvla_ros.ros.conversions import image_to_rgb
 from qvla_ros.ros.env import apply_loopback_env
 
 

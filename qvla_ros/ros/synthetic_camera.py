@@ -10,8 +10,8 @@ from rclpy.node import Node
 from sensor_msgs.msg import Image
 from std_msgs.msg import String
 
+from qvla_ros.data.images import rgb_to_image_fields
 from qvla_ros.ros import qos
-from qvla_ros.ros.conversions import rgb_to_image_fields
 from qvla_ros.ros.node_main import run_node
 
 

@@ -43,9 +43,10 @@ class ScheduleSpec:
         return asdict(self)
 
 
-def checkpoint_schedule(policy, mode: Optional[str] = None,
-                        execute_steps: Optional[int] = None) -> ScheduleSpec:
-    """Return the schedule a checkpoint records, with the given fields overridden.
+def checkpoint_schedule(policy, mode: Optional[str] = None, execute_steps: Optional[int] = None,
+                        aggregator: Optional[str] = None,
+                        decay: Optional[float] = None) -> ScheduleSpec:
+    """Return the schedule a checkpoint records, with the fields given (not None) overridden.
 
     Checkpoints that record none (and random-init or upstream models) run their whole chunk
     before replanning, as OpenVLA-OFT does.
@@ -55,8 +56,9 @@ def checkpoint_schedule(policy, mode: Optional[str] = None,
         stored = {'mode': 'replan'}
         if execute_steps is None:
             stored['execute_steps'] = int(policy.metadata()['chunk_size'])
-    values = {**stored, **{k: v for k, v in (('mode', mode), ('execute_steps', execute_steps))
-                           if v is not None}}
+    given = {'mode': mode, 'execute_steps': execute_steps, 'aggregator': aggregator,
+             'decay': decay}
+    values = {**stored, **{k: v for k, v in given.items() if v is not None}}
     return ScheduleSpec(**values)
 
 

@@ -58,7 +58,7 @@ class Probe:
 
     def frame(self):
         """Return a valid 48x64 rgb8 Image message."""
-        from qvla_ros.ros.conversions import rgb_to_image_fields
+        from qvla_ros.data.images import rgb_to_image_fields
         msg = self._Image()
         msg.height, msg.width, msg.encoding, msg.step, msg.data = \
             rgb_to_image_fields(np.full((48, 64, 3), 90, np.uint8))

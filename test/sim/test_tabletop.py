@@ -92,7 +92,8 @@ def test_collect_writes_the_rollout_dataset(tmp_path):
     out = tmp_path / 'demos'
     assert qvla(['sim', 'collect', '--episodes', '3', '--seed', '50', '--out', str(out)]) == 0
     info = read_info(out)
-    assert info.cameras == ('agentview', 'wrist') and info.action_dim == 7 and info.proprio_dim == 4
+    assert info.cameras == ('agentview', 'wrist')
+    assert info.action_dim == 7 and info.proprio_dim == 4
     entries = episodes(out)
     assert len(entries) == 3 and all(e['source'] == 'sim' for e in entries)
     data = read_episode(out, entries[0])

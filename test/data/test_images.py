@@ -4,8 +4,8 @@
 import numpy as np
 import pytest
 
-from qvla_ros.ros.conversions import (ConversionError, image_to_rgb, rgb_to_image_fields,
-                                      validate_instruction)
+from qvla_ros.data.images import (ConversionError, image_to_rgb, rgb_to_image_fields,
+                                  validate_instruction)
 
 
 def _rgb(h=4, w=5):

@@ -1,6 +1,12 @@
 # Copyright 2026 qvla_ros authors. Apache-2.0.
-"""Message <-> numpy conversions: pure functions, our own code (no cv_bridge)."""
+"""Image message fields <-> RGB arrays: pure functions, our own code (no cv_bridge).
 
+Shared by the nodes and the bag importer: ``sensor_msgs/Image`` fields (raw, any stride) and
+``sensor_msgs/CompressedImage`` payloads (JPEG or PNG, as ``image_transport``'s compressed
+plugin publishes them on ``<topic>/compressed``). Also instruction text checks.
+"""
+
+import io
 from typing import Tuple
 
 import numpy as np
@@ -47,6 +53,38 @@ def image_to_rgb(height: int, width: int, encoding: str, step: int, data,
     if order is None:
         return np.repeat(pixels, 3, axis=2)
     return np.ascontiguousarray(pixels[:, :, list(order)])
+
+
+def compressed_to_rgb(fmt: str, data, max_pixels: int = MAX_PIXELS) -> np.ndarray:
+    """Return an RGB uint8 array (H, W, 3) from a CompressedImage's ``format`` and ``data``.
+
+    ``format`` is e.g. 'jpeg', 'png' or image_transport's 'rgb8; jpeg compressed bgr8'; the
+    file itself says which colour order it holds, so decoding gives RGB either way. The size
+    is checked before the pixels are decoded.
+    """
+    from PIL import Image, UnidentifiedImageError
+    kind = fmt.lower()
+    if not any(k in kind for k in ('jpeg', 'jpg', 'png')):
+        raise ConversionError(f'unsupported compressed image format {fmt!r}; expected jpeg or '
+                              'png')
+    try:
+        with Image.open(io.BytesIO(bytes(data))) as img:
+            w, h = img.size
+            if h * w > max_pixels:
+                raise ConversionError(f'image {w}x{h} exceeds the limit of {max_pixels} '
+                                      'pixels; publish a downscaled stream')
+            return np.asarray(img.convert('RGB'), dtype=np.uint8).copy()
+    except (UnidentifiedImageError, OSError, SyntaxError) as err:
+        raise ConversionError(f'compressed image data cannot be decoded as {fmt!r}: {err}') \
+            from None
+
+
+def rgb_to_compressed(rgb: np.ndarray, fmt: str = 'png') -> bytes:
+    """Return ``rgb`` (H, W, 3) encoded as PNG or JPEG bytes (what a camera driver sends)."""
+    from PIL import Image
+    buf = io.BytesIO()
+    Image.fromarray(rgb).save(buf, format='JPEG' if fmt in ('jpeg', 'jpg') else 'PNG')
+    return buf.getvalue()
 
 
 def rgb_to_image_fields(rgb: np.ndarray) -> Tuple[int, int, str, int, bytes]:
