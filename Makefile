@@ -33,7 +33,7 @@ closed-loop: setup
 		--calibration build/reference-$(SUITE)/calib $(ARGS)
 
 bench-kernels: setup
-	$(VENV)/bin/python bench/kernels.py
+	$(VENV)/bin/python bench/kernel_speed.py
 
 clean:
 	rm -rf build $(VENV)

@@ -3,13 +3,13 @@
 #   1. kernel correctness tests in bf16/fp16 (test/kernels, test/quant) via pytest; the
 #      TRITON_INTERPRET tests are CPU checks of `make test` and are left out here;
 #   2. the kernel benchmark against fp16 cuBLAS, eager and CUDA-graph replayed, every Triton
-#      path and the measured choice (bench/kernels.py --device cuda);
+#      path and the measured choice (bench/kernel_speed.py --device cuda);
 #   3. the Llama-2-7B-shaped forward (600 tokens, and 1 token), bf16 vs QVLA-like 4.0 bits
 #      (bench/gpu_model.py), then again with CUDA-graph replays in a separate process.
 # Writes gpu-tests-<dev>.json, gpu-kernels-<dev>.json, gpu-model-<dev>.json and
 # gpu-model-graph-<dev>.json to
 # ${RESULTS_DIR:-bench/results}. Needs torch with CUDA, triton and transformers; no install.
-# Knobs for a shorter run: KERNEL_SHAPES (comma list of bench/kernels.py shape names, default
+# Knobs for a shorter run: KERNEL_SHAPES (comma list of bench/kernel_speed.py shape names, default
 # all), KERNEL_BUDGET_S (default 90), TEST_TIMEOUT_S (default 150).
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -41,7 +41,7 @@ PYEOF
 echo "tests took $(( $(date +%s) - start )) s"
 
 start=$(date +%s)
-timeout $(( ${KERNEL_BUDGET_S:-90} + 50 )) $PY bench/kernels.py --device cuda \
+timeout $(( ${KERNEL_BUDGET_S:-90} + 50 )) $PY bench/kernel_speed.py --device cuda \
   --budget-s "${KERNEL_BUDGET_S:-90}" --shapes "${KERNEL_SHAPES:-all}" \
   --out "$RES/gpu-kernels-$dev.json" || status=1
 echo "kernel bench took $(( $(date +%s) - start )) s"

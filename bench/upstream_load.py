@@ -23,8 +23,7 @@ import sys
 import tempfile
 import time
 
-# The repo root, not bench/: bench/kernels.py would shadow the ``kernels`` package.
-sys.path[0] = str(Path(__file__).resolve().parents[1])
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import device_name, git_commit, RESULTS, write_json  # noqa: E402
 

@@ -64,3 +64,15 @@ def wide_dataset(tmp_path_factory):
                       np.arange(6, dtype=np.int64), 'go right' if e % 2 else 'go left', True,
                       'sim', 'expert')
     return root
+
+
+@pytest.fixture(scope='session')
+def up():
+    """The helpers of test/models/upstream_folders.py: Hub-layout OpenVLA / OFT folders."""
+    import importlib.util
+    from pathlib import Path
+    path = Path(__file__).parent / 'models' / 'upstream_folders.py'
+    spec = importlib.util.spec_from_file_location('qvla_test_upstream_folders', path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

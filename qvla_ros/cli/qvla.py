@@ -105,10 +105,13 @@ def cmd_from_bag(args) -> int:
         raise ValueError(f'--split takes instruction, gap and/or marker, got {sorted(unknown)}')
     rule = SplitRule('instruction' in split, args.max_gap if 'gap' in split else None,
                      'marker' in split)
-    topics = BagTopics(args.image_topic, args.instruction_topic, args.action_topic,
+    cameras = []
+    for item in args.image_topic:
+        name, sep, topic = item.rpartition('=')
+        cameras.append((name if sep else args.camera, topic))
+    topics = BagTopics(tuple(cameras), args.instruction_topic, args.action_topic,
                        args.gripper_topic, args.proprio_topic, args.marker_topic)
-    summary = import_bag(args.bag, topics, args.out, args.control_hz, rule, args.camera,
-                         args.policy)
+    summary = import_bag(args.bag, topics, args.out, args.control_hz, rule, args.policy)
     print(f'wrote {summary["episodes"]} episodes ({summary["steps"]} steps) to {args.out}')
     if summary['dropped_nonfinite']:
         print(f'dropped {summary["dropped_nonfinite"]} steps whose action or proprio was not '
@@ -227,7 +230,9 @@ def build_parser() -> argparse.ArgumentParser:
     cal = p.add_subparsers(dest='calibrate_command', required=True)
     c = cal.add_parser('from-bag', help='rosbag2 (sqlite3 or mcap) -> rollout dataset')
     c.add_argument('bag')
-    c.add_argument('--image-topic', required=True)
+    c.add_argument('--image-topic', required=True, action='append', metavar='[CAMERA=]TOPIC',
+                   help='a camera topic, sensor_msgs/Image or CompressedImage; repeat it with '
+                   'CAMERA=TOPIC for several cameras (in the order a model takes them)')
     c.add_argument('--instruction-topic', required=True)
     c.add_argument('--action-topic', required=True, help='executed TwistStamped commands')
     c.add_argument('--gripper-topic')
@@ -236,7 +241,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument('--split', default='instruction,gap', help='instruction,gap,marker')
     c.add_argument('--max-gap', type=float, default=1.0, help='seconds')
     c.add_argument('--control-hz', type=float, required=True)
-    c.add_argument('--camera', default='front')
+    c.add_argument('--camera', default='front', help='the name of a single --image-topic')
     c.add_argument('--policy', default='expert', help='who acted: expert, fp or a plan id')
     c.add_argument('--out', required=True)
     c.set_defaults(func=cmd_from_bag)

@@ -2,15 +2,16 @@
 """Turn time-stamped streams into rollout episodes: shared by the bag importer and the node.
 
 Each executed action becomes one sample, taken at most once per control period
-(1 / control_hz), with the last image, proprio, instruction and gripper command stamped at or
-before it. Episodes split where the instruction changes, where the action stream pauses
-longer than ``max_gap_s``, or at start/end markers. A sample whose action or proprio is not
-finite (a NaN from a driver, say) is dropped and counted, so it never reaches training.
+(1 / control_hz), with the last image of every camera, proprio, instruction and gripper
+command stamped at or before it. Episodes split where the instruction changes, where the
+action stream pauses longer than ``max_gap_s``, or at start/end markers. A sample whose action
+or proprio is not finite (a NaN from a driver, say) is dropped and counted, so it never
+reaches training.
 """
 
 from bisect import bisect_right
 from dataclasses import dataclass, field
-from typing import List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -51,7 +52,7 @@ class Episode:
     """One aligned episode, ready for RolloutWriter.add_episode."""
 
     instruction: str
-    images: List[np.ndarray]
+    images: Dict[str, List[np.ndarray]]  # camera -> one frame per step
     proprio: List[np.ndarray]
     actions: List[np.ndarray]
     stamps: List[int]
@@ -68,14 +69,17 @@ def _marker_windows(markers: Stream) -> List[Tuple[int, int]]:
     return windows
 
 
-def align(actions: Stream, images: Stream, instructions: Stream, control_hz: float,
+def align(actions: Stream, images: Union[Stream, Dict[str, Stream]], instructions: Stream,
+          control_hz: float,
           rule: SplitRule, proprio: Optional[Stream] = None, gripper: Optional[Stream] = None,
           markers: Optional[Stream] = None, proprio_dim: int = 0
           ) -> Tuple[List[Episode], int]:
     """Return (the episodes of the recording, non-finite samples dropped).
 
-    Actions' values are float arrays (A,).
+    Actions' values are float arrays (A,). ``images`` is one stream per camera (a single
+    stream is the camera ``images.name``); a sample needs a frame of every camera.
     """
+    cameras = images if isinstance(images, dict) else {images.name: images}
     if not actions.stamps:
         raise ValueError(f'{actions.name}: no action messages; nothing to align')
     period = int(1e9 / control_hz)
@@ -86,13 +90,13 @@ def align(actions: Stream, images: Stream, instructions: Stream, control_hz: flo
     for t, action in zip(actions.stamps, actions.values):
         if last_t is not None and current is not None and t - current.stamps[-1] < period:
             continue  # faster than control_hz: keep the first action of each period
-        image = images.last_at(t)
+        frames = {c: stream.last_at(t) for c, stream in cameras.items()}
         text = instructions.last_at(t)
         inside = windows is None or any(a <= t <= b for a, b in windows)
         if not inside:
             current, last_t = None, t  # outside start/end markers: the episode is over
             continue
-        if image is None or not text:
+        if any(f is None for f in frames.values()) or not text:
             continue  # nothing to pair this action with yet; it does not split an episode
         act, vec = _sample(action, t, gripper, proprio, proprio_dim)
         if not (np.isfinite(act).all() and np.isfinite(vec).all()):
@@ -104,9 +108,10 @@ def align(actions: Stream, images: Stream, instructions: Stream, control_hz: flo
             a <= current.stamps[-1] <= b and a <= t <= b for a, b in windows)
         if current is None or gap or new_window or (
                 rule.on_instruction_change and text != current.instruction):
-            current = Episode(text, [], [], [], [])
+            current = Episode(text, {c: [] for c in cameras}, [], [], [])
             episodes.append(current)
-        current.images.append(image)
+        for c, frame in frames.items():
+            current.images[c].append(frame)
         current.proprio.append(vec)
         current.actions.append(act)
         current.stamps.append(t)

@@ -16,18 +16,18 @@ action or proprio is not finite are dropped and counted.
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, Optional
+from typing import Dict, Optional, Tuple
 
 import numpy as np
 
 from qvla_ros.data.align import align, SplitRule, Stream, twist_to_action
-from qvla_ros.data.images import image_to_rgb
+from qvla_ros.data.images import compressed_to_rgb, image_to_rgb
 from qvla_ros.data.mcap_salvage import salvage
 from qvla_ros.data.rollouts import DatasetInfo, RolloutWriter
 from qvla_ros.storage.errors import ArtifactError
 
 EXPECTED = {
-    'image': ('sensor_msgs/msg/Image',),
+    'image': ('sensor_msgs/msg/Image', 'sensor_msgs/msg/CompressedImage'),
     'instruction': ('std_msgs/msg/String',),
     'action': ('geometry_msgs/msg/TwistStamped',),
     'gripper': ('std_msgs/msg/Float64', 'std_msgs/msg/Float32'),
@@ -38,18 +38,28 @@ EXPECTED = {
 
 @dataclass(frozen=True)
 class BagTopics:
-    """Which topic carries what; image, instruction and action are required."""
+    """Which topic carries what; cameras, instruction and action are required.
 
-    image: str
+    ``cameras`` maps each camera name to its topic, raw (Image) or compressed.
+    """
+
+    cameras: Tuple[Tuple[str, str], ...]
     instruction: str
     action: str
     gripper: Optional[str] = None
     proprio: Optional[str] = None
     marker: Optional[str] = None
 
+    def __post_init__(self):
+        names = [c for c, _ in self.cameras]
+        if not names or len(set(names)) != len(names):
+            raise ValueError(f'expected one or more cameras with distinct names, got {names}')
+
     def used(self) -> Dict[str, str]:
-        """Return {role: topic} for the topics that are set."""
-        return {k: v for k, v in self.__dict__.items() if v}
+        """Return {role: topic} for the topics that are set (cameras as 'image:<name>')."""
+        roles = {f'image:{c}': t for c, t in self.cameras}
+        roles.update({k: v for k, v in self.__dict__.items() if v and k != 'cameras'})
+        return roles
 
 
 def _stamp(msg, bag_time: int) -> int:
@@ -60,7 +70,9 @@ def _stamp(msg, bag_time: int) -> int:
 
 
 def _value(role: str, msg, msgtype: str, dt: float):
-    if role == 'image':
+    if role.startswith('image:'):
+        if msgtype.endswith('CompressedImage'):
+            return compressed_to_rgb(msg.format, msg.data.tobytes())
         return image_to_rgb(msg.height, msg.width, msg.encoding, msg.step, msg.data.tobytes())
     if role in ('instruction', 'marker'):
         return msg.data
@@ -80,12 +92,14 @@ def _check_topics(bag: Path, topics: BagTopics, available: Dict[str, str]) -> No
     if not available:
         raise ValueError(f'{bag} is empty: no messages to import')
     for role, topic in topics.used().items():
+        label = f'camera {role[6:]!r}' if role.startswith('image:') else role
         if topic not in available:
-            raise ValueError(f'{role} topic {topic!r} is not in {bag}; available topics: '
+            raise ValueError(f'{label} topic {topic!r} is not in {bag}; available topics: '
                              f'{sorted(available)}')
-        if available[topic] not in EXPECTED[role]:
-            raise ValueError(f'{role} topic {topic!r} has type {available[topic]}; '
-                             f'expected one of {EXPECTED[role]}')
+        expected = EXPECTED[role.split(':')[0]]
+        if available[topic] not in expected:
+            raise ValueError(f'{label} topic {topic!r} has type {available[topic]}; '
+                             f'expected one of {expected}')
 
 
 class _Streams:
@@ -155,23 +169,24 @@ def read_streams(bag: Path, topics: BagTopics, control_hz: float):
 
 
 def import_bag(bag: Path, topics: BagTopics, out: Path, control_hz: float,
-               rule: SplitRule = SplitRule(), camera: str = 'front',
-               policy: str = 'expert') -> dict:
-    """Import a bag into the rollout dataset at ``out``; return a summary."""
+               rule: SplitRule = SplitRule(), policy: str = 'expert') -> dict:
+    """Import a bag into the rollout dataset at ``out`` (one image stream per camera)."""
     if rule.markers and not topics.marker:
         raise ValueError('splitting on markers needs a marker topic (--marker-topic)')
     streams, damage = read_streams(bag, topics, control_hz)
     proprio = streams.get('proprio')
     proprio_dim = len(proprio.values[0]) if proprio is not None and proprio.values else 0
-    episodes, dropped = align(streams['action'], streams['image'], streams['instruction'],
+    cameras = [c for c, _ in topics.cameras]
+    images = {c: streams[f'image:{c}'] for c in cameras}
+    episodes, dropped = align(streams['action'], images, streams['instruction'],
                               control_hz, rule, proprio=proprio, gripper=streams.get('gripper'),
                               markers=streams.get('marker'), proprio_dim=proprio_dim)
     if not episodes:
         raise ValueError(f'{bag}: no action had both an image and an instruction before it; '
                          'check the topics and that the streams overlap in time')
-    with RolloutWriter(out, DatasetInfo(7, proprio_dim, control_hz, (camera,))) as writer:
+    with RolloutWriter(out, DatasetInfo(7, proprio_dim, control_hz, cameras)) as writer:
         for ep in episodes:
-            writer.add_episode({camera: np.stack(ep.images)}, np.stack(ep.proprio),
+            writer.add_episode({c: np.stack(ep.images[c]) for c in cameras}, np.stack(ep.proprio),
                                np.stack(ep.actions), np.array(ep.stamps, np.int64),
                                ep.instruction, None, 'rosbag', policy)
     return {'episodes': len(episodes), 'steps': sum(len(e.actions) for e in episodes),

@@ -1,7 +1,9 @@
 # Copyright 2026 qvla_ros authors. Apache-2.0.
 """calibration_node: record rollouts into the dataset QVLA measures sensitivity on.
 
-It subscribes to the camera, the instruction, proprio and the executed action.
+It subscribes to the cameras (``cameras``: one camera on ``~/image``, several on
+``~/image/<name>``, each raw or as ``.../compressed``), the instruction, proprio and the
+executed action.
 
 Episodes start and end by service (``~/start_episode``, ``~/end_episode``, std_srvs/Trigger;
 ``~/set_success``, std_srvs/SetBool, flags the current episode), or automatically when the
@@ -22,12 +24,13 @@ from geometry_msgs.msg import PoseStamped, TwistStamped
 import numpy as np
 from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.node import Node
-from sensor_msgs.msg import Image, JointState
+from sensor_msgs.msg import CompressedImage, Image, JointState
 from std_msgs.msg import Float64, String
 from std_srvs.srv import SetBool, Trigger
 
 from qvla_ros.data.align import align, SplitRule, Stream, twist_to_action
-from qvla_ros.data.images import ConversionError, image_to_rgb, validate_instruction
+from qvla_ros.data.images import (compressed_to_rgb, ConversionError, image_to_rgb,
+                                  validate_instruction)
 from qvla_ros.data.rollouts import DatasetInfo, RolloutWriter
 from qvla_ros.ros import qos
 from qvla_ros.ros.node_main import run_node
@@ -46,7 +49,9 @@ class CalibrationNode(Node):
         super().__init__('calibration_node', **kwargs)
         ro = ParameterDescriptor(read_only=True)
         self.declare_parameter('out_dir', 'calibration_data', ro)
-        self.declare_parameter('camera', 'front', ro)
+        self.declare_parameter('cameras', ['front'], ParameterDescriptor(
+            read_only=True, description='camera names: one on ~/image, several on '
+            '~/image/<name> (each also as .../compressed), in the order a model takes them'))
         self.declare_parameter('control_hz', 10.0, ro)
         self.declare_parameter('proprio_type', 'joint_state', ParameterDescriptor(
             read_only=True, description=f'one of {PROPRIO_TYPES}'))
@@ -59,7 +64,9 @@ class CalibrationNode(Node):
         if ptype not in PROPRIO_TYPES:
             raise ValueError(f'proprio_type must be one of {PROPRIO_TYPES}, got {ptype!r}')
         self._out = Path(self.get_parameter('out_dir').value)
-        self._camera = self.get_parameter('camera').value
+        self._cameras = list(self.get_parameter('cameras').value)
+        if not self._cameras or len(set(self._cameras)) != len(self._cameras):
+            raise ValueError(f'cameras must be distinct names, got {self._cameras}')
         self._pdim = int(self.get_parameter('proprio_dim').value) if ptype != 'none' else 0
         self._writer: Optional[RolloutWriter] = None
         self._recording = False
@@ -67,7 +74,12 @@ class CalibrationNode(Node):
         self._success: Optional[bool] = None
         self._instruction = Stream('instruction')
         self._reset_streams()
-        self.create_subscription(Image, '~/image', self._on_image, qos.sensor())
+        for camera in self._cameras:
+            base = '~/image' if len(self._cameras) == 1 else f'~/image/{camera}'
+            self.create_subscription(Image, base, lambda m, c=camera: self._on_image(c, m),
+                                     qos.sensor())
+            self.create_subscription(CompressedImage, f'{base}/compressed',
+                                     lambda m, c=camera: self._on_image(c, m), qos.sensor())
         self.create_subscription(String, '~/instruction', self._on_instruction, qos.latched())
         self.create_subscription(TwistStamped, '~/action', self._on_action, qos.commands())
         self.create_subscription(Float64, '~/gripper', self._on_gripper, qos.commands())
@@ -81,19 +93,23 @@ class CalibrationNode(Node):
         self.episodes_written = 0
 
     def _reset_streams(self):
-        self._images, self._actions = Stream('image'), Stream('action')
+        self._images = {c: Stream(f'image {c}') for c in self._cameras}
+        self._actions = Stream('action')
         self._gripper, self._proprio = Stream('gripper'), Stream('proprio')
 
     # -- subscriptions (convert and store only) ----------------------------------------------
-    def _on_image(self, msg: Image):
+    def _on_image(self, camera: str, msg):
         if not self._recording:
             return
         try:
-            rgb = image_to_rgb(msg.height, msg.width, msg.encoding, msg.step, msg.data)
-        except ConversionError as err:
-            self.get_logger().warning(f'image rejected: {err}', throttle_duration_sec=5.0)
-            return
-        self._images.add(_stamp(msg), rgb)
+            if isinstance(msg, CompressedImage):
+                rgb = compressed_to_rgb(msg.format, msg.data)
+            else:
+                rgb = image_to_rgb(msg.height, msg.width, msg.encoding, msg.step, msg.data)
+            self._images[camera].add(_stamp(msg), rgb)
+        except (ConversionError, ValueError) as err:  # undecodable, or stamps going back
+            self.get_logger().warning(f'image rejected ({camera}): {err}',
+                                      throttle_duration_sec=5.0)
 
     def _on_instruction(self, msg: String):
         try:
@@ -146,7 +162,7 @@ class CalibrationNode(Node):
         if self._writer is None:
             try:
                 self._writer = RolloutWriter(self._out, DatasetInfo(7, self._pdim, self._hz,
-                                                                    (self._camera,)))
+                                                                    tuple(self._cameras)))
             except (ValueError, OSError) as err:
                 return f'refusing to record: {err}'
         self._reset_streams()
@@ -169,7 +185,8 @@ class CalibrationNode(Node):
             self.get_logger().warning(f'dropped {dropped} steps whose action or proprio was '
                                       'not finite')
         for ep in episodes:
-            self._writer.add_episode({self._camera: np.stack(ep.images)}, np.stack(ep.proprio),
+            self._writer.add_episode({c: np.stack(ep.images[c]) for c in self._cameras},
+                                     np.stack(ep.proprio),
                                      np.stack(ep.actions), np.array(ep.stamps, np.int64),
                                      ep.instruction, self._success, 'ros',
                                      self.get_parameter('policy').value)

@@ -388,6 +388,16 @@ def _autostart(node: PolicyNode):
     while time.monotonic() < deadline and not node._name_clash():
         time.sleep(0.05)
     node.trigger_activate()
+    if node._health == PolicyStatus.INACTIVE:  # refused: a namesake, perhaps one that died
+        # and whose graph entry has not expired yet; try again each second until it is gone
+        retry = []
+
+        def again():
+            if node._health == PolicyStatus.INACTIVE and not node._name_clash():
+                node.trigger_activate()
+            if node._health != PolicyStatus.INACTIVE:
+                node.destroy_timer(retry[0])
+        retry.append(node.create_timer(1.0, again))
 
 
 def main(args=None):

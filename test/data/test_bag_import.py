@@ -32,7 +32,14 @@ def _twist(t, vx):
     return T['geometry_msgs/msg/TwistStamped'](header=_header(t), twist=twist)
 
 
-def _write(path, storage, unsorted=False, image_hw=(6, 8), nan_actions=()):
+def _png(t, value):
+    from qvla_ros.data.images import rgb_to_compressed
+    data = rgb_to_compressed(np.full((6, 8, 3), value, np.uint8), 'png')
+    return T['sensor_msgs/msg/CompressedImage'](header=_header(t), format='png',
+                                                data=np.frombuffer(data, np.uint8))
+
+
+def _write(path, storage, unsorted=False, image_hw=(6, 8), nan_actions=(), wrist=False):
     """Two episodes (instruction change), 10 Hz actions, 30 Hz images, 20 Hz joints.
 
     ``nan_actions``: indices of episode 0's twists whose linear x is NaN (a broken driver).
@@ -43,7 +50,8 @@ def _write(path, storage, unsorted=False, image_hw=(6, 8), nan_actions=()):
             ('txt', '/instruction', 'std_msgs/msg/String'),
             ('act', '/policy/delta_twist_cmds', 'geometry_msgs/msg/TwistStamped'),
             ('grip', '/policy/gripper_cmd', 'std_msgs/msg/Float64'),
-            ('joint', '/joint_states', 'sensor_msgs/msg/JointState'))}
+            ('joint', '/joint_states', 'sensor_msgs/msg/JointState'),
+            ('wrist', '/wrist/image_raw/compressed', 'sensor_msgs/msg/CompressedImage'))}
         msgs = []
         for ep, text in enumerate(('push the red block', 'pick up the blue block')):
             t0 = NS + ep * 3 * NS
@@ -51,6 +59,10 @@ def _write(path, storage, unsorted=False, image_hw=(6, 8), nan_actions=()):
             for i in range(30):
                 msgs.append((t0 + i * NS // 30, 'img', _image(t0 + i * NS // 30, 10 * ep + i,
                                                               *image_hw)))
+            if wrist:  # a second camera at 15 Hz, as PNG on image_transport's compressed topic
+                for i in range(15):
+                    t = t0 + i * NS // 15 + 2_000_000
+                    msgs.append((t, 'wrist', _png(t, 100 + 10 * ep + i)))
             for i in range(20):
                 t = t0 + i * NS // 20
                 msgs.append((t, 'joint', T['sensor_msgs/msg/JointState'](
@@ -97,7 +109,7 @@ def test_clear_errors(tmp_path, capsys):
     assert qvla(['calibrate', 'from-bag', str(tmp_path / 'bag'), *bad, '--out',
                  str(tmp_path / 'd')]) == 2
     err = capsys.readouterr().err
-    assert "image topic '/nope' is not in" in err and '/cam/image' in err
+    assert "camera 'front' topic '/nope' is not in" in err and '/cam/image' in err
     wrong = list(ARGS)
     wrong[5] = '/instruction'  # a String where a TwistStamped is expected
     assert qvla(['calibrate', 'from-bag', str(tmp_path / 'bag'), *wrong, '--out',
@@ -153,3 +165,19 @@ def test_a_truncated_mcap_imports_what_is_whole(tmp_path, capsys, metadata):
     assert 0 < n <= 10
     np.testing.assert_array_equal(got['action'], reference['action'][:n])
     np.testing.assert_array_equal(got['image.front'], reference['image.front'][:n])
+
+
+def test_two_cameras_raw_and_compressed_are_aligned(tmp_path):
+    _write(tmp_path / 'bag', StoragePlugin.MCAP, wrist=True)
+    args = list(ARGS)
+    args[1] = 'agentview=/cam/image'
+    out = tmp_path / 'data'
+    assert qvla(['calibrate', 'from-bag', str(tmp_path / 'bag'), *args, '--image-topic',
+                 'wrist=/wrist/image_raw/compressed', '--out', str(out)]) == 0
+    from qvla_ros.data.rollouts import read_info
+    assert read_info(out).cameras == ('agentview', 'wrist')
+    data = read_episode(out, episodes(out)[1])
+    # step i comes 5 ms after action time 0.1 i: the last wrist frame is (0.1 i - 2 ms) * 15
+    expected = [100 + 10 + int((i * 0.1 + 0.005 - 0.002) * 15) for i in range(10)]
+    assert [int(v) for v in data['image.wrist'][:, 0, 0, 0]] == expected
+    assert data['image.agentview'].shape == data['image.wrist'].shape == (10, 6, 8, 3)

@@ -194,3 +194,50 @@ def test_another_writer_of_the_recording_dataset_is_refused(driver, domain_id, t
     finally:
         launch.stop()
     assert [e['instruction'] for e in episodes(out)] == ['first episode']
+
+
+@pytest.mark.ros
+def test_records_two_cameras_raw_and_compressed(driver, domain_id, tmp_path):
+    from sensor_msgs.msg import CompressedImage
+    from qvla_ros.data.images import rgb_to_compressed
+    from qvla_ros.data.rollouts import read_info
+    out = tmp_path / 'two'
+    launch = _launch(domain_id, out, 'proprio_type:=none', 'cameras:=[agentview,wrist]')
+    node = driver.node
+    raw = node.create_publisher(Image, '/calibration_node/image/agentview', qos.sensor())
+    png = node.create_publisher(CompressedImage, '/calibration_node/image/wrist/compressed',
+                                qos.sensor())
+    try:
+        assert driver.end.wait_for_service(timeout_sec=30)
+        deadline = time.monotonic() + 20
+        while (min(raw.get_subscription_count(), png.get_subscription_count(),
+                   driver.action.get_subscription_count()) == 0
+               and time.monotonic() < deadline):
+            driver.executor.spin_once(timeout_sec=0.05)
+        driver.text.publish(String(data='push the red block'))
+        driver.executor.spin_once(timeout_sec=0.2)
+        assert driver.call(driver.start, driver.Trigger.Request()).success
+        for tick in range(12):
+            stamp = node.get_clock().now().to_msg()
+            img = Image(height=4, width=4, encoding='rgb8', step=12, data=bytes([tick]) * 48)
+            img.header.stamp = stamp
+            raw.publish(img)
+            comp = CompressedImage(format='png', data=rgb_to_compressed(
+                np.full((4, 4, 3), 100 + tick, np.uint8), 'png'))
+            comp.header.stamp = stamp
+            png.publish(comp)
+            tw = TwistStamped()
+            tw.header.stamp = node.get_clock().now().to_msg()
+            tw.twist.linear.x = 0.1
+            driver.action.publish(tw)
+            driver.executor.spin_once(timeout_sec=0.0)
+            time.sleep(0.1)
+        time.sleep(0.3)
+        result = driver.call(driver.end, driver.Trigger.Request())
+        assert result.success, result.message
+    finally:
+        launch.stop()
+    assert read_info(out).cameras == ('agentview', 'wrist')
+    data = read_episode(out, episodes(out)[0])
+    a, w = data['image.agentview'][:, 0, 0, 0], data['image.wrist'][:, 0, 0, 0]
+    assert len(a) >= 8 and list(w - a) == [100] * len(a)  # the same moment from both

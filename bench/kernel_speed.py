@@ -1,8 +1,8 @@
 # Copyright 2026 qvla_ros authors. Apache-2.0.
 """Mixed-bit linear speed and memory against dense F.linear, measured side by side.
 
-    python bench/kernels.py                 # CPU: vs fp32 and bf16 F.linear, 2 threads
-    python bench/kernels.py --device cuda   # GPU: fused Triton kernel vs fp16 cuBLAS
+    python bench/kernel_speed.py                 # CPU: vs fp32 and bf16 F.linear, 2 threads
+    python bench/kernel_speed.py --device cuda   # GPU: fused Triton kernel vs fp16 cuBLAS
 
 Writes bench/results/kernels-<device>.json (rewritten after every case, atomically).
 Ratios are dense_time / mixed_time (> 1 means the packed layer is faster).
