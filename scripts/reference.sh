@@ -15,7 +15,13 @@
 # random values of the hand inputs' scale (WIDEN=matched, the default; model folder
 # finetune2-goal-matched) or at zero (WIDEN=zero, shipped until 2026-11-29); GOAL=0 MORE2=2000
 # is the README's third-stage trial and MORE2=0 the two-stage model shipped until 2026-11-28.
-# The last stage's model is exported.
+# Those stages read the first camera only (agentview). The last stage (CAMERAS, default
+# agentview,wrist; CAMERAS= skips it) gives that single-camera model, exported in bf16 to
+# $BUILD/single-bf16, the wrist camera too and fine-tunes it for CAM_STEPS steps on the data of
+# the stage before (tabletop: all 4000 demonstrations; Meta-World: the third stage's 2000).
+# FP= and Q4= change where the checkpoints go. SINGLE=FOLDER takes that single-camera model
+# from FOLDER instead of training it (e.g. a copy of the single-camera checkpoint shipped until
+# 2026-12-06). The last model is exported.
 # Seeds: demos 0.., calibration 50000.. / 60000.., evaluation 100000.., demo 200000..
 # Expert episodes are recorded in 2 processes (the same data one process writes), every dataset
 # into a .tmp folder renamed when complete. Every step resumes or is skipped when its output
@@ -39,10 +45,11 @@ case "$SUITE" in
                echo "unknown WIDEN $WIDEN; expected zero or matched" >&2; exit 2 ;; esac ;;
   *) echo "unknown suite $SUITE; expected tabletop or metaworld" >&2; exit 2 ;;
 esac
+CAMERAS=${CAMERAS-agentview,wrist}; CAM_STEPS=${CAM_STEPS:-3000}
 BUILD=${BUILD:-build/reference-$SUITE}
 QVLA=.venv/bin/qvla
-FP=checkpoints/$SUITE-small
-Q4=checkpoints/$SUITE-small-qvla-w4
+FP=${FP:-checkpoints/$SUITE-small}
+Q4=${Q4:-checkpoints/$SUITE-small-qvla-w4}
 mkdir -p "$BUILD" checkpoints
 # Expert demonstrations with action noise, recorded into $1.tmp (first a copy of the folder $2
 # unless it is empty) and renamed to $1 when complete; skipped when $1 exists.
@@ -63,8 +70,9 @@ clone() {
   $QVLA train --dataset "$data" --config small --out "$out" "$@" --batch-size 32 \
     --val-every 500 --crop-scale 1.0 --jitter 0.1 --loss mse --aux-weight "$AUX"
 }
-# The FP policy: demonstrations, training, fine-tuning and export, skipped when it exists.
-train_fp() {
+# The single-camera policy: demonstrations, training and fine-tuning, exported in bf16 to
+# $BUILD/single-bf16 (skipped when it exists).
+train_single() {
   demos "$BUILD/demos" "" "$EPISODES" 0
   clone "$BUILD/train" "$BUILD/demos" --steps "$STEPS" --lr 3e-4 --seed 0 --pos-init sincos
   TRAINED=$BUILD/train
@@ -90,6 +98,29 @@ train_fp() {
     clone "$BUILD/finetune2$tag$model" "$BUILD/demos-more$tag" --init "$BUILD/finetune-bf16" \
       --steps "$FT2_STEPS" --lr 1.5e-4 --seed 2 $wide
     TRAINED=$BUILD/finetune2$tag$model
+  fi
+  $QVLA export "$TRAINED" --dtype bf16 --out "$BUILD/single-bf16"
+}
+# The FP policy: the single-camera model, then (CAMERAS) the camera stage, exported to $FP.
+train_fp() {
+  if [ -n "${SINGLE:-}" ] && [ ! -f "$BUILD/single-bf16/model.safetensors" ]; then
+    cp -rL "$SINGLE" "$BUILD/single-bf16"
+  fi
+  [ -f "$BUILD/single-bf16/model.safetensors" ] || train_single
+  TRAINED=$BUILD/single-bf16
+  if [ -n "$CAMERAS" ]; then
+    local data
+    if [ "$SUITE" = tabletop ]; then
+      demos "$BUILD/demos" "" "$EPISODES" 0
+      demos "$BUILD/demos-all" "$BUILD/demos" "$MORE" "$EPISODES"
+      data=$BUILD/demos-all
+    else
+      data=$BUILD/demos-more$([ "$GOAL" = 1 ] && echo -goal)
+      demos "$data" "" "$MORE2" $((EPISODES + MORE))
+    fi
+    clone "$BUILD/cameras" "$data" --init "$BUILD/single-bf16" --cameras "$CAMERAS" \
+      --steps "$CAM_STEPS" --lr 1.5e-4 --seed 5
+    TRAINED=$BUILD/cameras
   fi
   $QVLA export "$TRAINED" --dtype bf16 --out "$FP" --overwrite
 }

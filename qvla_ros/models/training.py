@@ -32,6 +32,7 @@ from qvla_ros.models import aux_targets
 from qvla_ros.models.image_store import EpisodeImages
 from qvla_ros.models.normalization import ActionNormalizer
 from qvla_ros.models.reference import build_reference, RefConfig, sincos_2d, tokenize
+from qvla_ros.models.warm_start import add_cameras, warm_start, WIDEN_INITS, widen_proprio
 from qvla_ros.storage.atomic import write_folder, write_json
 from qvla_ros.storage.errors import read_json_object, read_safetensors
 
@@ -45,7 +46,6 @@ POS_INITS = ('random', 'sincos')
 # How a warm start's added proprio inputs are initialised: 'zero' keeps the policy's outputs
 # unchanged at step 0; 'matched' draws them at the scale of the old inputs' weights, so the
 # new values reach the backbone as strongly as the old ones from the first step.
-WIDEN_INITS = ('zero', 'matched')
 
 
 @dataclass(frozen=True)
@@ -257,13 +257,15 @@ def train(root: Path, config: RefConfig, out: Path, cfg: TrainConfig,
     from qvla_ros.models.checkpoint import save_policy
     root, out = Path(root), Path(out)
     train_eps, val_eps = _split(root, cfg.val_fraction)
-    init = _warm_start(cfg.init, config) if cfg.init else None
+    init = warm_start(cfg.init, config) if cfg.init else None
     normalizer = (init.normalizer if init is not None
                   else _fit_normalizer(root, train_eps, config.action_dim))
     data = ChunkDataset(root, config, train_eps, normalizer, aux=cfg.aux_weight > 0)
     val = ChunkDataset(root, config, val_eps, normalizer) if val_eps else None
     if init is not None:  # keep its normalization: its head was fitted in those units
-        model = widen_proprio(init, config, data.proprio, cfg.widen_init, cfg.seed).train()
+        model = widen_proprio(init, replace(config, cameras=init.config.cameras), data.proprio,
+                              cfg.widen_init, cfg.seed)
+        model = add_cameras(model, config, cfg.seed).train()
     else:
         model = build_reference(config, cfg.seed, normalizer).train()
         model.proprio_mean.copy_(data.proprio.mean(0))
@@ -327,60 +329,6 @@ def train(root: Path, config: RefConfig, out: Path, cfg: TrainConfig,
                                         'model_config': asdict(config), 'log': log})
     return {'steps': step, 'final_loss': log[-1]['loss'] if log else None,
             'val_loss': next((e['val_loss'] for e in reversed(log) if 'val_loss' in e), None)}
-
-
-def _warm_start(folder: str, config: RefConfig) -> torch.nn.Module:
-    """Load the float qvla-ref checkpoint at ``folder``; its config must equal ``config``."""
-    from qvla_ros.kernels.linear import MixedBitLinear
-    from qvla_ros.models.checkpoint import load_policy
-    from qvla_ros.models.reference import ReferenceVLA
-    if not (Path(folder) / 'model.safetensors').is_file():
-        raise ValueError(f'--init expects a qvla-ref checkpoint folder with model.safetensors, '
-                         f'got {folder!r}')
-    model = load_policy(folder)
-    if not isinstance(model, ReferenceVLA) or any(
-            isinstance(m, MixedBitLinear) for m in model.modules()):
-        raise ValueError(f'--init {folder!r} must be a float qvla-ref checkpoint, got '
-                         f'{type(model).__name__} (quantized checkpoints cannot be trained)')
-    widened = replace(model.config, proprio_dim=config.proprio_dim)
-    if asdict(widened) != asdict(config) or model.config.proprio_dim > config.proprio_dim:
-        raise ValueError(f'--init {folder!r} has config {asdict(model.config)}; training '
-                         f'asked for {asdict(config)} (only proprio_dim may grow)')
-    return model.float()
-
-
-def widen_proprio(model: torch.nn.Module, config: RefConfig, proprio: torch.Tensor,
-                  init: str = 'zero', seed: int = 0) -> torch.nn.Module:
-    """Return ``model`` taking ``config.proprio_dim`` proprio values; itself if unchanged.
-
-    The old inputs keep their weights and standardisation. The new ones get mean/std fitted
-    on ``proprio`` (N, config.proprio_dim), the training samples, and weights in
-    ``proprio_proj`` by ``init``: 'zero' (every output is what it was) or 'matched' (normal,
-    seeded by ``seed``, with the standard deviation of the old inputs' weights).
-    """
-    from qvla_ros.models.reference import ReferenceVLA
-    old = model.config.proprio_dim
-    if old == config.proprio_dim:
-        return model
-    wide = ReferenceVLA(config, model.normalizer)
-    state = model.state_dict()
-    if init not in WIDEN_INITS:
-        raise ValueError(f'init must be one of {WIDEN_INITS}, got {init!r}')
-    if init == 'matched' and old == 0:
-        raise ValueError('matched widening takes its scale from the old proprio inputs; this '
-                         "model has none (use init 'zero')")
-    weight = torch.zeros(config.hidden, config.proprio_dim)  # (D, P_new)
-    weight[:, :old] = state['proprio_proj.weight']
-    if init == 'matched':
-        gen = torch.Generator().manual_seed(seed)
-        scale = weight[:, :old].float().std()
-        weight[:, old:] = torch.randn(config.hidden, config.proprio_dim - old,
-                                      generator=gen) * scale
-    mean, std = proprio.mean(0), proprio.std(0).clamp_min(1e-3)  # (P_new,)
-    mean[:old], std[:old] = state['proprio_mean'], state['proprio_std']
-    state.update({'proprio_proj.weight': weight, 'proprio_mean': mean, 'proprio_std': std})
-    wide.load_state_dict(state)
-    return wide
 
 
 def _aux_loss(head: torch.nn.Module, state: torch.Tensor, values: torch.Tensor,

@@ -138,7 +138,7 @@ def test_warm_start_rejects_what_it_cannot_continue(dataset, tmp_path):
 
 def test_warm_start_widens_the_proprio_without_changing_the_policy(wide_dataset, tmp_path):
     from qvla_ros.models.checkpoint import load_policy
-    from qvla_ros.models.training import widen_proprio
+    from qvla_ros.models.warm_start import widen_proprio
     from qvla_ros.runtime.types import Observation
     cfg = TrainConfig(steps=2, batch_size=4, warmup=1, val_every=100, val_fraction=0.25,
                       bf16=False)
@@ -168,7 +168,7 @@ def test_warm_start_widens_the_proprio_without_changing_the_policy(wide_dataset,
 
 @pytest.mark.filterwarnings('ignore:Initializing zero-element tensors')
 def test_matched_widening_gives_the_new_inputs_weights_at_the_old_inputs_scale():
-    from qvla_ros.models.training import widen_proprio
+    from qvla_ros.models.warm_start import widen_proprio
     base = build_reference(TINY, seed=1)  # reads 4 proprio values
     six = dataclasses.replace(TINY, proprio_dim=6)
     data = torch.randn(50, 6)
@@ -235,3 +235,26 @@ def test_a_non_finite_loss_stops_training_before_it_reaches_the_weights(
     assert not (out / 'config.json').exists()  # no checkpoint of NaN weights
     meta = json.loads((out / 'train_state' / 'meta.json').read_text())
     assert meta['step'] == 2  # the last good state, from which a rerun resumes
+
+
+def test_a_single_camera_model_gains_named_cameras(tmp_path):
+    from qvla_ros.data.rollouts import DatasetInfo, RolloutWriter
+    root = tmp_path / 'two'
+    rng = np.random.default_rng(0)
+    with RolloutWriter(root, DatasetInfo(7, 4, 10.0, ('agentview', 'wrist'))) as w:
+        for e in range(4):
+            w.add_episode({c: rng.integers(0, 255, (5, 32, 32, 3), np.uint8)
+                           for c in ('agentview', 'wrist')},
+                          np.zeros((5, 4), np.float32), rng.normal(0, 0.02, (5, 7)).astype(
+                              np.float32), np.arange(5), 'go left', True, 'sim', 'expert')
+    cfg = TrainConfig(steps=4, batch_size=4, val_fraction=0.0, bf16=False)
+    train(root, TINY, tmp_path / 'one', cfg)  # reads the first camera only
+    two = dataclasses.replace(TINY, cameras=('agentview', 'wrist'))
+    train(root, two, tmp_path / 'both', dataclasses.replace(cfg, init=str(tmp_path / 'one')))
+    from qvla_ros.models.checkpoint import load_policy
+    one, both = load_policy(str(tmp_path / 'one')), load_policy(str(tmp_path / 'both'))
+    assert one.config.cameras == () and both.config.cameras == ('agentview', 'wrist')
+    assert both.camera_embed.shape == (2, TINY.hidden)
+    with pytest.raises(ValueError, match='only proprio_dim may grow'):
+        train(root, dataclasses.replace(TINY, cameras=('wrist',)), tmp_path / 'x',
+              dataclasses.replace(cfg, init=str(tmp_path / 'both')))
