@@ -2,10 +2,13 @@
 """Install qvla_ros as an ament_python package that also installs with pip."""
 
 from glob import glob
+import re
 
 from setuptools import find_packages, setup
 
 PACKAGE = 'qvla_ros'
+# The version lives in qvla_ros/__init__.py alone (test/test_version.py checks package.xml).
+VERSION = re.search(r"__version__ = '([^']+)'", open('qvla_ros/__init__.py').read()).group(1)
 
 CORE = [
     'torch>=2.4',
@@ -43,11 +46,14 @@ TEST = [
     'flake8-import-order>=0.18',
     'flake8-quotes>=3.4',
     'pydocstyle>=6.3',
+    'import-linter>=2.0',
+    'mypy>=1.10',
+    'mkdocs-material>=9.5',
 ]
 
 setup(
     name=PACKAGE,
-    version='0.1.0',
+    version=VERSION,
     packages=find_packages(exclude=['test', 'test.*', 'bench']),
     package_data={'qvla_ros.ros': ['fastdds_loopback_only.xml'],
                   'qvla_ros.kernels': ['cpu_ext.cpp']},

@@ -31,8 +31,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.closed_loop import weights_digest  # noqa: E402
 from bench.common import device_name, git_commit, RESULTS, write_json  # noqa: E402
+from qvla_ros.core.types import Observation  # noqa: E402
 from qvla_ros.data.rollouts import read_info, spread_steps  # noqa: E402
-from qvla_ros.runtime.types import Observation  # noqa: E402
 
 ACTION_SLOTS = [0, 1, 2, 6]  # dx, dy, dz, gripper: the slots both suites act on
 

@@ -18,8 +18,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import (device_name, git_commit, RESULTS, sample_cpu,  # noqa: E402
                           write_json)
+from qvla_ros.core.types import Observation  # noqa: E402
 from qvla_ros.models.reference import build_reference, CONFIGS, ReferenceVLA  # noqa: E402
-from qvla_ros.runtime.types import Observation  # noqa: E402
 
 
 def _latency(model, obs, bf16: bool, reps: int = 20) -> dict:

@@ -67,7 +67,7 @@ def measure(model: str, cameras, size: int, reps: int, compressed: bool) -> dict
     for camera in node._inputs.sync.cameras:
         feed(camera, msg)
     images, _ = node._inputs.sync.assemble()
-    from qvla_ros.runtime.types import Observation
+    from qvla_ros.core.types import Observation
     chunk = node._policy.predict(Observation(images, 'x', np.zeros(8, np.float32)))
     node._policy.predict = lambda obs: chunk  # the model is not what this measures
     image_t, infer_t, control_t = [], [], []

@@ -39,3 +39,28 @@ def test_no_print_outside_cli():
             if line.lstrip().startswith('print('):
                 offenders.append(f'{path.relative_to(ROOT)}:{lineno}')
     assert not offenders, f'print() outside qvla_ros/cli: {offenders}'
+
+
+def _lint_imports(*args):
+    return subprocess.run([str(Path(sys.executable).parent / 'lint-imports'), *args], cwd=ROOT,
+                          capture_output=True, text=True)
+
+
+def test_the_import_contracts_hold():
+    result = _lint_imports()
+    assert result.returncode == 0, f'import contracts broken:\n{result.stdout}{result.stderr}'
+    assert 'Contracts: 3 kept, 0 broken.' in result.stdout
+
+
+def test_the_import_contracts_can_fail(tmp_path):
+    config = tmp_path / 'contracts.ini'  # a contract the code breaks: quant imports kernels
+    config.write_text('[importlinter]\nroot_package = qvla_ros\n\n'
+                      '[importlinter:contract:upside-down]\nname = upside down\ntype = layers\n'
+                      'layers =\n    qvla_ros.kernels\n    qvla_ros.quant\n')
+    result = _lint_imports('--config', str(config))
+    assert result.returncode != 0 and 'BROKEN' in result.stdout
+
+
+def test_mypy_on_the_typed_layers():
+    result = _run('mypy')  # files and settings: setup.cfg [mypy]
+    assert result.returncode == 0, f'mypy found problems:\n{result.stdout}{result.stderr}'

@@ -16,7 +16,7 @@ def _ints(text: str):
 def calibration_batch(policy, dataset, synthetic: int, max_samples: int, stride: int, seed=0):
     """Return a collated calibration batch from a rollout dataset or synthetic observations."""
     from qvla_ros.quant.policy import collate
-    from qvla_ros.runtime.types import Observation
+    from qvla_ros.core.types import Observation
     batches = []
     if dataset:
         from qvla_ros.data.rollouts import read_info, spread_steps
@@ -42,7 +42,7 @@ def cmd_sensitivity(args) -> int:
     from qvla_ros.models.checkpoint import load_policy
     from qvla_ros.quant.artifacts import SensitivityFile
     from qvla_ros.quant.sensitivity import measure, SensitivityConfig
-    from qvla_ros.quant.spec import QuantSpec
+    from qvla_ros.core.spec import QuantSpec
     from qvla_ros.storage.atomic import check_output
     if not args.dataset and not args.synthetic:
         raise ValueError('give --dataset DIR (a qvla-rollouts folder) or --synthetic N')
@@ -75,7 +75,7 @@ def cmd_allocate(args) -> int:
     from qvla_ros.quant.allocation import AllocationConfig, greedy_allocate
     from qvla_ros.quant.artifacts import QuantPlan, SensitivityFile
     from qvla_ros.quant.baselines.layerwise import layerwise_allocate
-    from qvla_ros.quant.spec import QuantSpec
+    from qvla_ros.core.spec import QuantSpec
     from qvla_ros.storage.atomic import check_output
     check_output(args.out, args.overwrite, [args.sensitivity])
     sens = SensitivityFile.load(Path(args.sensitivity))

@@ -13,11 +13,12 @@ go through plain int32 shifts.
 import torch
 import torch.nn.functional as F
 
+from qvla_ros.kernels import cpu_ext
 from qvla_ros.kernels.format import Group, PackedLayout
 from qvla_ros.kernels.packing import unpack_rows
 
 CHUNK_ELEMENTS = 1 << 20  # transient weight per step: 2 MiB in bf16, cache-sized
-_BYTE_MASK = {2: 0x03030303, 4: 0x0F0F0F0F, 8: None}
+_BYTE_MASK = {2: 0x03030303, 4: 0x0F0F0F0F}  # 8-bit codes are the bytes themselves
 
 
 def decode_codes(words: torch.Tensor, bits: int, in_features: int) -> torch.Tensor:
@@ -77,7 +78,7 @@ def cpu_linear(x: torch.Tensor, layout: PackedLayout,
     x2 = x2.to(compute_dtype)  # (M, K)
     fast = ext is not None and compute_dtype in (torch.bfloat16, torch.float32)
     fp32 = compute_dtype == torch.float32
-    if fast and layout.out_features * layout.in_features <= chunk_elements:
+    if fast and ext is not None and layout.out_features * layout.in_features <= chunk_elements:
         # Small layer: decode it whole, in output order (pruned rows zero), then one GEMM.
         w = ext.dequant_dense(layout.counts, layout.perm, layout.weight16, layout.qweight,
                               layout.scales, layout.zeros, layout.out_features,
@@ -88,7 +89,7 @@ def cpu_linear(x: torch.Tensor, layout: PackedLayout,
     for g in layout.groups():
         for start in range(0, g.rows, chunk_rows):
             stop = min(start + chunk_rows, g.rows)
-            if fast and g.bits != 16:
+            if fast and ext is not None and g.bits != 16:
                 w0 = g.word_start + start * g.words_per_row
                 words = layout.qweight[w0:w0 + (stop - start) * g.words_per_row]
                 rows = slice(g.qrow_start + start, g.qrow_start + stop)
@@ -110,5 +111,4 @@ def _finish(y: torch.Tensor, x: torch.Tensor, layout: PackedLayout, lead) -> tor
 
 
 def _extension():
-    from qvla_ros.kernels import cpu_ext
     return cpu_ext.load()

@@ -8,9 +8,9 @@ to the pure-torch CPU path; :func:`status` says why.
 
 import functools
 from pathlib import Path
-from typing import Optional
+from typing import Dict, Optional
 
-_STATUS = {'error': None}
+_STATUS: Dict[str, Optional[str]] = {'error': None}
 
 
 @functools.lru_cache(maxsize=1)

@@ -20,16 +20,31 @@ Layout (all rows of a layer, ``out_features`` N, ``in_features`` K):
 
 from dataclasses import dataclass
 import functools
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Tuple
 
 import torch
 
+from qvla_ros.core.primitives import quantize_rows
+from qvla_ros.core.spec import check_bits, QuantSpec
 from qvla_ros.kernels.packing import pack_rows, unpack_rows, words_per_row
-from qvla_ros.quant.primitives import quantize_rows
-from qvla_ros.quant.spec import check_bits, QuantSpec
 
 GROUP_BITS = (16, 8, 4, 3, 2)
 STATE_KEYS = ('counts', 'perm', 'weight16', 'qweight', 'scales', 'zeros')
+
+
+def row_bytes(bits: int, in_features: int, group_size: Optional[int] = None) -> int:
+    """Return the bytes one row of ``bits`` costs in this layout (the allocator's unit).
+
+    16-bit: the dense fp16 row; quantized: its packed int32 words plus an fp16 scale and zero
+    per group; every kept row also has its int32 index in ``perm``; a pruned row costs
+    nothing. A layer adds its ``counts`` (20 bytes) and its bias.
+    """
+    if bits == 0:
+        return 0
+    if bits == 16:
+        return 2 * in_features + 4
+    groups = in_features // (group_size or in_features)
+    return 4 * words_per_row(in_features, bits) + 4 * groups + 4
 
 
 @dataclass(frozen=True)
@@ -58,10 +73,10 @@ class PackedLayout:
     scales: torch.Tensor
     zeros: torch.Tensor
     bias: Optional[torch.Tensor] = None
-    host_counts: Optional[tuple] = None  # counts as Python ints: no device sync per call
+    host_counts: Tuple[int, ...] = ()  # counts as Python ints: no device sync per call
 
     def __post_init__(self):
-        if self.host_counts is None:
+        if not self.host_counts:
             self.host_counts = tuple(int(c) for c in self.counts.cpu().tolist())
 
     @classmethod
@@ -216,8 +231,10 @@ class PackedLayout:
         if missing:
             raise ValueError(f'packed layer state is missing {missing}; expected keys '
                              f'{list(STATE_KEYS)} (+ optional bias)')
-        layout = cls(in_features, out_features, group_size,
-                     bias=tensors.get('bias'), **{k: tensors[k] for k in STATE_KEYS})
+        layout = cls(in_features, out_features, group_size, counts=tensors['counts'],
+                     perm=tensors['perm'], weight16=tensors['weight16'],
+                     qweight=tensors['qweight'], scales=tensors['scales'],
+                     zeros=tensors['zeros'], bias=tensors.get('bias'))
         layout.validate()
         return layout
 

@@ -14,10 +14,11 @@ from safetensors.torch import load_file, save_file
 import torch
 from torch import nn
 
+from qvla_ros.core.spec import QuantSpec
+from qvla_ros.kernels import cpu_ext
 from qvla_ros.kernels.cpu import cpu_linear
 from qvla_ros.kernels.dispatch import Backend, choose_backend
 from qvla_ros.kernels.format import PackedLayout, reference_linear, STATE_KEYS
-from qvla_ros.quant.spec import QuantSpec
 
 FORMAT = 'qvla-mixedbit-linear'
 VERSION = 1
@@ -140,7 +141,6 @@ def warm_up(module: nn.Module) -> str:
     for layer in module.modules():
         if (isinstance(layer, MixedBitLinear)
                 and choose_backend(layer.perm.device.type, layer.backend) is Backend.CPU):
-            from qvla_ros.kernels import cpu_ext
             cpu_ext.load()
             return f'cpu extension: {cpu_ext.status()}'
     return 'nothing to build'

@@ -58,7 +58,7 @@ def choose(x: torch.Tensor, layout: PackedLayout) -> str:
         else:
             times = {p: triton.testing.do_bench(lambda p=p: PATHS[p](x, layout),
                                                 warmup=5, rep=20) for p in paths}
-            _CHOICES[key] = min(times, key=times.get)
+            _CHOICES[key] = min(times, key=lambda p: times[p])
     return _CHOICES[key]
 
 

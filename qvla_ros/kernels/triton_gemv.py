@@ -210,8 +210,8 @@ def mixed_gemv(x: torch.Tensor, layout: PackedLayout, block=None) -> torch.Tenso
         block = (8, 64)
     if block is not None:
         bn, bk = block
-        grid = (sum(triton.cdiv(c, bn) for c in counts),)
-        _gemv_kernel[grid](*args, **flags, BLOCK_N=bn, BLOCK_K=bk)
+        _gemv_kernel[(sum(triton.cdiv(c, bn) for c in counts),)](*args, **flags, BLOCK_N=bn,
+                                                                 BLOCK_K=bk)
     else:
         def grid(meta):
             return (sum(triton.cdiv(c, meta['BLOCK_N']) for c in counts),)

@@ -216,8 +216,8 @@ def mixed_linear(x: torch.Tensor, layout: PackedLayout, block=None) -> torch.Ten
         block = (1 if m == 1 else 16, 32, 32)
     if block is not None:
         bm, bn, bk = block
-        grid = (sum(triton.cdiv(c, bn) for c in counts), triton.cdiv(m, bm))
-        _mixed_kernel[grid](*args, **flags, BLOCK_M=bm, BLOCK_N=bn, BLOCK_K=bk)
+        fixed = (sum(triton.cdiv(c, bn) for c in counts), triton.cdiv(m, bm))
+        _mixed_kernel[fixed](*args, **flags, BLOCK_M=bm, BLOCK_N=bn, BLOCK_K=bk)
     else:
         def grid(meta):
             return (sum(triton.cdiv(c, meta['BLOCK_N']) for c in counts),

@@ -20,15 +20,19 @@ from safetensors.torch import save_file
 import torch
 from torch import nn
 
+from qvla_ros.core.spec import QuantSpec
 from qvla_ros.kernels.format import PackedLayout
 from qvla_ros.kernels.linear import MixedBitLinear
 from qvla_ros.models.normalization import ActionNormalizer, BoundsNormalizer
+from qvla_ros.models.openvla import OpenVLAConfig, OpenVLAPolicy
+from qvla_ros.models.openvla_config import UpstreamOptions
+from qvla_ros.models.openvla_loader import is_upstream_folder, load_openvla
 from qvla_ros.models.reference import build_reference, CONFIGS, RefConfig, ReferenceVLA
 from qvla_ros.models.toy import build_toy_policy, ToyConfig, ToyPolicy
+from qvla_ros.models.upstream_vision import BackboneSpec
 from qvla_ros.quant.activation import ActSpec
 from qvla_ros.quant.apply import QuantizedLinear
 from qvla_ros.quant.artifacts import QuantPlan
-from qvla_ros.quant.spec import QuantSpec
 from qvla_ros.storage.atomic import recover_folder, sibling, write_folder
 from qvla_ros.storage.errors import ArtifactError, read_json_object, read_safetensors
 from qvla_ros.storage.fields import build
@@ -46,7 +50,6 @@ UNNORM_KEY = 'default'
 
 
 def _model_name(policy: nn.Module) -> str:
-    from qvla_ros.models.openvla import OpenVLAPolicy
     if isinstance(policy, ReferenceVLA):
         return 'qvla-ref'
     if isinstance(policy, ToyPolicy):
@@ -105,8 +108,6 @@ def _build(name: str, config: dict, folder: Path) -> nn.Module:
     normalizer, prop = _normalizers(folder, name, config if isinstance(config, dict) else {})
     if name == 'openvla':
         from transformers import AutoTokenizer
-        from qvla_ros.models.openvla import OpenVLAConfig, OpenVLAPolicy
-        from qvla_ros.models.upstream_vision import BackboneSpec
         backbones = config.get('backbones') if isinstance(config, dict) else None
         if not isinstance(backbones, list):
             raise CheckpointError(f"{where}: config field 'backbones' must be a list")
@@ -261,13 +262,11 @@ def load_policy(spec: str, upstream=None) -> nn.Module:
     if model is not None:
         return model
     folder = Path(spec)
-    from qvla_ros.models.openvla_loader import is_upstream_folder, load_openvla
     if not folder.exists() and sibling(folder, 'old').exists():
         with exclusive_lock(sibling(folder, 'lock'), f'recovering {folder}'):
             recover_folder(folder)  # a write of this folder was killed mid-swap
     try:
         if is_upstream_folder(folder):
-            from qvla_ros.models.openvla_config import UpstreamOptions
             if not isinstance(upstream, UpstreamOptions):
                 upstream = UpstreamOptions.parse(upstream or '')
             return load_openvla(folder, upstream)

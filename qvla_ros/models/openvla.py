@@ -36,12 +36,12 @@ import torch
 from torch import nn
 import torch.nn.functional as F
 
+from qvla_ros.core.types import ActionChunk, Observation
 from qvla_ros.models.inputs import dimension_names
 from qvla_ros.models.normalization import BoundsNormalizer, NORMALIZATION_TYPES
 from qvla_ros.models.openvla_config import ATTENTION
 from qvla_ros.models.openvla_inputs import camera_pixels
 from qvla_ros.models.upstream_vision import BackboneSpec, build_backbone, FiLM, patch_features
-from qvla_ros.runtime.types import ActionChunk, Observation
 
 PROMPT = 'In: What action should the robot take to {}?\nOut:'
 EMPTY_TOKEN, STOP_TOKEN, PLACEHOLDER_TOKEN = 29871, 2, 1

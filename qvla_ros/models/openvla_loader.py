@@ -23,6 +23,7 @@ from qvla_ros.models.normalization import BoundsNormalizer
 from qvla_ros.models.openvla import OpenVLAConfig, OpenVLAPolicy
 from qvla_ros.models.openvla_config import filled_config, UpstreamOptions
 from qvla_ros.models.upstream_vision import map_state, spec_from_state
+from qvla_ros.storage.atomic import check_output, fill_folder
 from qvla_ros.storage.errors import ArtifactError, read_json_object
 from qvla_ros.storage.errors import read_safetensors as read_tensor_file
 
@@ -300,7 +301,6 @@ def convert_upstream(src: Path, out: Path, overwrite: bool = False) -> list:
     import os
     import shutil
     from safetensors.torch import save_file
-    from qvla_ros.storage.atomic import check_output, fill_folder
     src, out = Path(src), Path(out)
     if not is_upstream_folder(src):
         raise ValueError(f'{src}: expected an upstream OpenVLA / OFT folder (config.json with '

@@ -23,9 +23,9 @@ import numpy as np
 import torch
 from torch import nn
 
+from qvla_ros.core.types import ActionChunk, Observation
 from qvla_ros.models.inputs import dimension_names, image_tensor, images_tensor, proprio_tensor
 from qvla_ros.models.normalization import ActionNormalizer
-from qvla_ros.runtime.types import ActionChunk, Observation
 
 
 @dataclass(frozen=True)

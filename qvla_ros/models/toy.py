@@ -16,8 +16,8 @@ import torch
 from torch import nn
 import torch.nn.functional as F
 
+from qvla_ros.core.types import ActionChunk, Observation
 from qvla_ros.models.inputs import dimension_names, image_tensor, proprio_tensor
-from qvla_ros.runtime.types import ActionChunk, Observation
 
 
 @dataclass(frozen=True)

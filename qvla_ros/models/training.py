@@ -29,6 +29,7 @@ from tqdm.auto import tqdm
 
 from qvla_ros.data.rollouts import episodes, read_episode, read_info
 from qvla_ros.models import aux_targets
+from qvla_ros.models.checkpoint import save_policy
 from qvla_ros.models.image_store import EpisodeImages
 from qvla_ros.models.normalization import ActionNormalizer
 from qvla_ros.models.reference import build_reference, RefConfig, sincos_2d, tokenize
@@ -254,7 +255,6 @@ def _load_state(out: Path, modules: Dict[str, torch.nn.Module], opt):
 def train(root: Path, config: RefConfig, out: Path, cfg: TrainConfig,
           progress: bool = False) -> Dict:
     """Train qvla-ref on the dataset at ``root``; write the checkpoint to ``out``."""
-    from qvla_ros.models.checkpoint import save_policy
     root, out = Path(root), Path(out)
     train_eps, val_eps = _split(root, cfg.val_fraction)
     init = warm_start(cfg.init, config) if cfg.init else None

@@ -12,16 +12,16 @@ from pathlib import Path
 
 import torch
 
+from qvla_ros.kernels.linear import MixedBitLinear
+from qvla_ros.models.checkpoint import load_policy
 from qvla_ros.models.reference import RefConfig
+from qvla_ros.models.reference import ReferenceVLA
 
 WIDEN_INITS = ('zero', 'matched')
 
 
 def warm_start(folder: str, config: RefConfig) -> torch.nn.Module:
     """Load the float qvla-ref checkpoint at ``folder``; its config must equal ``config``."""
-    from qvla_ros.kernels.linear import MixedBitLinear
-    from qvla_ros.models.checkpoint import load_policy
-    from qvla_ros.models.reference import ReferenceVLA
     if not (Path(folder) / 'model.safetensors').is_file():
         raise ValueError(f'--init expects a qvla-ref checkpoint folder with model.safetensors, '
                          f'got {folder!r}')
@@ -45,7 +45,6 @@ def add_cameras(model: torch.nn.Module, config: RefConfig, seed: int = 0) -> tor
     A single-camera model gains named cameras: its weights are kept (the one vision tower
     serves every camera) and each camera gets a fresh embedding, seeded by ``seed``.
     """
-    from qvla_ros.models.reference import ReferenceVLA
     if model.config.cameras == config.cameras:
         return model
     with torch.random.fork_rng():
@@ -66,7 +65,6 @@ def widen_proprio(model: torch.nn.Module, config: RefConfig, proprio: torch.Tens
     ``proprio_proj`` by ``init``: 'zero' (every output is what it was) or 'matched' (normal,
     seeded by ``seed``, with the standard deviation of the old inputs' weights).
     """
-    from qvla_ros.models.reference import ReferenceVLA
     old = model.config.proprio_dim
     if old == config.proprio_dim:
         return model

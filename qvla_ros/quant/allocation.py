@@ -22,8 +22,8 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import numpy as np
 import torch
 
-from qvla_ros.kernels.packing import words_per_row
-from qvla_ros.quant.spec import check_bits
+from qvla_ros.core.spec import check_bits
+from qvla_ros.kernels.format import row_bytes
 
 
 @dataclass(frozen=True)
@@ -71,15 +71,10 @@ class Allocation:
 
 
 def row_cost(bits: int, in_features: int, budget: str, group_size: Optional[int]) -> float:
-    """Return the budget cost of one row: bits x K, or real packed bytes incl. overhead."""
+    """Return the budget cost of one row: bits x K, or its real packed bytes."""
     if budget == 'params':
         return float(bits * in_features)
-    if bits == 0:
-        return 0.0
-    if bits == 16:
-        return 2.0 * in_features + 4  # fp16 row + its int32 index in perm
-    groups = in_features // (group_size or in_features)
-    return 4.0 * words_per_row(in_features, bits) + 4.0 * groups + 4  # words, scale+zero, idx
+    return float(row_bytes(bits, in_features, group_size))
 
 
 def _tables(scores, sens_bits, in_features, cfg, multiplicity=None):

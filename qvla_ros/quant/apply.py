@@ -11,19 +11,19 @@ An input scale s (SmoothQuant/AWQ) and activation fake quantization (A8) wrap th
 :class:`QuantizedLinear` that computes inner(Q_a(x / s)); s is stored (fp16) and counted.
 """
 
-from typing import Dict, Mapping, Optional
+from typing import cast, Dict, Mapping, Optional
 
 import torch
 from torch import nn
 
+from qvla_ros.core.layer_quant import LayerQuant
+from qvla_ros.core.primitives import fake_quant_rows
+from qvla_ros.core.spec import QuantSpec
 from qvla_ros.kernels.format import PackedLayout
 from qvla_ros.kernels.linear import MixedBitLinear
 from qvla_ros.quant.activation import ActSpec, fake_quant_tokens
 from qvla_ros.quant.artifacts import QuantPlan
-from qvla_ros.quant.baselines import LayerQuant
-from qvla_ros.quant.primitives import fake_quant_rows
 from qvla_ros.quant.rounding import check_rounding, layer_quant
-from qvla_ros.quant.spec import QuantSpec
 
 MODES = ('fake', 'packed')
 
@@ -40,8 +40,9 @@ class QuantizedLinear(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Return the quantized layer's output for x (..., K)."""
-        if self.inv_scale is not None:
-            x = x * self.inv_scale.to(x.dtype)
+        inv = cast(Optional[torch.Tensor], self.inv_scale)  # a buffer, or None
+        if inv is not None:
+            x = x * inv.to(x.dtype)
         if self.act is not None:
             x = fake_quant_tokens(x, self.act)
         return self.inner(x)
@@ -101,13 +102,15 @@ def build_layer(linear: nn.Linear, lq: LayerQuant, spec: QuantSpec, mode: str,
     weight = (lq.weight if lq.weight is not None else linear.weight).detach()
     if lq.input_scale is not None:
         weight = weight * lq.input_scale.to(weight)  # W diag(s)
+    inner: nn.Module
     if mode == 'fake':
-        inner = nn.Linear(linear.in_features, linear.out_features, linear.bias is not None)
-        inner = inner.to(device=weight.device, dtype=linear.weight.dtype)
+        dense = nn.Linear(linear.in_features, linear.out_features, linear.bias is not None)
+        dense = dense.to(device=weight.device, dtype=linear.weight.dtype)
         with torch.no_grad():
-            inner.weight.copy_(fake_quant_rows(weight, lq.bits.long(), spec, lq.qparams))
+            dense.weight.copy_(fake_quant_rows(weight, lq.bits.long(), spec, lq.qparams))
             if linear.bias is not None:
-                inner.bias.copy_(linear.bias)
+                dense.bias.copy_(linear.bias)
+        inner = dense
     else:
         layout = PackedLayout.from_float(weight, lq.bits, spec, linear.bias, dense_dtype,
                                          qparams=lq.qparams)
@@ -140,7 +143,8 @@ def layer_bytes(module: nn.Module) -> int:
         if isinstance(mod, MixedBitLinear):
             total += mod.packed_bytes()
         elif isinstance(mod, QuantizedLinear) and mod.inv_scale is not None:
-            total += mod.inv_scale.numel() * mod.inv_scale.element_size()
+            inv = cast(torch.Tensor, mod.inv_scale)
+            total += inv.numel() * inv.element_size()
         elif isinstance(mod, nn.Linear):
             total += sum(p.numel() * 2 for p in mod.parameters())  # counted as fp16
     return total

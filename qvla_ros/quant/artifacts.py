@@ -14,7 +14,7 @@ from typing import Dict, Optional, Tuple
 from safetensors.torch import save_file
 import torch
 
-from qvla_ros.quant.spec import check_bits, QuantSpec
+from qvla_ros.core.spec import check_bits, QuantSpec
 from qvla_ros.storage.atomic import write_file, write_text
 from qvla_ros.storage.errors import (ArtifactError, read_json_object, read_safetensors,
                                      split_metadata)

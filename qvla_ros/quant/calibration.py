@@ -123,7 +123,9 @@ def collect_inputs(policy: QuantPolicy, batch: Batch, max_rows: int = 2048,
         if name not in stats:
             raise ValueError(f'layer {name} was never called by action_tensor')
         absmax, xtx, count = stats.pop(name)
-        out[name] = LayerInputs(samplers[name].rows, absmax.float(), xtx, count)
+        rows = samplers[name].rows
+        assert rows is not None  # set by every call, and the layer was called
+        out[name] = LayerInputs(rows, absmax.float(), xtx, count)
     return out
 
 

@@ -20,19 +20,28 @@ included), so their bytes match a uniform method's at the same nominal width.
 
 from dataclasses import dataclass, field
 import time
-from typing import Dict, Optional, Tuple
+from typing import cast, Dict, Optional, Tuple
 
 import torch
+from torch import nn
 
+from qvla_ros.core.layer_quant import LayerQuant
+from qvla_ros.core.spec import QuantSpec
 from qvla_ros.quant.activation import ActSpec
 from qvla_ros.quant.allocation import AllocationConfig, greedy_allocate
+from qvla_ros.quant.allocation import row_cost
 from qvla_ros.quant.apply import layer_bytes, quantize_
 from qvla_ros.quant.artifacts import QuantPlan
-from qvla_ros.quant.baselines import LayerQuant
+from qvla_ros.quant.baselines.awq import awq_layer
+from qvla_ros.quant.baselines.gptq import gptq_layer
+from qvla_ros.quant.baselines.layerwise import layerwise_allocate
+from qvla_ros.quant.baselines.release import release_allocate, release_proxy
+from qvla_ros.quant.baselines.rtn import rtn
+from qvla_ros.quant.baselines.smoothquant import smoothquant_layer
 from qvla_ros.quant.calibration import LayerHessians, StreamedInputs
 from qvla_ros.quant.policy import Batch, QuantPolicy
 from qvla_ros.quant.rounding import layer_quant
-from qvla_ros.quant.spec import QuantSpec
+from qvla_ros.quant.sensitivity import measure, Method, SensitivityConfig
 
 METHODS = ('qvla', 'qvla-gptq', 'qvla-exact', 'qvla-release', 'layerwise', 'rtn',
            'smoothquant', 'awq', 'gptq')
@@ -107,10 +116,10 @@ def _sensitivity(policy, calib: Calibration, kind: str, cfg: MethodConfig):
     if cfg.rounding != 'rtn':
         key += f'@{cfg.rounding}'
     if key not in calib.scores:
-        from qvla_ros.quant.sensitivity import measure, SensitivityConfig
         hessians = _hessians(policy, calib, cfg)
         t0 = time.perf_counter()
-        scfg = SensitivityConfig(bits=SENS_BITS, method=kind, projections=cfg.projections,
+        scfg = SensitivityConfig(bits=SENS_BITS, method=Method(kind),
+                                 projections=cfg.projections,
                                  refine_fraction=cfg.refine_fraction, spec=cfg.spec,
                                  rounding=cfg.rounding)
         calib.scores[key] = measure(policy, calib.batch, scfg, hessians)[0]
@@ -137,20 +146,16 @@ def _hessians(policy, calib: Calibration, cfg: MethodConfig):
 def _uniform_results(policy, layers, calib, cfg: MethodConfig) -> Dict[str, LayerQuant]:
     bits = uniform_bits(cfg.target_bits)
     if cfg.method == 'rtn':
-        from qvla_ros.quant.baselines.rtn import rtn
         return rtn(layers, bits)
     stats = _inputs(policy, calib)
     out = {}
     for name, lin in layers.items():
         s = stats[name]
         if cfg.method == 'smoothquant':
-            from qvla_ros.quant.baselines.smoothquant import smoothquant_layer
             out[name] = smoothquant_layer(lin.weight, s.absmax, bits)
         elif cfg.method == 'awq':
-            from qvla_ros.quant.baselines.awq import awq_layer
             out[name] = awq_layer(lin.weight, s.sample, bits, cfg.spec)
         else:
-            from qvla_ros.quant.baselines.gptq import gptq_layer
             rows = torch.full((lin.out_features,), bits, dtype=torch.uint8)
             out[name] = gptq_layer(lin.weight, s.hessian(), rows, cfg.spec, act_order=True)
     return out
@@ -162,7 +167,6 @@ def equal_bytes_target(layers, cfg: MethodConfig) -> float:
     A uniform width t costs every row t K / 8 bytes plus its scale, zero and index; a mixed
     plan gets the same total, so pruned rows hand their overhead back as payload bits.
     """
-    from qvla_ros.quant.allocation import row_cost
     params = sum(m.weight.numel() for m in layers.values())
     overhead = sum(m.out_features * (row_cost(2, m.in_features, 'bytes', cfg.spec.group_size)
                                      - 2 * m.in_features / 8) for m in layers.values())
@@ -176,14 +180,12 @@ def _mixed_bits(policy, layers, calib, cfg: MethodConfig) -> Dict[str, torch.Ten
                             max_prune_fraction=cfg.max_prune_fraction,
                             group_size=cfg.spec.group_size)
     if cfg.method == 'qvla-release':
-        from qvla_ros.quant.baselines.release import release_allocate, release_proxy
         stats = _inputs(policy, calib)
         proxy = {k: release_proxy(m.weight, stats[k].hessian(), SENS_BITS)
                  for k, m in layers.items()}
         return release_allocate(proxy, SENS_BITS, cfg.target_bits, cfg.candidates)
     scores = _sensitivity(policy, calib, SENSITIVITY_METHODS[cfg.method], cfg)
     if cfg.method == 'layerwise':
-        from qvla_ros.quant.baselines.layerwise import layerwise_allocate
         return layerwise_allocate(scores, SENS_BITS, in_features, acfg).bits
     return greedy_allocate(scores, SENS_BITS, in_features, acfg).bits
 
@@ -224,5 +226,5 @@ def apply_method(policy: QuantPolicy, calib: Calibration, cfg: MethodConfig):
     """Quantize ``policy`` in place (packed) with ``cfg``; return (plan, act spec, bytes)."""
     layers = policy.quantizable_layers()
     results, plan, act = plan_method(policy, calib, cfg)
-    quantize_(policy, layers, results, plan.spec, mode='packed', act=act)
+    quantize_(cast(nn.Module, policy), layers, results, plan.spec, mode='packed', act=act)
     return plan, act, plan_bytes(policy, plan)

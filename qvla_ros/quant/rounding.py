@@ -19,10 +19,10 @@ from typing import Optional
 
 import torch
 
-from qvla_ros.quant.baselines import LayerQuant
+from qvla_ros.core.layer_quant import LayerQuant
+from qvla_ros.core.primitives import fake_quant_rows
+from qvla_ros.core.spec import check_bits, QuantSpec
 from qvla_ros.quant.baselines.gptq import gptq, gptq_layer
-from qvla_ros.quant.primitives import fake_quant_rows
-from qvla_ros.quant.spec import check_bits, QuantSpec
 
 ROUNDINGS = ('rtn', 'gptq')
 
@@ -53,6 +53,7 @@ def rounded_delta(weight: torch.Tensor, bits: int, spec: QuantSpec = QuantSpec()
     if rounding == 'rtn' or bits in (0, 16):
         return fake_quant_rows(weight, full, spec) - weight.detach()
     _need_hessian(rounding, hessian, weight.shape[1])
+    assert hessian is not None  # _need_hessian raised otherwise
     q = gptq(weight, hessian, full, spec, act_order=True)[0]
     return (q - weight.detach().to(q.dtype)).to(weight.dtype)
 
@@ -64,4 +65,5 @@ def layer_quant(weight: torch.Tensor, bits: torch.Tensor, spec: QuantSpec = Quan
     if check_rounding(rounding) == 'rtn':
         return LayerQuant(bits)
     _need_hessian(rounding, hessian, weight.shape[1])
+    assert hessian is not None  # _need_hessian raised otherwise
     return gptq_layer(weight, hessian, bits, spec, act_order=True)

@@ -25,10 +25,11 @@ from typing import Dict, Iterable, List, Mapping, Optional, Tuple
 import torch
 from tqdm.auto import tqdm
 
+from qvla_ros.core.spec import check_bits, QuantSpec
+from qvla_ros.quant.calibration import byte_groups, collect_hessians
 from qvla_ros.quant.policy import (Batch, batch_size, capture_io, hooked, QuantPolicy,
                                    repeat_batch, split_batch)
 from qvla_ros.quant.rounding import check_rounding, rounded_delta
-from qvla_ros.quant.spec import check_bits, QuantSpec
 
 Hessians = Optional[Mapping[str, torch.Tensor]]  # {layer: (K, K)}, for gptq rounding
 
@@ -97,7 +98,6 @@ def _layer_hessians(policy: QuantPolicy, batch: Batch, cfg: SensitivityConfig,
     """Return the layer input Hessians gptq rounding needs (collected if not given)."""
     if cfg.rounding != 'gptq' or hessians is not None:
         return hessians
-    from qvla_ros.quant.calibration import collect_hessians
     return collect_hessians(policy, batch)
 
 
@@ -131,7 +131,7 @@ def _exact_rows(policy: QuantPolicy, layer, x, batch: Batch, a_fp: torch.Tensor,
 
 
 def run_shard(policy: QuantPolicy, batch: Batch, shard: Shard, cfg: SensitivityConfig,
-              rows: torch.Tensor = None, hessian: Optional[torch.Tensor] = None
+              rows: Optional[torch.Tensor] = None, hessian: Optional[torch.Tensor] = None
               ) -> torch.Tensor:
     """Return exact s for the shard's rows (stop - start,), or for ``rows`` if given.
 
@@ -191,7 +191,6 @@ def proxy_sensitivity(policy: QuantPolicy, batch: Batch, cfg: SensitivityConfig,
     and ``projections`` backwards per group and calibration part). Every group sees the same
     projections v, so the scores do not depend on the grouping.
     """
-    from qvla_ros.quant.calibration import byte_groups
     layers = policy.quantizable_layers()
     hessians = _layer_hessians(policy, batch, cfg, hessians) or {}
     sizes = {k: len(cfg.bits) * m.weight.numel() * m.weight.element_size()

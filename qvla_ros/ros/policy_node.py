@@ -34,13 +34,16 @@ from sensor_msgs.msg import JointState
 from std_msgs.msg import Float64, String
 from std_srvs.srv import SetBool
 
+from qvla_ros.core.types import ActionChunk, Observation
 from qvla_ros.data.images import ConversionError, validate_instruction
+from qvla_ros.kernels.linear import warm_up
+from qvla_ros.models.checkpoint import load_policy, plan_id_of
 from qvla_ros.ros import qos
 from qvla_ros.ros.camera_inputs import CameraInputs, resolve_cameras
+from qvla_ros.ros.env import share_directory
 from qvla_ros.ros.node_main import run_node
 from qvla_ros.ros.policy_params import declare, read_config
 from qvla_ros.runtime.chunking import ActionSchedule, checkpoint_schedule
-from qvla_ros.runtime.types import ActionChunk, Observation
 
 STATE_NAMES = {PolicyStatus.UNCONFIGURED: 'UNCONFIGURED', PolicyStatus.INACTIVE: 'INACTIVE',
                PolicyStatus.DRY_RUN: 'DRY_RUN', PolicyStatus.ACTIVE: 'ACTIVE',
@@ -53,8 +56,6 @@ def load_for_node(model: str, seed: int, upstream: str = ''):
     ``upstream``: options for an upstream OpenVLA / OFT folder (see UpstreamOptions).
     """
     from pathlib import Path
-    from qvla_ros.models.checkpoint import load_policy, plan_id_of
-    from qvla_ros.ros.env import share_directory
     if model == 'toy':
         return load_policy(f'toy:{seed}'), f'toy:{seed}', ''
     path = Path(model)
@@ -105,7 +106,6 @@ class PolicyNode(LifecycleNode):
                                            c.execute_steps or None, c.aggregator, c.decay)
             self.config.check_model(meta, schedule)
             cameras, unnamed = resolve_cameras(self.config.cameras, meta)
-            from qvla_ros.kernels.linear import warm_up
             self.get_logger().info(f'packed kernels: {warm_up(policy)}')
         except Exception as err:  # noqa: B902 - configure reports every failure, never dies
             self._last_error = f'configure failed: {err}'

@@ -26,6 +26,7 @@ from std_srvs.srv import Trigger
 from qvla_ros.data.images import rgb_to_image_fields
 from qvla_ros.ros import qos
 from qvla_ros.ros.node_main import run_node
+from qvla_ros.sim.suites import make_env
 
 PROPRIO_NAMES = {'tabletop': ('x', 'y', 'z', 'gripper_closed'),
                  'metaworld': ('x', 'y', 'z', 'gripper', 'goal_x', 'goal_y', 'goal_z')}
@@ -41,7 +42,6 @@ class SimNode(Node):
         self.declare_parameter('seed_start', 200000, ro)
         self.declare_parameter('max_steps', 80, ro)
         self.declare_parameter('frame_id', 'camera', ro)
-        from qvla_ros.sim.collect import make_env
         self.env = make_env(self.get_parameter('suite').value)
         self.env.max_steps = self.get_parameter('max_steps').value
         self.dt = 1.0 / self.env.control_hz

@@ -26,6 +26,7 @@ from std_srvs.srv import SetBool, Trigger
 from qvla_ros.data.images import image_to_rgb
 from qvla_ros.ros import qos
 from qvla_ros.ros.env import apply_loopback_env
+from qvla_ros.sim.evaluate import wilson
 
 
 class Supervisor(Node):
@@ -108,7 +109,6 @@ class Supervisor(Node):
 
 def summarize(records: List[dict], status: List[PolicyStatus]) -> dict:
     """Return the demo summary: success with a Wilson interval, latency and control rate."""
-    from qvla_ros.sim.evaluate import wilson
     wins = sum(r['success'] for r in records)
     low, high = wilson(wins, len(records))
     active = [s for s in status if s.state == PolicyStatus.ACTIVE]

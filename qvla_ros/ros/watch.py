@@ -13,6 +13,7 @@ from rclpy.node import Node
 from std_srvs.srv import SetBool
 
 from qvla_ros.ros import qos
+from qvla_ros.ros.env import apply_loopback_env
 
 
 @dataclass(frozen=True)
@@ -65,7 +66,6 @@ def collect_commands(policy: str, count: int, timeout: float) -> tuple:
 
 def run_collect(policy: str, count: int, timeout: float, domain_id=None) -> tuple:
     """Initialize rclpy in its own context, collect commands, shut down."""
-    from qvla_ros.ros.env import apply_loopback_env
     apply_loopback_env(domain_id)
     rclpy.init()
     try:

@@ -14,7 +14,7 @@ from typing import Deque, Optional, Tuple
 
 import numpy as np
 
-from qvla_ros.runtime.types import ActionChunk
+from qvla_ros.core.types import ActionChunk
 
 AGGREGATORS = ('latest', 'mean', 'exp')
 MODES = ('replan', 'ensemble')

@@ -52,7 +52,9 @@ class CameraSync:
     def _leader(self) -> Optional[str]:
         """Return the camera whose newest frame is oldest: the others wait for it."""
         newest = {c: f[-1].stamp_ns for c, f in self.frames.items() if f}
-        return min(newest, key=newest.get) if len(newest) == len(self.cameras) else None
+        if len(newest) != len(self.cameras):
+            return None
+        return min(newest, key=lambda c: newest[c])
 
     def stale(self, now: float, timeout_s: float) -> Optional[str]:
         """Return why the cameras cannot be used now (missing or old frames), else None."""

@@ -12,43 +12,13 @@ from safetensors.numpy import save_file
 from tqdm.auto import tqdm
 
 from qvla_ros.data.rollouts import DatasetInfo, RolloutWriter
+from qvla_ros.models.checkpoint import load_policy
 from qvla_ros.runtime.chunking import ActionSchedule, checkpoint_schedule
-from qvla_ros.sim.evaluate import check_horizon, sim_observation
-from qvla_ros.sim.metaworld_suite import check_tasks, MetaWorldEnv
+from qvla_ros.sim.metaworld_suite import MetaWorldEnv
+from qvla_ros.sim.suites import check_suite_tasks, make_env, sim_observation, SUITES
 from qvla_ros.sim.tabletop import TabletopEnv
 from qvla_ros.storage.atomic import write_file
 from qvla_ros.storage.errors import ArtifactError, read_safetensors
-
-SUITES = ('tabletop', 'metaworld')
-
-
-def make_env(suite: str, render: bool = True, max_steps: Optional[int] = None,
-             tasks: Optional[Sequence[str]] = None):
-    """Return the environment of ``suite``; ``max_steps`` overrides its episode horizon.
-
-    ``tasks`` (Meta-World only) restricts the suite to those MT10 tasks: each seed then draws
-    one of them.
-    """
-    check_horizon(max_steps)
-    _check_tasks(suite, tasks)
-    options = {} if max_steps is None else {'max_steps': max_steps}
-    if suite == 'tabletop':
-        return TabletopEnv(render=render, **options)
-    if suite == 'metaworld':
-        if tasks is not None:
-            options['tasks'] = tuple(tasks)
-        return MetaWorldEnv(render=render, **options)
-    raise ValueError(f'unknown suite {suite!r}; expected one of {SUITES}')
-
-
-def _check_tasks(suite: str, tasks: Optional[Sequence[str]]) -> None:
-    """Raise ValueError unless ``tasks`` is None or names Meta-World tasks for that suite."""
-    if tasks is None:
-        return
-    if suite != 'metaworld':
-        raise ValueError(f'tasks selects Meta-World tasks; the {suite} suite draws its task '
-                         f'from the seed (expected no tasks for {suite})')
-    check_tasks(tasks)
 
 
 class PolicyActor:
@@ -93,7 +63,7 @@ class CollectSpec:
             raise ValueError(f'execute_steps must be >= 1, got {self.execute_steps}')
         if self.expert_labels and self.policy is None:
             raise ValueError("expert_labels relabels a policy's rollouts: give the policy too")
-        _check_tasks(self.suite, self.tasks)  # before any work
+        check_suite_tasks(self.suite, self.tasks)  # before any work
 
     def key(self) -> str:
         """Return a text that differs whenever recorded episodes would differ."""
@@ -174,8 +144,7 @@ class Recorder:
     def __init__(self, spec: CollectSpec):
         self.spec = spec
         self.model = None
-        if spec.policy is not None:  # load torch models before the renderer's EGL context
-            from qvla_ros.models.checkpoint import load_policy
+        if spec.policy is not None:
             self.model = load_policy(spec.policy)
         self.env = make_env(spec.suite, tasks=spec.tasks)
 

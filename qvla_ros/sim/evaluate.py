@@ -29,8 +29,10 @@ from typing import List, Optional, Sequence
 
 import numpy as np
 
+from qvla_ros.kernels.linear import MixedBitLinear
+from qvla_ros.models.checkpoint import load_policy
 from qvla_ros.runtime.chunking import ActionSchedule, checkpoint_schedule, ScheduleSpec
-from qvla_ros.runtime.types import Observation
+from qvla_ros.sim.suites import check_horizon, make_env, sim_observation
 
 
 @dataclass(frozen=True)
@@ -52,13 +54,6 @@ class EvalConfig:
         check_horizon(self.max_steps)
 
 
-def check_horizon(max_steps: Optional[int]) -> None:
-    """Raise ValueError unless ``max_steps`` is None (the suite's horizon) or >= 1."""
-    if max_steps is not None and max_steps < 1:
-        raise ValueError(f'max_steps must be >= 1 (or None for the suite default), got '
-                         f'{max_steps}')
-
-
 def seed_range(text: str) -> range:
     """Return the seeds of ``text`` = 'A:B' (integers A < B); ValueError names the form."""
     first, _, last = text.partition(':')
@@ -76,11 +71,6 @@ def wilson(successes: int, n: int, z: float = 1.96):
     centre = (p + z * z / (2 * n)) / denom
     half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
     return max(0.0, centre - half), min(1.0, centre + half)
-
-
-def sim_observation(env, obs: dict, text: str) -> Observation:
-    """Return the policy's Observation of a suite step ``obs`` (every camera, proprio)."""
-    return Observation(dict(obs['images'] or {}), text, obs['proprio'])
 
 
 def _episode(env, policy, reference, seed: int, spec: ScheduleSpec) -> dict:
@@ -107,8 +97,6 @@ def _episode(env, policy, reference, seed: int, spec: ScheduleSpec) -> dict:
 
 def _run(cfg: EvalConfig, seeds: List[int]) -> List[dict]:
     import torch
-    from qvla_ros.models.checkpoint import load_policy
-    from qvla_ros.sim.collect import make_env
     torch.set_num_threads(cfg.threads)
     policy = load_policy(cfg.model)
     reference = load_policy(cfg.reference) if cfg.reference else None
@@ -136,7 +124,6 @@ def _episodes(env, policy, reference, seeds: List[int], spec: ScheduleSpec) -> L
 
 def packed_bytes(policy) -> Optional[int]:
     """Return the bytes of the quantized layers of a policy, or None for FP models."""
-    from qvla_ros.kernels.linear import MixedBitLinear
     layers = [m for m in policy.modules() if isinstance(m, MixedBitLinear)]
     return sum(m.packed_bytes() for m in layers) if layers else None
 
@@ -163,7 +150,6 @@ def evaluate(cfg: EvalConfig, workers: int = 1) -> dict:
         ctx = multiprocessing.get_context('spawn')
         with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
             episodes = [e for part in pool.map(_run, [cfg] * workers, parts) for e in part]
-    from qvla_ros.models.checkpoint import load_policy
     policy = load_policy(cfg.model)
     wins = sum(e['success'] for e in episodes)
     low, high = wilson(wins, len(episodes))

@@ -18,7 +18,7 @@ from typing import Any, Callable, Mapping
 from qvla_ros.storage.errors import ArtifactError
 from qvla_ros.storage.lock import exclusive_lock
 
-Writer = Callable[[Path], None]
+Writer = Callable[[Path], Any]  # writes the file or folder at the path it is given
 
 
 def sibling(path: Path, suffix: str) -> Path:

@@ -10,7 +10,7 @@ from contextlib import contextmanager
 import fcntl
 import os
 from pathlib import Path
-from typing import Iterator
+from typing import Iterator, Optional
 
 from qvla_ros.storage.errors import LockedError
 
@@ -20,7 +20,7 @@ class FileLock:
 
     def __init__(self, path: Path, purpose: str):
         self.path, self.purpose = Path(path), purpose
-        self._fd = None
+        self._fd: Optional[int] = None
 
     def acquire(self) -> 'FileLock':
         """Take the lock, or raise LockedError naming the process that holds it."""

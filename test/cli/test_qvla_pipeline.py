@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 
 from qvla_ros.cli.qvla import main
+from qvla_ros.core.types import Observation
 from qvla_ros.data.rollouts import DatasetInfo, RolloutWriter
 from qvla_ros.models.checkpoint import load_policy
 from qvla_ros.quant.artifacts import QuantPlan
-from qvla_ros.runtime.types import Observation
 
 
 def _dataset(root, episodes=2, steps=6):

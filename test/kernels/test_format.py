@@ -4,14 +4,14 @@
 import pytest
 import torch
 
+from qvla_ros.core.primitives import fake_quant_rows
+from qvla_ros.core.spec import QuantSpec
 from qvla_ros.kernels import cpu_ext
 from qvla_ros.kernels.cpu import cpu_linear
 from qvla_ros.kernels.dispatch import Backend, choose_backend
 from qvla_ros.kernels.format import PackedLayout, reference_linear
 from qvla_ros.kernels.linear import MixedBitLinear
 from qvla_ros.kernels.packing import pack_rows, unpack_rows, words_per_row
-from qvla_ros.quant.primitives import fake_quant_rows
-from qvla_ros.quant.spec import QuantSpec
 
 
 @pytest.mark.parametrize('bits', [2, 3, 4, 8])
@@ -148,3 +148,14 @@ def test_output_buffer_prefills_pruned_columns_and_never_aliases_the_bias():
     assert kept.output_buffer(2, torch.float32, 'cpu').shape == (2, 4)
     # rows per group (16, 8, 4, 3, 2), then words per row of the 8-, 4-, 3- and 2-bit groups
     assert kept.kernel_sizes == (1, 1, 1, 0, 1, 4, 2, 0, 1)
+
+
+@pytest.mark.parametrize('group_size', [None, 16])
+def test_the_allocators_row_bytes_add_up_to_the_packed_layer(group_size):
+    from qvla_ros.kernels.format import row_bytes
+    torch.manual_seed(0)
+    w, bias = torch.randn(40, 48), torch.randn(40)
+    bits = torch.tensor([16, 8, 4, 3, 2, 0, 4, 8] * 5)
+    layout = PackedLayout.from_float(w, bits, QuantSpec(group_size=group_size), bias)
+    rows = sum(row_bytes(int(b), 48, group_size) for b in bits)
+    assert layout.packed_bytes() == rows + 5 * 4 + 40 * 2  # + counts (int32 x 5) + fp16 bias

@@ -4,9 +4,9 @@
 import pytest
 import torch
 
+from qvla_ros.core.spec import QuantSpec
 from qvla_ros.kernels.format import PackedLayout, reference_linear
 from qvla_ros.kernels.linear import MixedBitLinear
-from qvla_ros.quant.spec import QuantSpec
 
 pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(),
                                                   reason='needs CUDA')]

@@ -16,7 +16,7 @@ SCRIPT = textwrap.dedent('''
     import sys, torch
     from qvla_ros.kernels.format import PackedLayout, reference_linear
     from qvla_ros.kernels.triton_mixed import mixed_linear
-    from qvla_ros.quant.spec import QuantSpec
+    from qvla_ros.core.spec import QuantSpec
     torch.manual_seed(0)
     worst = 0.0
     for gs in (None, 32):
@@ -62,7 +62,7 @@ PATHS_SCRIPT = textwrap.dedent('''
     from qvla_ros.kernels.triton_auto import auto_linear, choose
     from qvla_ros.kernels.triton_dequant import dequantize_packed
     from qvla_ros.kernels.triton_gemv import mixed_gemv
-    from qvla_ros.quant.spec import QuantSpec
+    from qvla_ros.core.spec import QuantSpec
     torch.manual_seed(0)
     worst = 0.0
     # 100 columns: the last word of every width is partial; group 32 exercises group scales.

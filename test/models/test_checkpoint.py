@@ -153,7 +153,7 @@ def test_the_cli_prints_one_line_for_a_damaged_checkpoint(fp_folder, tmp_path, d
 
 
 def test_a_good_checkpoint_still_loads_exactly(fp_folder):
-    from qvla_ros.runtime.types import Observation
+    from qvla_ros.core.types import Observation
     obs = Observation({'c': np.zeros((64, 64, 3), np.uint8)}, 'push the red block',
                       np.zeros(4, np.float32))
     expected = build_reference(CONFIGS['tiny'], seed=3).predict(obs).actions

@@ -12,10 +12,10 @@ import numpy as np
 import pytest
 import torch
 
+from qvla_ros.core.types import Observation
 from qvla_ros.models.checkpoint import CheckpointError, load_policy
 from qvla_ros.models.openvla_config import UpstreamOptions
 from qvla_ros.models.openvla_loader import load_openvla
-from qvla_ros.runtime.types import Observation
 
 KEY = 'libero_spatial_no_noops'
 

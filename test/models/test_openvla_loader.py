@@ -10,9 +10,9 @@ import pytest
 import torch
 
 from qvla_ros.cli.qvla import main as qvla
+from qvla_ros.core.types import Observation
 from qvla_ros.models.checkpoint import load_policy
 from qvla_ros.models.openvla_inputs import center_crop
-from qvla_ros.runtime.types import Observation
 
 
 def _tf_crop_and_resize(img, area):

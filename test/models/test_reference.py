@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 import torch
 
+from qvla_ros.core.types import Observation
 from qvla_ros.models.checkpoint import load_policy, save_policy
 from qvla_ros.models.normalization import ActionNormalizer
 from qvla_ros.models.reference import build_reference, CONFIGS
-from qvla_ros.runtime.types import Observation
 
 
 def _obs(size=96, text='push the red block to the left'):

@@ -4,8 +4,8 @@
 import numpy as np
 import torch
 
+from qvla_ros.core.types import Observation
 from qvla_ros.models.toy import build_toy_policy
-from qvla_ros.runtime.types import Observation
 
 
 def _obs(text='push the red block'):

@@ -139,7 +139,7 @@ def test_warm_start_rejects_what_it_cannot_continue(dataset, tmp_path):
 def test_warm_start_widens_the_proprio_without_changing_the_policy(wide_dataset, tmp_path):
     from qvla_ros.models.checkpoint import load_policy
     from qvla_ros.models.warm_start import widen_proprio
-    from qvla_ros.runtime.types import Observation
+    from qvla_ros.core.types import Observation
     cfg = TrainConfig(steps=2, batch_size=4, warmup=1, val_every=100, val_fraction=0.25,
                       bf16=False)
     train(wide_dataset, TINY, tmp_path / 'base', cfg)  # reads the first 4 of 6 values

@@ -5,12 +5,12 @@ import numpy as np
 import pytest
 import torch
 
+from qvla_ros.core.spec import QuantSpec
 from qvla_ros.quant.allocation import (AllocationConfig, greedy_allocate,
                                        greedy_allocate_heap, lagrangian_lower_bound, row_cost)
 from qvla_ros.quant.artifacts import QuantPlan
 from qvla_ros.quant.baselines.layerwise import layerwise_allocate
 from qvla_ros.quant.baselines.release import release_allocate
-from qvla_ros.quant.spec import QuantSpec
 
 # Two equal-width channels, candidates {4, 8, 16}, target 6 bits (the case).
 # A: 96 at 8 bits, 98 at 4 bits; B: 10 at 8 bits, 60 at 4 bits. Rows of scores = bits (4, 8).

@@ -5,15 +5,15 @@ import pytest
 import torch
 from torch import nn
 
+from qvla_ros.core.layer_quant import LayerQuant
+from qvla_ros.core.spec import QuantSpec
 from qvla_ros.quant.activation import ActSpec
 from qvla_ros.quant.apply import build_layer, layer_bytes, quantize_
-from qvla_ros.quant.baselines import LayerQuant
 from qvla_ros.quant.baselines.awq import awq_layer
 from qvla_ros.quant.baselines.gptq import gptq_layer
 from qvla_ros.quant.baselines.release import release_proxy
 from qvla_ros.quant.baselines.rtn import rtn
 from qvla_ros.quant.baselines.smoothquant import smoothquant_layer
-from qvla_ros.quant.spec import QuantSpec
 
 
 def _err(layer, q, x):

@@ -4,8 +4,8 @@
 import pytest
 import torch
 
-from qvla_ros.quant.primitives import dequantize_rows, fake_quant_rows, quantize_rows
-from qvla_ros.quant.spec import QuantSpec, Scheme
+from qvla_ros.core.primitives import dequantize_rows, fake_quant_rows, quantize_rows
+from qvla_ros.core.spec import QuantSpec, Scheme
 
 SPECS = [QuantSpec(), QuantSpec(scheme=Scheme.SYMMETRIC), QuantSpec(group_size=32),
          QuantSpec(clip_search=True)]

@@ -4,7 +4,7 @@
 import pytest
 import torch
 
-from qvla_ros.quant.primitives import fake_quant_rows
+from qvla_ros.core.primitives import fake_quant_rows
 from qvla_ros.quant.rounding import check_rounding, layer_quant, rounded_delta
 
 

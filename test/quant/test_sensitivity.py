@@ -6,9 +6,9 @@ import copy
 import pytest
 import torch
 
+from qvla_ros.core.primitives import fake_quant_rows
 from qvla_ros.quant.artifacts import SensitivityFile
 from qvla_ros.quant.calibration import collect_inputs
-from qvla_ros.quant.primitives import fake_quant_rows
 from qvla_ros.quant.rounding import rounded_delta
 from qvla_ros.quant.sensitivity import (exact_sensitivity, hybrid_sensitivity, make_shards,
                                         measure, merge_shards, proxy_sensitivity, run_shard,

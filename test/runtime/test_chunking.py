@@ -4,9 +4,9 @@
 import numpy as np
 import pytest
 
+from qvla_ros.core.types import ActionChunk
 from qvla_ros.runtime.chunking import ActionSchedule, ScheduleSpec
 from qvla_ros.runtime.safety import ActionLimits
-from qvla_ros.runtime.types import ActionChunk
 
 DT = 100_000_000  # 0.1 s in ns
 

@@ -8,11 +8,12 @@ import numpy as np
 import pytest
 
 from qvla_ros.cli.qvla import main as qvla
+from qvla_ros.core.types import ActionChunk
 from qvla_ros.runtime.chunking import ScheduleSpec
-from qvla_ros.runtime.types import ActionChunk
-from qvla_ros.sim.collect import collect, make_env, PolicyActor
+from qvla_ros.sim.collect import collect, PolicyActor
 from qvla_ros.sim.evaluate import _episode, _episodes, by_task, EvalConfig, evaluate, wilson
-from qvla_ros.sim.expert import Expert
+from qvla_ros.sim.suites import make_env
+from qvla_ros.sim.tabletop import Expert
 from qvla_ros.sim.tabletop import TabletopEnv
 
 

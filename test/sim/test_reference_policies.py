@@ -20,10 +20,10 @@ import numpy as np
 import pytest
 import torch
 
+from qvla_ros.core.types import Observation
 from qvla_ros.models.checkpoint import load_policy
-from qvla_ros.runtime.types import Observation
-from qvla_ros.sim.collect import make_env
 from qvla_ros.sim.evaluate import EvalConfig, evaluate
+from qvla_ros.sim.suites import make_env
 
 ROOT = Path(__file__).resolve().parents[2]
 EPISODES = {'tabletop': 10, 'metaworld': 30}

@@ -6,7 +6,7 @@ import pytest
 
 from qvla_ros.cli.qvla import main as qvla
 from qvla_ros.data.rollouts import episodes, read_episode, read_info
-from qvla_ros.sim.expert import Expert
+from qvla_ros.sim.tabletop import Expert
 from qvla_ros.sim.tabletop import TabletopEnv, Task
 
 
@@ -101,5 +101,5 @@ def test_collect_writes_the_rollout_dataset(tmp_path):
     assert data['image.agentview'].shape == (t, 128, 128, 3)
     assert np.all(np.diff(data['stamp_ns']) == 100_000_000)
     with pytest.raises(ValueError, match='unknown suite'):
-        from qvla_ros.sim.collect import make_env
+        from qvla_ros.sim.suites import make_env
         make_env('libero')

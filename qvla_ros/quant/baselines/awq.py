@@ -9,11 +9,13 @@ Q(W diag(s)) (x / s). Clipping shrinks each row's range by the ratio that minimi
 || (x / s) (Q(W s)_c - (W s)_c) ||^2.
 """
 
+from typing import Tuple
+
 import torch
 
-from qvla_ros.quant.baselines import LayerQuant
-from qvla_ros.quant.primitives import dequantize_rows, quantize_rows, row_qparams
-from qvla_ros.quant.spec import QuantSpec
+from qvla_ros.core.layer_quant import LayerQuant
+from qvla_ros.core.primitives import dequantize_rows, quantize_rows, row_qparams
+from qvla_ros.core.spec import QuantSpec
 
 
 def _out_err(x: torch.Tensor, w_hat: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
@@ -28,7 +30,7 @@ def awq_layer(weight: torch.Tensor, x: torch.Tensor, bits: int,
     w = weight.detach().float()
     x = x.float()
     x_mean = x.abs().mean(0).clamp(min=1e-6)  # (K,)
-    best = (float('inf'), torch.ones_like(x_mean))
+    best: Tuple[float, torch.Tensor] = (float('inf'), torch.ones_like(x_mean))
     for i in range(grid + 1):
         s = x_mean.pow(i / grid)
         s = s / (s.max() * s.min()).sqrt()
@@ -43,9 +45,9 @@ def awq_layer(weight: torch.Tensor, x: torch.Tensor, bits: int,
     for r in torch.linspace(1.0, min_clip, clip_grid + 1).tolist():
         ratio = torch.full((w.shape[0],), r)
         sc, ze = row_qparams(ws, bits, spec, clip_ratio=ratio)
-        err = _out_err(xs, dequantize_rows(quantize_rows(ws, bits, spec, (sc, ze))), ws)
-        better = err < best_err
-        best_err = torch.where(better, err, best_err)
+        row_err = _out_err(xs, dequantize_rows(quantize_rows(ws, bits, spec, (sc, ze))), ws)
+        better = row_err < best_err
+        best_err = torch.where(better, row_err, best_err)
         scale[better], zero[better] = sc[better], ze[better]
     return LayerQuant(torch.full((w.shape[0],), bits, dtype=torch.uint8),
                       qparams=(scale, zero), input_scale=s)

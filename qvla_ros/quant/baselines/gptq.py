@@ -10,13 +10,13 @@ fixed up front from the original row at that row's bits, so any bits-per-row pla
 16-bit rows are kept, 0-bit rows removed.
 """
 
-from typing import Optional, Tuple
+from typing import Tuple
 
 import torch
 
-from qvla_ros.quant.baselines import LayerQuant
-from qvla_ros.quant.primitives import row_qparams
-from qvla_ros.quant.spec import QuantSpec
+from qvla_ros.core.layer_quant import LayerQuant
+from qvla_ros.core.primitives import row_qparams
+from qvla_ros.core.spec import QuantSpec
 
 
 def _grids(w: torch.Tensor, bits: torch.Tensor, spec: QuantSpec):
@@ -81,7 +81,7 @@ def gptq(weight: torch.Tensor, hessian: torch.Tensor, bits: torch.Tensor,
 
 def gptq_layer(weight: torch.Tensor, hessian: torch.Tensor, bits: torch.Tensor,
                spec: QuantSpec = QuantSpec(), act_order: bool = False,
-               block: int = 128, percdamp: Optional[float] = 0.01) -> LayerQuant:
+               block: int = 128, percdamp: float = 0.01) -> LayerQuant:
     """Return the LayerQuant of GPTQ for one layer."""
     q, grid = gptq(weight, hessian, bits, spec, block, percdamp, act_order)
     return LayerQuant(torch.as_tensor(bits).to(torch.uint8), weight=q, qparams=grid)

@@ -16,8 +16,8 @@ from typing import Dict, Sequence
 
 import torch
 
-from qvla_ros.quant.primitives import fake_quant_rows
-from qvla_ros.quant.spec import QuantSpec, Scheme
+from qvla_ros.core.primitives import fake_quant_rows
+from qvla_ros.core.spec import QuantSpec, Scheme
 
 RELEASE_SPEC = QuantSpec(scheme=Scheme.SYMMETRIC)
 

@@ -6,8 +6,8 @@ from typing import Dict
 import torch
 from torch import nn
 
-from qvla_ros.quant.baselines import LayerQuant
-from qvla_ros.quant.spec import check_bits
+from qvla_ros.core.layer_quant import LayerQuant
+from qvla_ros.core.spec import check_bits
 
 
 def rtn(layers: Dict[str, nn.Linear], bits: int) -> Dict[str, LayerQuant]:

@@ -8,7 +8,7 @@ activations per-token A8.
 
 import torch
 
-from qvla_ros.quant.baselines import LayerQuant
+from qvla_ros.core.layer_quant import LayerQuant
 
 
 def smooth_scales(act_absmax: torch.Tensor, weight: torch.Tensor,

@@ -12,7 +12,7 @@ from typing import Optional, Tuple
 
 import torch
 
-from qvla_ros.quant.spec import check_bits, QUANT_BITS, QuantSpec, Scheme
+from qvla_ros.core.spec import check_bits, QUANT_BITS, QuantSpec, Scheme
 
 _EPS = 1e-8
 
