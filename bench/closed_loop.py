@@ -27,8 +27,8 @@ import time
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import device_name, git_commit, RESULTS, write_json  # noqa: E402
-from qvla_ros.cli.quant_cmds import calibration_batch  # noqa: E402
 from qvla_ros.models.checkpoint import load_policy, save_quantized  # noqa: E402
+from qvla_ros.quant.calibration_batch import calibration_batch  # noqa: E402
 from qvla_ros.quant.methods import apply_method, Calibration, MethodConfig  # noqa: E402
 from qvla_ros.runtime.chunking import checkpoint_schedule  # noqa: E402
 from qvla_ros.sim.evaluate import EvalConfig, evaluate  # noqa: E402

@@ -24,8 +24,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import device_name, git_commit, RESULTS, write_json  # noqa: E402
-from qvla_ros.cli.quant_cmds import calibration_batch  # noqa: E402
 from qvla_ros.models.checkpoint import load_policy  # noqa: E402
+from qvla_ros.quant.calibration_batch import calibration_batch  # noqa: E402
 from qvla_ros.quant.sensitivity import (exact_sensitivity, hybrid_sensitivity,  # noqa: E402
                                         proxy_sensitivity, run_shard, SensitivityConfig,
                                         Shard, spearman)

@@ -3,38 +3,11 @@
 
 from pathlib import Path
 
-import numpy as np
-
-SYNTHETIC_INSTRUCTIONS = ('push the red block to the left', 'put the green block on the blue '
-                          'one', 'pick up the blue block', 'push the green block to the front')
+from qvla_ros.quant.calibration_batch import calibration_batch
 
 
 def _ints(text: str):
     return tuple(int(v) for v in text.split(',') if v.strip())
-
-
-def calibration_batch(policy, dataset, synthetic: int, max_samples: int, stride: int, seed=0):
-    """Return a collated calibration batch from a rollout dataset or synthetic observations."""
-    from qvla_ros.quant.policy import collate
-    from qvla_ros.core.types import Observation
-    batches = []
-    if dataset:
-        from qvla_ros.data.rollouts import read_info, spread_steps
-        cams = read_info(dataset).cameras
-        for entry, i, data in spread_steps(dataset, max_samples, stride):
-            obs = Observation({c: data[f'image.{c}'][i] for c in cams}, entry['instruction'],
-                              data['proprio'][i])
-            batches.append(policy.make_batch(obs))
-    else:
-        rng = np.random.default_rng(seed)
-        meta = policy.metadata()
-        cams = [f'camera{k}' for k in range(meta.get('num_images', 1))]
-        for i in range(synthetic):
-            images = {c: rng.integers(0, 256, (96, 128, 3), dtype=np.uint8) for c in cams}
-            obs = Observation(images, SYNTHETIC_INSTRUCTIONS[i % 4],
-                              rng.standard_normal(meta.get('proprio_dim', 8)).astype(np.float32))
-            batches.append(policy.make_batch(obs))
-    return getattr(policy, 'collate', collate)(batches)
 
 
 def cmd_sensitivity(args) -> int:

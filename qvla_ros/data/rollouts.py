@@ -225,7 +225,7 @@ def spread_steps(root: Path, count: int, stride: int = 1
              for i in range(0, entry['num_steps'], stride)]
     if count < len(steps):
         steps = [steps[int((j + 0.5) * len(steps) / count)] for j in range(count)]
-    loaded, data = None, None
+    loaded, data = -1, {}
     for e, i in steps:
         if e != loaded:
             loaded, data = e, read_episode(root, entries[e])

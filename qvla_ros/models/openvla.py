@@ -147,6 +147,7 @@ class OpenVLAPolicy(nn.Module):
         """Return what nodes validate their parameters against."""
         c = self.config
         return {'action_dim': c.action_dim, 'chunk_size': c.chunk_size,
+                'dimension_names': list(dimension_names(c.action_dim)),
                 'image_size': c.backbones[0].image_size, 'control_hz': c.control_hz,
                 'num_images': c.num_images, 'proprio_dim': c.proprio_dim, 'config': asdict(c)}
 

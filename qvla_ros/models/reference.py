@@ -201,6 +201,7 @@ class ReferenceVLA(nn.Module):
         """Return what nodes validate their parameters against."""
         c = self.config
         return {'action_dim': c.action_dim, 'chunk_size': c.chunk_size,
+                'dimension_names': list(dimension_names(c.action_dim)),
                 'image_size': c.image_size, 'control_hz': c.control_hz,
                 'cameras': list(c.cameras), 'num_images': max(1, len(c.cameras)),
                 'proprio_dim': c.proprio_dim, 'config': asdict(c)}

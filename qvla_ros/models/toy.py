@@ -115,6 +115,7 @@ class ToyPolicy(nn.Module):
         """Return the model metadata that nodes validate their parameters against."""
         c = self.config
         return {'action_dim': c.action_dim, 'chunk_size': c.chunk_size,
+                'dimension_names': list(dimension_names(c.action_dim)),
                 'image_size': c.image_size, 'control_hz': c.control_hz,
                 'config': asdict(c)}
 

@@ -43,6 +43,7 @@ from qvla_ros.ros.camera_inputs import CameraInputs, resolve_cameras
 from qvla_ros.ros.env import share_directory
 from qvla_ros.ros.node_main import run_node
 from qvla_ros.ros.policy_params import declare, read_config
+from qvla_ros.runtime.action_map import EndEffectorMap
 from qvla_ros.runtime.chunking import ActionSchedule, checkpoint_schedule
 
 STATE_NAMES = {PolicyStatus.UNCONFIGURED: 'UNCONFIGURED', PolicyStatus.INACTIVE: 'INACTIVE',
@@ -106,12 +107,13 @@ class PolicyNode(LifecycleNode):
                                            c.execute_steps or None, c.aggregator, c.decay)
             self.config.check_model(meta, schedule)
             cameras, unnamed = resolve_cameras(self.config.cameras, meta)
+            ee = EndEffectorMap.from_names(meta.get('dimension_names', ()))
             self.get_logger().info(f'packed kernels: {warm_up(policy)}')
         except Exception as err:  # noqa: B902 - configure reports every failure, never dies
             self._last_error = f'configure failed: {err}'
             self.get_logger().error(self._last_error)
             return TransitionCallbackReturn.FAILURE
-        self._policy = policy
+        self._policy, self._ee = policy, ee
         self._schedule = ActionSchedule(schedule)
         self._inputs = CameraInputs(
             self, cameras, unnamed, self.config.max_sync_skew,
@@ -173,7 +175,7 @@ class PolicyNode(LifecycleNode):
             if not (self._enabled and self._pubs):
                 self._enabled = False
                 return
-            self._publish_locked(np.zeros(7, np.float32), dt=1.0, hold_gripper=True)
+            self._publish_locked(np.zeros(3), np.zeros(3), None)
             self._enabled = False
         self._pubs['twist'].wait_for_all_acked(Duration(seconds=0.5))
         self.get_logger().info(f'actuation stopped ({reason}): published a zero twist')
@@ -297,28 +299,29 @@ class PolicyNode(LifecycleNode):
             self._schedule.clear()
         self._publish_hold()
 
-    def _publish(self, action: np.ndarray, dt: float, hold_gripper: bool = False):
+    def _publish(self, action: np.ndarray, dt: float):
+        """Command ``action``, a delta held ``dt`` s, mapped by its dimension names."""
+        lin, ang = self._ee.velocities(action, dt)
         with self._out_lock:
-            self._publish_locked(action, dt, hold_gripper)
+            self._publish_locked(lin, ang, self._ee.gripper_value(action))
 
-    def _publish_locked(self, action: np.ndarray, dt: float, hold_gripper: bool = False):
+    def _publish_locked(self, lin: np.ndarray, ang: np.ndarray, gripper: Optional[float]):
         if not self._enabled or not self._pubs:
             return
         twist = TwistStamped()
         twist.header.stamp = self.get_clock().now().to_msg()
         twist.header.frame_id = self.get_parameter('frame_id').value
-        lin = action[:3] / dt
-        ang = action[3:6] / dt if action.size >= 6 else np.zeros(3)
         twist.twist.linear.x, twist.twist.linear.y, twist.twist.linear.z = map(float, lin)
         twist.twist.angular.x, twist.twist.angular.y, twist.twist.angular.z = map(float, ang)
         # the gripper goes first, so a consumer that steps on each twist sees both halves
-        if not hold_gripper and action.size >= 7:
-            self._pubs['gripper'].publish(Float64(data=float(action[6])))
+        if gripper is not None:
+            self._pubs['gripper'].publish(Float64(data=gripper))
         self._pubs['twist'].publish(twist)
 
     def _publish_hold(self):
         """Zero twist; the gripper keeps its last command (nothing is sent)."""
-        self._publish(np.zeros(7, np.float32), dt=1.0, hold_gripper=True)
+        with self._out_lock:
+            self._publish_locked(np.zeros(3), np.zeros(3), None)
 
     def _dropped(self) -> int:
         return self._inputs.sync.dropped if self._inputs is not None else 0

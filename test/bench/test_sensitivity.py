@@ -9,8 +9,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from bench.sensitivity import exact_on_rows, sample_rows  # noqa: E402
-from qvla_ros.cli.quant_cmds import calibration_batch  # noqa: E402
 from qvla_ros.models.checkpoint import load_policy  # noqa: E402
+from qvla_ros.quant.calibration_batch import calibration_batch  # noqa: E402
 from qvla_ros.quant.sensitivity import run_shard, SensitivityConfig, Shard  # noqa: E402
 
 

@@ -4,8 +4,8 @@
 import pytest
 import torch
 
-from qvla_ros.cli.quant_cmds import calibration_batch
 from qvla_ros.models.checkpoint import load_policy
+from qvla_ros.quant.calibration_batch import calibration_batch
 from qvla_ros.quant.methods import (apply_method, Calibration, MethodConfig, METHODS,
                                     uniform_bits)
 

@@ -67,3 +67,20 @@ def test_the_checkpoint_schedule_and_its_overrides():
     assert checkpoint_schedule(p) == ScheduleSpec('replan', 6)
     assert checkpoint_schedule(p, execute_steps=2) == ScheduleSpec('replan', 2)
     assert checkpoint_schedule(p, mode='ensemble').mode == 'ensemble'
+
+
+def test_actions_map_to_the_twist_and_gripper_by_name():
+    from qvla_ros.runtime.action_map import EndEffectorMap
+    names = ('gripper', 'yaw', 'x', 'y', 'z', 'roll', 'pitch')  # any order
+    m = EndEffectorMap.from_names(names)
+    action = np.array([1.0, 0.3, 0.01, 0.02, 0.03, 0.1, 0.2])
+    lin, ang = m.velocities(action, 0.1)
+    np.testing.assert_allclose(lin, [0.1, 0.2, 0.3])
+    np.testing.assert_allclose(ang, [1.0, 2.0, 3.0])
+    assert m.gripper_value(action) == 1.0
+    no_rotation = EndEffectorMap.from_names(('x', 'y', 'z'))
+    assert no_rotation.angular is None and no_rotation.gripper_value(action) is None
+    with pytest.raises(ValueError, match=r"need \['x', 'y', 'z'\] \(missing \['z'\]\)"):
+        EndEffectorMap.from_names(('x', 'y', 'left_arm_0'))
+    with pytest.raises(ValueError, match='not at all'):
+        EndEffectorMap.from_names(())
