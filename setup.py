@@ -49,6 +49,7 @@ TEST = [
     'import-linter>=2.0',
     'mypy>=1.10',
     'mkdocs-material>=9.5',
+    'autopep8>=2.3',
 ]
 
 setup(

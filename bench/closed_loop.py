@@ -36,9 +36,7 @@ from qvla_ros.storage.atomic import write_file, write_text  # noqa: E402
 
 HEADLINE = {('qvla', 4.0), ('qvla', 3.0), ('qvla-gptq', 4.0), ('qvla-gptq', 3.0)}
 ALLOCATING = ('qvla', 'qvla-gptq', 'qvla-exact', 'layerwise')  # plans the prune cap shapes
-OLD_PRUNE_CAP = 0.5  # the cap of rows cached before the cap was recorded
 SAMPLING = 'spread'  # calibration steps spread over the dataset (data.rollouts.spread_steps)
-OLD_EXECUTE_STEPS = 4  # the schedule of files written before the schedule was recorded
 
 
 def _add_tag(row: dict, tag: str) -> dict:
@@ -46,21 +44,13 @@ def _add_tag(row: dict, tag: str) -> dict:
 
 
 def retag_stale(row: dict, cap: float) -> dict:
-    """Return ``row``, re-tagged when it was made under settings this run no longer uses.
+    """Return ``row``, tagged 'prune<=X' when an allocating method made it under another cap.
 
-    Stale cached cells stay in the table as records and their cells run again: allocating
-    methods made under another per-layer prune cap get the tag 'prune<=X'; calibrated methods
-    whose calibration steps were the dataset's first ones (before ``SAMPLING``) get
-    'head-calib'.
+    Such cached cells stay in the table as records, and their cells run again at ``cap``.
     """
-    tags = row.get('tag', '')
-    if row['method'] in ALLOCATING and 'prune<=' not in tags:
-        old = row.get('max_prune_fraction', OLD_PRUNE_CAP)
-        if old != cap:
-            row = _add_tag({**row, 'max_prune_fraction': old}, f'prune<={old:g}')
-    if row['method'] not in ('fp', 'rtn') and 'head-calib' not in tags and \
-            row.get('calibration_sampling') != SAMPLING:
-        row = _add_tag(row, 'head-calib')
+    old = row.get('max_prune_fraction')
+    if row['method'] in ALLOCATING and 'prune<=' not in row.get('tag', '') and old != cap:
+        row = _add_tag(row, f'prune<={old:g}')
     return row
 
 
@@ -86,8 +76,8 @@ def check_same_weights(old_meta: dict, digest: str, out: Path) -> None:
 
 
 def recorded_schedule(meta: dict) -> int:
-    """Return the actions per chunk a results file's cells executed (4 before it was recorded)."""
-    return meta.get('execute_steps', OLD_EXECUTE_STEPS)
+    """Return the actions per chunk a results file's cells executed."""
+    return meta['execute_steps']
 
 
 def check_same_schedule(old_meta: dict, execute_steps: int, out: Path) -> None:
@@ -128,7 +118,7 @@ def run_cell(args, calib: Calibration, fp_params: int, method: str, bits: float,
             'real_bits_per_param': 8.0 * packed / fp_params, 'quantize_s': seconds,
             'histogram': plan.histogram(), **{k: res[k] for k in (
                 'episodes', 'successes', 'success_rate', 'wilson95', 'mean_deviation',
-                'final_step_deviation', 'policy_latency_ms')}}
+                'final_step_deviation', 'policy_latency_ms', 'by_task')}}
 
 
 def fp_row(args, episodes: int) -> dict:
@@ -139,7 +129,8 @@ def fp_row(args, episodes: int) -> dict:
     return {'method': 'fp', 'target_bits': 16, 'act_bits': None, 'tag': '',
             'real_bits_per_param': 16.0, 'seed0': args.seed0, 'solved_seeds': solved,
             'device': device_name(), 'commit': git_commit(), **{k: res[k] for k in (
-                'episodes', 'successes', 'success_rate', 'wilson95', 'policy_latency_ms')}}
+                'episodes', 'successes', 'success_rate', 'wilson95', 'policy_latency_ms',
+                'by_task')}}
 
 
 def refreshed_fp(old: dict, new: dict, old_meta: dict, seed0: int, out: Path) -> dict:
@@ -165,9 +156,11 @@ def seed_span(seed0: int, rows, fp: dict) -> list:
 
 
 def fp_successes_on(fp: dict, episodes: int) -> float:
-    """Return FP's successes on a cell's seeds (its first ``episodes``), or, for files that
-    predate per-seed FP records, FP's rate scaled to ``episodes``."""
-    if 'solved_seeds' not in fp or episodes > fp['episodes']:
+    """Return FP's successes on a cell's seeds (its first ``episodes``).
+
+    A cell with more episodes than FP ran gets FP's rate scaled to its episodes.
+    """
+    if episodes > fp['episodes']:
         return fp['success_rate'] * episodes
     return sum(1 for s in fp['solved_seeds'] if s < fp['seed0'] + episodes)
 
@@ -196,18 +189,14 @@ def cells(args):
 
 def markdown(rows, fp) -> str:
     """Return the markdown table of the rows."""
-    same = 'solved_seeds' in fp
-    out = ['| method | budget | real bits/param | success | Wilson 95 % | '
-           + ('FP on these seeds | % of FP' if same else '% of FP')
-           + ' | mean / final dev. | latency ms |',
-           '|---|---|---|---|---|---|---|---|' + ('---|' if same else '')]
+    out = ['| method | budget | real bits/param | success | Wilson 95 % | FP on these seeds | '
+           '% of FP | mean / final dev. | latency ms |', '|---|---|---|---|---|---|---|---|---|']
     ordered = sorted(rows, key=lambda r: (bool(r.get('tag')), -r['target_bits'],
                                           r.get('act_bits') or 0))  # stable: run order
     for r in [fp] + ordered:
         lo, hi = r['wilson95']
-        rel = f'{percent_of_fp(r, fp):.0f} %'
-        if same:
-            rel = f'{fp_successes_on(fp, r["episodes"]):.0f}/{r["episodes"]} | {rel}'
+        rel = f'{fp_successes_on(fp, r["episodes"]):.0f}/{r["episodes"]} | ' \
+              f'{percent_of_fp(r, fp):.0f} %'
         dev = (f'{r["mean_deviation"]:.4f} / {r["final_step_deviation"]:.4f}'
                if r.get('mean_deviation') is not None else '-')
         name = r['method'] + (f' ({r["tag"]})' if r.get('tag') else '')
@@ -273,8 +262,7 @@ def main() -> None:
                    help='results file suffix: closed_loop_<suite>[_<name>] (e.g. dev seeds)')
     p.add_argument('--fresh', action='store_true')
     p.add_argument('--refresh-fp', action='store_true',
-                   help='re-evaluate the FP row and keep the cached cells (records the seeds '
-                        'FP solved in files written before they were)')
+                   help='re-evaluate the FP row and keep the cached cells')
     args = p.parse_args()
     args.budgets = [float(b) for b in args.budgets.split(',')]
     args.methods = args.methods.split(',')

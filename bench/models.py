@@ -32,7 +32,8 @@ def _latency(model, obs, bf16: bool, reps: int = 20) -> dict:
 
 def _train_throughput(steps: int = 20, batch: int = 16) -> float:
     from qvla_ros.data.rollouts import DatasetInfo, RolloutWriter
-    from qvla_ros.models.training import train, TrainConfig
+    from qvla_ros.models.recipes import TrainConfig
+    from qvla_ros.models.training import train
     with tempfile.TemporaryDirectory() as tmp:
         w = RolloutWriter(Path(tmp) / 'd', DatasetInfo(7, 4, 10.0, ('front',)))
         rng = np.random.default_rng(0)

@@ -4,4 +4,4 @@
 Importing this package loads nothing heavy; each subpackage is imported on use.
 """
 
-__version__ = '0.1.0'
+__version__ = '0.2.0'

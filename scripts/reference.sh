@@ -1,44 +1,32 @@
 #!/usr/bin/env bash
-# One-command recipe for a shipped reference policy and its 4-bit QVLA checkpoint:
+# Rebuild a shipped reference policy and its 4-bit QVLA checkpoint (docs/reference-policies.md):
 #   scripts/reference.sh tabletop      (or metaworld)
-# Steps: expert demonstrations with DART-style action noise (labels stay clean) -> behaviour
-# cloning of qvla-ref small (sincos-initialised vision positions; on tabletop also the
-# auxiliary colour-localization loss of qvla_ros/models/aux_targets.py) -> bf16 export to
-# checkpoints/<suite>-small -> calibration data (expert + FP-policy rollouts, separate seeds)
-# -> QVLA 4-bit packed checkpoint (QVLA allocation, GPTQ rounding within each row's width).
-# With MORE > 0 (both suites), a second stage adds MORE demonstrations (seeds after the first
-# EPISODES) and fine-tunes the first model on all of them (qvla train --init). With MORE2 > 0
-# (Meta-World only; default 2000, as shipped), a third stage adds MORE2 demonstrations (the
-# seeds after those) and fine-tunes the bf16 export of the second-stage model on them alone.
-# With GOAL=1 (the default) the third stage's model also reads the goal's xyz, the suite's
-# proprio values 5-7 (--proprio-dim 7; its folders end in -goal), their weights starting at
-# random values of the hand inputs' scale (WIDEN=matched, the default; model folder
-# finetune2-goal-matched) or at zero (WIDEN=zero, shipped until 2026-11-29); GOAL=0 MORE2=2000
-# is the README's third-stage trial and MORE2=0 the two-stage model shipped until 2026-11-28.
-# Those stages read the first camera only (agentview). The last stage (CAMERAS, default
-# agentview,wrist; CAMERAS= skips it) gives that single-camera model, exported in bf16 to
-# $BUILD/single-bf16, the wrist camera too and fine-tunes it for CAM_STEPS steps on the data of
-# the stage before (tabletop: all 4000 demonstrations; Meta-World: the third stage's 2000).
-# FP= and Q4= change where the checkpoints go. SINGLE=FOLDER takes that single-camera model
-# from FOLDER instead of training it (e.g. a copy of the single-camera checkpoint shipped until
-# 2026-12-06). The last model is exported.
-# Seeds: demos 0.., calibration 50000.. / 60000.., evaluation 100000.., demo 200000..
-# Expert episodes are recorded in 2 processes (the same data one process writes), every dataset
-# into a .tmp folder renamed when complete. Every step resumes or is skipped when its output
-# exists: a shipped FP checkpoint is kept (remove checkpoints/<suite>-small to retrain it), and
-# so is a 4-bit one. BUILD=... moves the work folder.
+# Stages: expert demonstrations with DART-style action noise (labels stay clean) -> behaviour
+# cloning of qvla-ref small from scratch (qvla train --recipe SUITE) -> MORE more
+# demonstrations and a warm-started fine-tune on all of them (--recipe SUITE-finetune) ->
+# Meta-World only: MORE2 demonstrations on the next seeds and a fine-tune of the bf16 export on
+# them alone, with the goal's xyz as extra proprio inputs (GOAL=1, WIDEN=matched|zero) -> the
+# single-camera model exported in bf16 to $BUILD/single-bf16 -> the camera stage (CAMERAS,
+# default agentview,wrist; CAMERAS= skips it) adds the wrist camera and fine-tunes CAM_STEPS
+# steps on the previous stage's data -> bf16 export to $FP -> calibration data (expert and FP
+# rollouts, separate seeds) -> QVLA 4-bit packed checkpoint (qvla-gptq) in $Q4.
+# SINGLE=FOLDER takes the single-camera model from FOLDER instead of training it. BUILD=...
+# moves the work folder. Seeds: demos 0.., calibration 50000.. / 60000.., evaluation 100000..,
+# demo 200000.. Every step resumes or is skipped when its output exists (a shipped FP
+# checkpoint is kept: remove checkpoints/<suite>-small to retrain it); every dataset is
+# recorded into a .tmp folder renamed when complete.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SUITE=${1:?usage: scripts/reference.sh tabletop|metaworld}
 case "$SUITE" in
   tabletop)  EPISODES=${EPISODES:-1000}; NOISE=${NOISE:-0.005}; STEPS=${STEPS:-4000}
-             AUX=${AUX:-1.0}; MORE=${MORE:-3000}; FT_STEPS=${FT_STEPS:-3000}
+             MORE=${MORE:-3000}; FT_STEPS=${FT_STEPS:-3000}
              if [ "${MORE2:-0}" != 0 ] || [ -n "${GOAL:-}" ] || [ -n "${WIDEN:-}" ]; then
                echo "MORE2, GOAL and WIDEN are Meta-World only; unset them for tabletop" >&2
                exit 2
              fi ;;
   metaworld) EPISODES=${EPISODES:-400};  NOISE=${NOISE:-0.1};   STEPS=${STEPS:-4000}
-             AUX=${AUX:-0.0}; MORE=${MORE:-800}; FT_STEPS=${FT_STEPS:-2500}
+             MORE=${MORE:-800}; FT_STEPS=${FT_STEPS:-2500}
              MORE2=${MORE2:-2000}; FT2_STEPS=${FT2_STEPS:-3000}; GOAL=${GOAL:-1}
              WIDEN=${WIDEN:-matched}
              case "$WIDEN" in zero|matched) ;; *)
@@ -62,29 +50,28 @@ demos() {
     --action-noise "$NOISE" --successes-only --workers 2 --out "$dir.tmp"
   mv "$dir.tmp" "$dir"
 }
-# Behaviour cloning of qvla-ref small into $1 on the dataset $2: the flags every stage shares,
-# then the stage's own ("$@"); skipped when $1 holds a trained model.
+# Behaviour cloning of qvla-ref small into $1 on the dataset $2 with the stage's recipe and
+# flags ("$@"); skipped when $1 holds a trained model.
 clone() {
   local out=$1 data=$2; shift 2
   [ ! -f "$out/model.safetensors" ] || return 0
-  $QVLA train --dataset "$data" --config small --out "$out" "$@" --batch-size 32 \
-    --val-every 500 --crop-scale 1.0 --jitter 0.1 --loss mse --aux-weight "$AUX"
+  $QVLA train --dataset "$data" --config small --out "$out" "$@"
 }
 # The single-camera policy: demonstrations, training and fine-tuning, exported in bf16 to
 # $BUILD/single-bf16 (skipped when it exists).
 train_single() {
   demos "$BUILD/demos" "" "$EPISODES" 0
-  clone "$BUILD/train" "$BUILD/demos" --steps "$STEPS" --lr 3e-4 --seed 0 --pos-init sincos
+  clone "$BUILD/train" "$BUILD/demos" --recipe "$SUITE" --steps "$STEPS" --seed 0
   TRAINED=$BUILD/train
   if [ "$MORE" -gt 0 ]; then
     demos "$BUILD/demos-all" "$BUILD/demos" "$MORE" "$EPISODES"
-    clone "$BUILD/finetune" "$BUILD/demos-all" --init "$TRAINED" --steps "$FT_STEPS" \
-      --lr 1.5e-4 --seed 1
+    clone "$BUILD/finetune" "$BUILD/demos-all" --recipe "$SUITE-finetune" --init "$TRAINED" \
+      --steps "$FT_STEPS" --seed 1
     TRAINED=$BUILD/finetune
   fi
   if [ "${MORE2:-0}" -gt 0 ]; then
     # Third stage: MORE2 demonstrations on the next seeds; the second-stage model, exported in
-    # bf16 as it was first shipped, is fine-tuned on them alone (GOAL=1: widened to read the
+    # bf16, is fine-tuned on them alone (GOAL=1: widened to read the
     # goal too; its new inputs start at the hand inputs' scale or, with WIDEN=zero, at zero).
     local tag="" wide="" model=""
     if [ "$GOAL" = 1 ]; then
@@ -95,8 +82,8 @@ train_single() {
       $QVLA export "$TRAINED" --dtype bf16 --out "$BUILD/finetune-bf16"
     demos "$BUILD/demos-more$tag" "" "$MORE2" $((EPISODES + MORE))
     # shellcheck disable=SC2086  # $wide is empty or two words
-    clone "$BUILD/finetune2$tag$model" "$BUILD/demos-more$tag" --init "$BUILD/finetune-bf16" \
-      --steps "$FT2_STEPS" --lr 1.5e-4 --seed 2 $wide
+    clone "$BUILD/finetune2$tag$model" "$BUILD/demos-more$tag" --recipe "$SUITE-finetune" \
+      --init "$BUILD/finetune-bf16" --steps "$FT2_STEPS" --seed 2 $wide
     TRAINED=$BUILD/finetune2$tag$model
   fi
   $QVLA export "$TRAINED" --dtype bf16 --out "$BUILD/single-bf16"
@@ -118,8 +105,8 @@ train_fp() {
       data=$BUILD/demos-more$([ "$GOAL" = 1 ] && echo -goal)
       demos "$data" "" "$MORE2" $((EPISODES + MORE))
     fi
-    clone "$BUILD/cameras" "$data" --init "$BUILD/single-bf16" --cameras "$CAMERAS" \
-      --steps "$CAM_STEPS" --lr 1.5e-4 --seed 5
+    clone "$BUILD/cameras" "$data" --recipe "$SUITE-finetune" --init "$BUILD/single-bf16" \
+      --cameras "$CAMERAS" --steps "$CAM_STEPS" --seed 5
     TRAINED=$BUILD/cameras
   fi
   $QVLA export "$TRAINED" --dtype bf16 --out "$FP" --overwrite

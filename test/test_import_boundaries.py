@@ -1,5 +1,5 @@
 # Copyright 2026 qvla_ros authors. Apache-2.0.
-"""The core layers never load rclpy; quant never loads triton (architecture.md section 2)."""
+"""The core layers never load rclpy; quant never loads triton (docs/architecture.md)."""
 
 import json
 import subprocess

@@ -13,8 +13,11 @@ def _run(module, *args):
                           capture_output=True, text=True)
 
 
+SOURCES = ('qvla_ros', 'test', 'bench', 'launch', 'scripts', 'experiments', 'setup.py')
+
+
 def test_flake8_ament_settings():
-    result = _run('flake8', 'qvla_ros', 'test', 'bench', 'launch', 'setup.py')
+    result = _run('flake8', *SOURCES)
     assert result.returncode == 0, f'flake8 found problems:\n{result.stdout}{result.stderr}'
 
 
@@ -28,6 +31,19 @@ def test_flake8_actually_checks(tmp_path):
     bad.write_text('import os\nx = "double"\n' + 'y = ' + '1 + ' * 30 + '1\n')
     result = _run('flake8', '--config', str(ROOT / 'setup.cfg'), str(bad))
     assert 'F401' in result.stdout and 'Q000' in result.stdout and 'E501' in result.stdout
+
+
+def test_the_layout_is_what_the_formatter_writes():
+    result = _run('autopep8', '--diff', '--exit-code', '--recursive', *SOURCES)
+    assert result.returncode == 0, f'run `make format`:\n{result.stdout}{result.stderr}'
+
+
+def test_the_formatter_check_can_fail(tmp_path):
+    bad = tmp_path / 'bad.py'
+    bad.write_text('def f( x ):\n  return x\n')
+    result = _run('autopep8', '--diff', '--exit-code', '--global-config', str(ROOT / 'setup.cfg'),
+                  str(bad))
+    assert result.returncode == 2 and '+    return x' in result.stdout
 
 
 def test_no_print_outside_cli():

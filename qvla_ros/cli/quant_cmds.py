@@ -2,8 +2,9 @@
 """``qvla sensitivity | allocate | quantize | inspect``: argparse -> config -> library."""
 
 from pathlib import Path
+from typing import Optional
 
-from qvla_ros.quant.calibration_batch import calibration_batch
+from qvla_ros.quant.calibration_batch import calibration_batch, MAX_SAMPLES, STRIDE
 
 
 def _ints(text: str):
@@ -53,11 +54,10 @@ def cmd_allocate(args) -> int:
     check_output(args.out, args.overwrite, [args.sensitivity])
     sens = SensitivityFile.load(Path(args.sensitivity))
     spec = QuantSpec.from_dict(sens.extra['spec']) if 'spec' in sens.extra else QuantSpec()
-    cap = ({} if args.max_prune_fraction is None
-           else {'max_prune_fraction': args.max_prune_fraction})
     cfg = AllocationConfig(target_bits=args.target_bits, candidates=_ints(args.candidates),
                            budget=args.budget, prune_threshold=args.prune_threshold,
-                           group_size=spec.group_size, **cap)
+                           group_size=spec.group_size,
+                           max_prune_fraction=args.max_prune_fraction)
     alloc = (layerwise_allocate if args.layerwise else greedy_allocate)(
         sens.scores, sens.bits, sens.in_features, cfg)
     plan = QuantPlan(spec, 'layerwise' if args.layerwise else f'qvla-{sens.method}',
@@ -77,8 +77,8 @@ def cmd_allocate(args) -> int:
 
 
 def build_quantized(model: str, out: Path, plan_dir=None, method=None, bits=None,
-                    act_bits=None, dataset=None, max_samples: int = 64, stride: int = 5,
-                    refine_fraction: float = 0.05, upstream=None,
+                    act_bits=None, dataset=None, max_samples: int = MAX_SAMPLES,
+                    stride: int = STRIDE, refine_fraction: Optional[float] = None, upstream=None,
                     overwrite: bool = False) -> str:
     """Write a packed checkpoint of ``model`` from a plan folder or a method at ``bits``.
 
@@ -91,7 +91,8 @@ def build_quantized(model: str, out: Path, plan_dir=None, method=None, bits=None
     from qvla_ros.quant.apply import (check_plan_matches, plan_rounding, quantize_,
                                       results_from_plan)
     from qvla_ros.quant.artifacts import QuantPlan
-    from qvla_ros.quant.methods import apply_method, Calibration, MethodConfig, plan_bytes
+    from qvla_ros.quant.methods import (apply_method, Calibration, MethodConfig, plan_bytes,
+                                        REGISTRY)
     if (plan_dir is None) == (method is None):
         raise ValueError('give exactly one of --plan DIR or --method M (with --bits B)')
     policy = load_policy(model, upstream)
@@ -111,9 +112,9 @@ def build_quantized(model: str, out: Path, plan_dir=None, method=None, bits=None
     else:
         if bits is None:
             raise ValueError('--method needs --bits (average bits per parameter)')
-        cfg = MethodConfig(method, float(bits), act_bits, refine_fraction=refine_fraction)
-        needs_data = cfg.method not in ('rtn',)
-        if needs_data and not dataset:
+        given = {} if refine_fraction is None else {'refine_fraction': refine_fraction}
+        cfg = MethodConfig(method, float(bits), act_bits, **given)
+        if REGISTRY[cfg.method].needs_data and not dataset:
             raise ValueError(f'method {method} needs calibration data: give --dataset DIR')
         batch = calibration_batch(policy, dataset, 0, max_samples, stride) if dataset else {}
         plan, act, packed = apply_method(policy, Calibration(batch), cfg)
@@ -146,22 +147,27 @@ def _plan_of(path: Path):
 
 def cmd_inspect(args) -> int:
     """Print the per-layer bit table and histogram; optionally write PNG plots."""
+    from qvla_ros.kernels.format import layer_bytes
     from qvla_ros.quant.artifacts import SensitivityFile
     plan = _plan_of(Path(args.plan))
     cands = sorted(plan.candidates)
     print(f'plan {plan.plan_id}  method {plan.method}  spec {plan.spec.to_dict()}')
     print(f'target {plan.target_bits} bits/param, achieved {plan.achieved_bits():.4f}')
     print(f'{"layer":40s} {"out x in":>12s} ' + ' '.join(f'{b:>6d}b' for b in cands)
-          + '   avg')
+          + '   avg      bytes  /fp16')
+    packed = fp16 = 0
     for name, bits in sorted(plan.bits.items()):
-        hist = plan.histogram(name)
-        print(f'{name:40s} {bits.numel():>5d}x{plan.in_features[name]:<6d} '
+        hist, k = plan.histogram(name), plan.in_features[name]
+        size = layer_bytes(bits, k, plan.spec.group_size)  # weights, scales, zeros, indices
+        packed, fp16 = packed + size, fp16 + 2 * bits.numel() * k
+        print(f'{name:40s} {bits.numel():>5d}x{k:<6d} '
               + ' '.join(f'{hist[b]:>7d}' for b in cands)
-              + f'  {bits.float().mean():5.2f}')
+              + f'  {bits.float().mean():5.2f} {size:>10d} {size / (2 * bits.numel() * k):6.3f}')
     total = plan.histogram()
     rows = sum(total.values())
     print('histogram: ' + ', '.join(f'{b} bits {total[b]} ({100 * total[b] / rows:.1f}%)'
                                     for b in cands))
+    print(f'packed bytes {packed} of {fp16} fp16 bytes ({packed / fp16:.3f}), biases excluded')
     if args.plots:
         sens = SensitivityFile.load(Path(args.sensitivity)) if args.sensitivity else None
         from qvla_ros.quant.report import write_plots
@@ -172,18 +178,18 @@ def cmd_inspect(args) -> int:
 
 def add_quant_source(p) -> None:
     """Add --plan | --method/--bits/--act-bits and calibration options to a parser."""
-    from qvla_ros.quant.methods import METHODS
+    from qvla_ros.quant.methods import MethodConfig, REGISTRY
     p.add_argument('--plan', help='plan folder from `qvla allocate`')
-    p.add_argument('--method', choices=METHODS, help='quantize with this method instead')
+    p.add_argument('--method', choices=list(REGISTRY), help='quantize with this method instead')
     p.add_argument('--bits', type=float, help='--method: average bits per parameter')
     p.add_argument('--act-bits', type=int, choices=[8], help='--method: W*A8 activations')
     p.add_argument('--dataset', help='calibration rollout dataset (--method, and --plan '
                    'with gptq rounding)')
-    p.add_argument('--max-samples', type=int, default=64,
+    p.add_argument('--max-samples', type=int, default=MAX_SAMPLES,
                    help='calibration steps, spread evenly over the whole dataset')
-    p.add_argument('--stride', type=int, default=5)
-    p.add_argument('--refine-fraction', type=float, default=0.05,
-                   help='--method qvla: share of rows re-measured exactly')
+    p.add_argument('--stride', type=int, default=STRIDE, help='take every k-th step')
+    p.add_argument('--refine-fraction', type=float, default=MethodConfig.refine_fraction,
+                   help='--method qvla*: share of rows re-measured exactly')
     add_upstream(p)
 
 
@@ -204,21 +210,24 @@ def add_overwrite(p) -> None:
 
 def add_commands(sub) -> None:
     """Register the quantization subcommands on an argparse subparsers object."""
+    from qvla_ros.quant.allocation import AllocationConfig
     from qvla_ros.quant.rounding import ROUNDINGS
+    from qvla_ros.quant.sensitivity import Method, SensitivityConfig
+    sens, alloc = SensitivityConfig(), AllocationConfig()
     p = sub.add_parser('sensitivity', help='measure action-space channel sensitivity')
     p.add_argument('--model', required=True, help='toy, toy:SEED or a checkpoint folder')
     add_upstream(p)
     p.add_argument('--dataset', help='rollout dataset folder (qvla-rollouts)')
     p.add_argument('--synthetic', type=int, default=0, help='use N synthetic observations')
-    p.add_argument('--max-samples', type=int, default=64,
+    p.add_argument('--max-samples', type=int, default=MAX_SAMPLES,
                    help='calibration steps, spread evenly over the whole dataset')
-    p.add_argument('--stride', type=int, default=5, help='take every k-th step')
-    p.add_argument('--method', default='hybrid', choices=['exact', 'proxy', 'hybrid'])
-    p.add_argument('--bits', default='0,2,4,8')
-    p.add_argument('--projections', type=int, default=8)
-    p.add_argument('--refine-fraction', type=float, default=0.05)
-    p.add_argument('--group-size', type=int, default=None)
-    p.add_argument('--rounding', default='rtn', choices=ROUNDINGS,
+    p.add_argument('--stride', type=int, default=STRIDE, help='take every k-th step')
+    p.add_argument('--method', default=sens.method.value, choices=[m.value for m in Method])
+    p.add_argument('--bits', default=','.join(map(str, sens.bits)))
+    p.add_argument('--projections', type=int, default=sens.projections)
+    p.add_argument('--refine-fraction', type=float, default=sens.refine_fraction)
+    p.add_argument('--group-size', type=int, default=sens.spec.group_size)
+    p.add_argument('--rounding', default=sens.rounding, choices=ROUNDINGS,
                    help='measure each row with its RTN or its GPTQ delta (plans made from '
                    'the file round rows the same way)')
     p.add_argument('--out', required=True)
@@ -227,12 +236,11 @@ def add_commands(sub) -> None:
     p = sub.add_parser('allocate', help='greedy Eq. 8 bit allocation -> plan folder')
     p.add_argument('--sensitivity', required=True)
     p.add_argument('--target-bits', type=float, required=True)
-    p.add_argument('--budget', default='params', choices=['params', 'bytes'])
-    p.add_argument('--candidates', default='0,2,4,8,16')
-    p.add_argument('--max-prune-fraction', type=float, default=None,
-                   help='cap on the pruned (0-bit) rows of each layer (default: '
-                   'AllocationConfig.max_prune_fraction)')
-    p.add_argument('--prune-threshold', type=float, default=None)
+    p.add_argument('--budget', default=alloc.budget, choices=['params', 'bytes'])
+    p.add_argument('--candidates', default=','.join(map(str, alloc.candidates)))
+    p.add_argument('--max-prune-fraction', type=float, default=alloc.max_prune_fraction,
+                   help='cap on the pruned (0-bit) rows of each layer')
+    p.add_argument('--prune-threshold', type=float, default=alloc.prune_threshold)
     p.add_argument('--layerwise', action='store_true', help='one width per layer (ablation)')
     p.add_argument('--out', required=True)
     add_overwrite(p)

@@ -46,16 +46,16 @@ def cmd_sim_merge(args) -> int:
 def cmd_train(args) -> int:
     """Behaviour-clone qvla-ref on a rollout dataset."""
     from dataclasses import replace
+    from qvla_ros.models.recipes import recipe
     from qvla_ros.models.reference import CONFIGS
-    from qvla_ros.models.training import train, TrainConfig
+    from qvla_ros.models.training import train
     if args.config not in CONFIGS:
         raise ValueError(f'unknown config {args.config!r}; expected one of {sorted(CONFIGS)}')
-    cfg = TrainConfig(steps=args.steps, batch_size=args.batch_size, lr=args.lr,
-                      seed=args.seed, bf16=not args.fp32, val_every=args.val_every,
-                      save_every=args.save_every, crop_scale=args.crop_scale,
-                      jitter=args.jitter, loss=args.loss, aux_weight=args.aux_weight,
-                      pos_init=args.pos_init, init=args.init or '',
-                      widen_init=args.widen_init)
+    cfg = recipe(args.recipe, steps=args.steps, batch_size=args.batch_size, lr=args.lr,
+                 seed=args.seed, bf16=False if args.fp32 else None, val_every=args.val_every,
+                 save_every=args.save_every, crop_scale=args.crop_scale, jitter=args.jitter,
+                 loss=args.loss, aux_weight=args.aux_weight, pos_init=args.pos_init,
+                 init=args.init, widen_init=args.widen_init)
     config = CONFIGS[args.config]
     cameras = tuple(c.strip() for c in (args.cameras or '').split(',') if c.strip())
     if args.cameras is None and args.init:  # a warm start keeps its cameras
@@ -170,32 +170,35 @@ def cmd_convert(args) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """Return the argument parser of ``qvla``."""
-    parser = argparse.ArgumentParser(prog='qvla', description=__doc__)
-    sub = parser.add_subparsers(dest='command', required=True)
-    sub.add_parser('version', help='print versions').set_defaults(func=cmd_version)
-    from qvla_ros.cli.quant_cmds import add_commands, add_overwrite, add_quant_source
-    add_commands(sub)
-    p = sub.add_parser('train', help='behaviour-clone qvla-ref on a rollout dataset')
+def add_train_command(sub) -> None:
+    """Add ``qvla train``; every setting not given comes from the chosen recipe."""
+    from qvla_ros.cli.quant_cmds import add_overwrite
+    from qvla_ros.models.recipes import describe, RECIPES
+    from qvla_ros.models.reference import CONFIGS
+    recipes = '\n'.join(f'  {describe(name)}' for name in RECIPES)
+    p = sub.add_parser('train', help='behaviour-clone qvla-ref on a rollout dataset',
+                       epilog=f'recipes (settings not given on the command line):\n{recipes}')
     p.add_argument('--dataset', required=True)
-    p.add_argument('--config', default='small', help='tiny | small | openvla-oft-7b')
+    p.add_argument('--config', default='small',
+                   help=f'model size preset: {" | ".join(CONFIGS)}')
+    p.add_argument('--recipe', default='default',
+                   help='named training settings, listed below (default: default); options '
+                   "not given take the recipe's values")
     p.add_argument('--out', required=True, help='checkpoint folder (resumes if interrupted)')
-    p.add_argument('--steps', type=int, default=3000)
-    p.add_argument('--batch-size', type=int, default=32)
-    p.add_argument('--lr', type=float, default=3e-4)
-    p.add_argument('--seed', type=int, default=0)
-    p.add_argument('--val-every', type=int, default=250)
-    p.add_argument('--save-every', type=int, default=250)
+    p.add_argument('--steps', type=int)
+    p.add_argument('--batch-size', type=int)
+    p.add_argument('--lr', type=float)
+    p.add_argument('--seed', type=int)
+    p.add_argument('--val-every', type=int)
+    p.add_argument('--save-every', type=int)
     p.add_argument('--fp32', action='store_true', help='disable bf16 autocast')
-    p.add_argument('--crop-scale', type=float, default=0.9,
-                   help='random-crop area fraction (1.0: no crop)')
-    p.add_argument('--jitter', type=float, default=0.1, help='colour jitter strength')
-    p.add_argument('--loss', default='l1', choices=['l1', 'mse'],
+    p.add_argument('--crop-scale', type=float, help='random-crop area fraction (1.0: no crop)')
+    p.add_argument('--jitter', type=float, help='colour jitter strength')
+    p.add_argument('--loss', choices=['l1', 'mse'],
                    help='training loss on normalized chunks (validation is always L1)')
-    p.add_argument('--aux-weight', type=float, default=0.0,
+    p.add_argument('--aux-weight', type=float,
                    help='weight of the auxiliary colour-localization loss (0: off)')
-    p.add_argument('--pos-init', default='random', choices=['random', 'sincos'],
+    p.add_argument('--pos-init', choices=['random', 'sincos'],
                    help='initialisation of the vision position embeddings')
     p.add_argument('--cameras', help='comma-separated dataset cameras the model reads, in order '
                    '(default: as --init, else the first camera only, a single-camera model)')
@@ -203,14 +206,25 @@ def build_parser() -> argparse.ArgumentParser:
                    help='proprio values the model takes (default: as the config preset); it '
                    'reads the first ones of each sample')
     p.add_argument('--init', help='warm-start from this float qvla-ref checkpoint folder (same '
-                   'config, except that --proprio-dim may add inputs; its action and proprio '
-                   'normalization are kept)')
+                   'config, except that --proprio-dim may add inputs and --cameras cameras; its '
+                   'action and proprio normalization are kept)')
     add_overwrite(p)
-    p.add_argument('--widen-init', default='zero', choices=['zero', 'matched'],
+    p.add_argument('--widen-init', choices=['zero', 'matched'],
                    help='weights of the proprio inputs --proprio-dim adds to an --init model: '
                    'zero (the policy starts unchanged) or matched (random, at the scale of the '
                    "old inputs' weights)")
     p.set_defaults(func=cmd_train)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Return the argument parser of ``qvla``."""
+    from qvla_ros.cli.parser import Parser
+    parser = Parser(prog='qvla', description=__doc__)
+    sub = parser.add_subparsers(dest='command', required=True)
+    sub.add_parser('version', help='print versions').set_defaults(func=cmd_version)
+    from qvla_ros.cli.quant_cmds import add_commands, add_overwrite, add_quant_source
+    add_commands(sub)
+    add_train_command(sub)
     p = sub.add_parser('export', help='re-save an FP checkpoint in bf16 / fp16 / fp32')
     p.add_argument('checkpoint')
     p.add_argument('--dtype', default='bf16', choices=['bf16', 'fp16', 'fp32'])

@@ -54,7 +54,7 @@ def cmd_launch(args) -> int:
     """Run a launch by name with the same executables and YAML as launch/*.launch.py."""
     from qvla_ros.ros.launcher import Launch
     return Launch(args.name, params=args.params, overrides=args.overrides,
-                  domain_id=args.domain_id).run()
+                  domain_id=args.domain_id, remaps=args.remap).run()
 
 
 def cmd_demo(args) -> int:
@@ -119,9 +119,18 @@ def cmd_demo_toy(args) -> int:
     return 0
 
 
+def cmd_enable(args) -> int:
+    """Switch a running policy node's actuation on or off through its ~/enable service."""
+    from qvla_ros.ros.watch import run_enable
+    answer = run_enable(args.node, args.state == 'on', args.timeout, args.domain_id)
+    print(f'{args.node}: actuation {args.state}' + (f' ({answer})' if answer else ''))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Return the argument parser of ``qvla-ros``."""
-    parser = argparse.ArgumentParser(prog='qvla-ros', description=__doc__)
+    from qvla_ros.cli.parser import Parser
+    parser = Parser(prog='qvla-ros', description=__doc__)
     sub = parser.add_subparsers(dest='command', required=True)
     p = sub.add_parser('build-interfaces', help='build or export qvla_ros_interfaces')
     p.add_argument('--prefix', help='install prefix (default: this Python environment)')
@@ -136,11 +145,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument('--domain-id', type=int)
     p.set_defaults(func=cmd_env)
     p = sub.add_parser('launch', help='run a launch without ros2 launch')
-    p.add_argument('name', help='policy | demo')
+    p.add_argument('name', help='policy | calibration | demo | sim_demo')
     p.add_argument('--params', help='parameter YAML (default: the package config)')
+    p.add_argument('-r', '--remap', action='append', default=[], metavar='FROM:=TO',
+                   help='topic remapping for every node of the launch, e.g. '
+                   '/policy_node/image/wrist:=/wrist_cam/image_raw (repeatable)')
     p.add_argument('--domain-id', type=int)
     p.add_argument('overrides', nargs='*', help='name:=value parameter overrides')
     p.set_defaults(func=cmd_launch)
+    p = sub.add_parser('enable', help="switch a policy node's actuation on or off (off sends "
+                                      'a zero twist first)')
+    p.add_argument('state', choices=['on', 'off'])
+    p.add_argument('--node', default='/policy_node', help='fully qualified node name')
+    p.add_argument('--timeout', type=float, default=10.0, help='seconds to wait for the node')
+    p.add_argument('--domain-id', type=int)
+    p.set_defaults(func=cmd_enable)
     p = sub.add_parser('demo', help='the main job: the sim driven over ROS 2 by the quantized '
                                     'reference policy; prints success and latency')
     p.add_argument('--episodes', type=int, default=10)
@@ -159,7 +178,12 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Optional[List[str]] = None) -> int:
     """Entry point of ``qvla-ros``."""
     from qvla_ros.cli.errors import run
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if extra and args.command == 'launch' and not any(e.startswith('-') for e in extra):
+        args.overrides += extra  # name:=value after a -r option
+    elif extra:
+        parser.error(f'unrecognized arguments: {" ".join(extra)}')
     return run('qvla-ros', args.command, lambda: args.func(args))
 
 

@@ -5,6 +5,8 @@ from dataclasses import asdict, dataclass
 from enum import Enum
 from typing import Optional
 
+from qvla_ros.core.types import check_version
+
 # Bit-widths a row may take. 16 = kept in fp16/bf16, 0 = pruned (the row is removed).
 SUPPORTED_BITS = (0, 2, 3, 4, 8, 16)
 QUANT_BITS = (2, 3, 4, 8)
@@ -43,8 +45,7 @@ class QuantSpec:
                              f'{self.clip_min_ratio}')
         if self.clip_grid < 1:
             raise ValueError(f'QuantSpec.clip_grid must be >= 1, got {self.clip_grid}')
-        if self.version != 1:
-            raise ValueError(f'QuantSpec.version must be 1, got {self.version}')
+        check_version('QuantSpec', self.version)
 
     def to_dict(self) -> dict:
         """Return a JSON-ready dict."""

@@ -44,3 +44,13 @@ class ActionChunk:
     def horizon(self) -> int:
         """Number of steps in the chunk."""
         return int(self.actions.shape[0])
+
+
+def check_version(owner: str, version: int, expected: int = 1) -> None:
+    """Raise ValueError unless a saved config's ``version`` is the one this code reads.
+
+    Configs written into checkpoints and plans (model configs, QuantSpec, ScheduleSpec) carry
+    their own version so that a folder written by a later format is refused, not misread.
+    """
+    if version != expected:
+        raise ValueError(f'{owner}.version must be {expected}, got {version!r}')

@@ -1,5 +1,5 @@
 # Copyright 2026 qvla_ros authors. Apache-2.0.
-"""The rollout dataset (architecture.md 3.1).
+"""The rollout dataset (docs/formats.md).
 
 Written by the calibration node, the bag importer and the sim; read by calibration and
 training.

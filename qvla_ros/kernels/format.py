@@ -30,6 +30,11 @@ from qvla_ros.kernels.packing import pack_rows, unpack_rows, words_per_row
 
 GROUP_BITS = (16, 8, 4, 3, 2)
 STATE_KEYS = ('counts', 'perm', 'weight16', 'qweight', 'scales', 'zeros')
+# The scalars every Triton kernel takes after its tensors, in this order (``kernel_sizes``):
+# rows per group, int32 words per row of each quantized group, then per quantized group its
+# first packed row (r), first quantized row (q: scales and zeros) and first word (w).
+KERNEL_SIZES = ('n16', 'n8', 'n4', 'n3', 'n2', 'wpr8', 'wpr4', 'wpr3', 'wpr2',
+                'r8', 'q8', 'w8', 'r4', 'q4', 'w4', 'r3', 'q3', 'w3', 'r2', 'q2', 'w2')
 
 
 def row_bytes(bits: int, in_features: int, group_size: Optional[int] = None) -> int:
@@ -45,6 +50,16 @@ def row_bytes(bits: int, in_features: int, group_size: Optional[int] = None) -> 
         return 2 * in_features + 4
     groups = in_features // (group_size or in_features)
     return 4 * words_per_row(in_features, bits) + 4 * groups + 4
+
+
+def layer_bytes(bits: torch.Tensor, in_features: int, group_size: Optional[int] = None) -> int:
+    """Return the bytes of a packed layer whose rows have widths ``bits`` (N,), bias excluded.
+
+    The rows' ``row_bytes`` plus the int32 ``counts`` of the five groups.
+    """
+    widths, rows = torch.unique(bits.to(torch.int64), return_counts=True)
+    return 4 * len(GROUP_BITS) + sum(int(n) * row_bytes(int(b), in_features, group_size)
+                                     for b, n in zip(widths, rows))
 
 
 @dataclass(frozen=True)
@@ -135,12 +150,10 @@ class PackedLayout:
 
     @functools.cached_property
     def kernel_sizes(self) -> tuple:
-        """Return (n16, n8, n4, n3, n2, wpr8, wpr4, wpr3, wpr2) as the Triton kernels take them.
-
-        Rows per group in packed order, then int32 words per row of each quantized group.
-        """
-        wpr = {g.bits: g.words_per_row for g in self.groups()}
-        return (*self.host_counts, *(wpr.get(b, 0) for b in GROUP_BITS[1:]))
+        """Return the group sizes and offsets the Triton kernels take, named by KERNEL_SIZES."""
+        quant = [g for g in self._all_groups() if g.bits != 16]
+        return (*self.host_counts, *(g.words_per_row for g in quant),
+                *(v for g in quant for v in (g.row_start, g.qrow_start, g.word_start)))
 
     @functools.cached_property
     def cpu_gemv_args(self) -> tuple:
@@ -166,11 +179,14 @@ class PackedLayout:
         return self.bias.to(device=device, dtype=dtype).expand(m, n).clone()
 
     def _compute_groups(self) -> List[Group]:
+        return [g for g in self._all_groups() if g.rows]
+
+    def _all_groups(self) -> List[Group]:
+        """Return all five groups in packed order, empty ones included (the one offset sum)."""
         out, row, qrow, word = [], 0, 0, 0
         for b, n in zip(GROUP_BITS, self.host_counts):
             wpr = 0 if b == 16 else words_per_row(self.in_features, b)
-            if n:
-                out.append(Group(b, row, n, qrow, word, wpr))
+            out.append(Group(b, row, n, qrow, word, wpr))
             row += n
             if b != 16:
                 qrow += n

@@ -9,7 +9,7 @@ either way, so a fused kernel wins only if its in-register dequantization keeps 
 tensor cores. When it does not, one Triton launch writes the kept rows as a dense (R, K)
 matrix in x's dtype (``_dequant_kernel``: grid over (row tiles of each bit group, K tiles),
 each word loaded once and expanded in registers as in the GEMV kernel, w_hat = (q - z) s,
-qvla-method.md Eq. 2), ``F.linear`` runs it on cuBLAS, and
+paper Eq. 2), ``F.linear`` runs it on cuBLAS, and
 ``index_copy_`` puts the R packed output columns back at ``perm``. The dense matrix lives only
 for the call: packed memory stays packed, and the peak grows by one layer's dense weight.
 Which of the two a layer uses at a given M is measured, not assumed
@@ -23,7 +23,7 @@ import torch.nn.functional as F
 import triton
 import triton.language as tl
 
-from qvla_ros.kernels.format import PackedLayout
+from qvla_ros.kernels.format import KERNEL_SIZES, PackedLayout
 from qvla_ros.kernels.triton_gemv import supports
 
 
@@ -73,10 +73,10 @@ def _dequant_gather(w_ptr, qw_ptr, s_ptr, z_ptr, K, G, GS, k0, rows, nrows, out_
              ((q - z) * s).to(w_ptr.dtype.element_ty), mask=mask)
 
 
-@triton.jit(do_not_specialize=['G', 'GS', 'n16', 'n8', 'n4', 'n3', 'n2'])
+@triton.jit(do_not_specialize=['G', 'GS', *KERNEL_SIZES])
 def _dequant_kernel(w_ptr, w16_ptr, qw_ptr, s_ptr, z_ptr, K, G, GS, n16, n8, n4, n3, n2,
-                    wpr8, wpr4, wpr3, wpr2, PER_ROW: tl.constexpr, BLOCK_N: tl.constexpr,
-                    BLOCK_K: tl.constexpr):
+                    wpr8, wpr4, wpr3, wpr2, r8, q8, w8, r4, q4, w4, r3, q3, w3, r2, q2, w2,
+                    PER_ROW: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr):
     pid = tl.program_id(0)
     k0 = tl.program_id(1) * BLOCK_K
     t16 = tl.cdiv(n16, BLOCK_N)
@@ -93,20 +93,19 @@ def _dequant_kernel(w_ptr, w16_ptr, qw_ptr, s_ptr, z_ptr, K, G, GS, n16, n8, n4,
                  .to(w_ptr.dtype.element_ty), mask=mask)
     elif pid < t8:
         _dequant_words(w_ptr, qw_ptr, s_ptr, z_ptr, K, G, GS, k0,
-                       (pid - t16) * BLOCK_N + local, n8, n16, 0, wpr8, 0, 8, PER_ROW,
+                       (pid - t16) * BLOCK_N + local, n8, r8, w8, wpr8, q8, 8, PER_ROW,
                        BLOCK_N, BLOCK_K)
     elif pid < t4:
         _dequant_words(w_ptr, qw_ptr, s_ptr, z_ptr, K, G, GS, k0,
-                       (pid - t8) * BLOCK_N + local, n4, n16 + n8, n8 * wpr8, wpr4, n8, 4,
+                       (pid - t8) * BLOCK_N + local, n4, r4, w4, wpr4, q4, 4,
                        PER_ROW, BLOCK_N, BLOCK_K)
     elif pid < t3:
         _dequant_gather(w_ptr, qw_ptr, s_ptr, z_ptr, K, G, GS, k0,
-                        (pid - t4) * BLOCK_N + local, n3, n16 + n8 + n4,
-                        n8 * wpr8 + n4 * wpr4, wpr3, n8 + n4, 3, BLOCK_N, BLOCK_K)
+                        (pid - t4) * BLOCK_N + local, n3, r3, w3, wpr3, q3, 3, BLOCK_N,
+                        BLOCK_K)
     else:
         _dequant_words(w_ptr, qw_ptr, s_ptr, z_ptr, K, G, GS, k0,
-                       (pid - t3) * BLOCK_N + local, n2, n16 + n8 + n4 + n3,
-                       n8 * wpr8 + n4 * wpr4 + n3 * wpr3, wpr2, n8 + n4 + n3, 2, PER_ROW,
+                       (pid - t3) * BLOCK_N + local, n2, r2, w2, wpr2, q2, 2, PER_ROW,
                        BLOCK_N, BLOCK_K)
 
 

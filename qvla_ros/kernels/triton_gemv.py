@@ -12,7 +12,7 @@ program owns BLOCK_N packed rows of one bit group; per K step it loads a (BLOCK_
 VPW) tile of words, expands it in registers to (BLOCK_N, BLOCK_K / VPW, VPW) codes, and adds
 ``code * x`` elementwise into an fp32 accumulator of that shape. The one reduction over K
 happens after the loop. With per-row quantization the affine grid is factored out of the
-loop (qvla-method.md Eq. 2, w_hat = (q - z) s):
+loop (paper Eq. 2, w_hat = (q - z) s):
 
     sum_k (q_k - z) s x_k = s (sum_k q_k x_k - z sum_k x_k)        # (BLOCK_N,)
 
@@ -30,7 +30,7 @@ import torch
 import triton
 import triton.language as tl
 
-from qvla_ros.kernels.format import PackedLayout
+from qvla_ros.kernels.format import KERNEL_SIZES, PackedLayout
 from qvla_ros.kernels.triton_mixed import interpreting, quick_bench
 
 
@@ -124,13 +124,13 @@ def _store_row(out_ptr, val, perm_ptr, bias_ptr, packed_rows, rows, nrows,
     tl.store(out_ptr + cols, val.to(out_ptr.dtype.element_ty), mask=mask_n)
 
 
-_NO_SPECIALIZE = ['G', 'GS', 'n16', 'n8', 'n4', 'n3', 'n2', 'wpr8', 'wpr4', 'wpr3', 'wpr2',
-                  'N_OUT']
+_NO_SPECIALIZE = ['G', 'GS', *KERNEL_SIZES, 'N_OUT']
 
 
 @triton.jit(do_not_specialize=_NO_SPECIALIZE)
 def _gemv_kernel(x_ptr, out_ptr, w16_ptr, qw_ptr, s_ptr, z_ptr, perm_ptr, bias_ptr,
-                 K, G, GS, n16, n8, n4, n3, n2, wpr8, wpr4, wpr3, wpr2, N_OUT,
+                 K, G, GS, n16, n8, n4, n3, n2, wpr8, wpr4, wpr3, wpr2,
+                 r8, q8, w8, r4, q4, w4, r3, q3, w3, r2, q2, w2, N_OUT,
                  HAS_BIAS: tl.constexpr, PER_ROW: tl.constexpr,
                  BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr):
     pid = tl.program_id(0)  # N_OUT: autotuning key only, as in triton_mixed
@@ -145,27 +145,24 @@ def _gemv_kernel(x_ptr, out_ptr, w16_ptr, qw_ptr, s_ptr, z_ptr, perm_ptr, bias_p
         _store_row(out_ptr, val, perm_ptr, bias_ptr, rows, rows, n16, HAS_BIAS)
     elif pid < t8:
         rows = (pid - t16) * BLOCK_N + local
-        val = _gemv_words(x_ptr, qw_ptr, s_ptr, z_ptr, K, G, GS, rows, n8, 0, wpr8, 0,
+        val = _gemv_words(x_ptr, qw_ptr, s_ptr, z_ptr, K, G, GS, rows, n8, w8, wpr8, q8,
                           8, PER_ROW, BLOCK_N, BLOCK_K)
-        _store_row(out_ptr, val, perm_ptr, bias_ptr, n16 + rows, rows, n8, HAS_BIAS)
+        _store_row(out_ptr, val, perm_ptr, bias_ptr, r8 + rows, rows, n8, HAS_BIAS)
     elif pid < t4:
         rows = (pid - t8) * BLOCK_N + local
-        val = _gemv_words(x_ptr, qw_ptr, s_ptr, z_ptr, K, G, GS, rows, n4, n8 * wpr8, wpr4,
-                          n8, 4, PER_ROW, BLOCK_N, BLOCK_K)
-        _store_row(out_ptr, val, perm_ptr, bias_ptr, n16 + n8 + rows, rows, n4, HAS_BIAS)
+        val = _gemv_words(x_ptr, qw_ptr, s_ptr, z_ptr, K, G, GS, rows, n4, w4, wpr4, q4,
+                          4, PER_ROW, BLOCK_N, BLOCK_K)
+        _store_row(out_ptr, val, perm_ptr, bias_ptr, r4 + rows, rows, n4, HAS_BIAS)
     elif pid < t3:
         rows = (pid - t4) * BLOCK_N + local
-        val = _gemv_gather(x_ptr, qw_ptr, s_ptr, z_ptr, K, G, GS, rows, n3,
-                           n8 * wpr8 + n4 * wpr4, wpr3, n8 + n4, 3, PER_ROW, BLOCK_N, BLOCK_K)
-        _store_row(out_ptr, val, perm_ptr, bias_ptr, n16 + n8 + n4 + rows, rows, n3,
-                   HAS_BIAS)
+        val = _gemv_gather(x_ptr, qw_ptr, s_ptr, z_ptr, K, G, GS, rows, n3, w3, wpr3, q3, 3,
+                           PER_ROW, BLOCK_N, BLOCK_K)
+        _store_row(out_ptr, val, perm_ptr, bias_ptr, r3 + rows, rows, n3, HAS_BIAS)
     else:
         rows = (pid - t3) * BLOCK_N + local
-        val = _gemv_words(x_ptr, qw_ptr, s_ptr, z_ptr, K, G, GS, rows, n2,
-                          n8 * wpr8 + n4 * wpr4 + n3 * wpr3, wpr2, n8 + n4 + n3, 2, PER_ROW,
-                          BLOCK_N, BLOCK_K)
-        _store_row(out_ptr, val, perm_ptr, bias_ptr, n16 + n8 + n4 + n3 + rows, rows, n2,
-                   HAS_BIAS)
+        val = _gemv_words(x_ptr, qw_ptr, s_ptr, z_ptr, K, G, GS, rows, n2, w2, wpr2, q2, 2,
+                          PER_ROW, BLOCK_N, BLOCK_K)
+        _store_row(out_ptr, val, perm_ptr, bias_ptr, r2 + rows, rows, n2, HAS_BIAS)
 
 
 # (BLOCK_N, BLOCK_K, warps): few rows per program keeps >= 1000 programs on 4096-row layers

@@ -21,7 +21,7 @@ import torch
 import triton
 import triton.language as tl
 
-from qvla_ros.kernels.format import PackedLayout
+from qvla_ros.kernels.format import KERNEL_SIZES, PackedLayout
 
 
 @triton.jit
@@ -104,14 +104,14 @@ def _store(out_ptr, acc, perm_ptr, bias_ptr, stride_om, M, offs_m, packed_rows, 
              acc.to(out_ptr.dtype.element_ty), mask=mask)
 
 
-_NO_SPECIALIZE = ['M', 'G', 'GS', 'n16', 'n8', 'n4', 'n3', 'n2', 'wpr8', 'wpr4', 'wpr3', 'wpr2',
-                  'N_OUT']
+_NO_SPECIALIZE = ['M', 'G', 'GS', *KERNEL_SIZES, 'N_OUT']
 
 
 @triton.jit(do_not_specialize=_NO_SPECIALIZE)
 def _mixed_kernel(x_ptr, out_ptr, w16_ptr, qw_ptr, s_ptr, z_ptr, perm_ptr, bias_ptr,
                   M, K, G, GS, stride_xm, stride_om,
-                  n16, n8, n4, n3, n2, wpr8, wpr4, wpr3, wpr2, N_OUT,
+                  n16, n8, n4, n3, n2, wpr8, wpr4, wpr3, wpr2,
+                  r8, q8, w8, r4, q4, w4, r3, q3, w3, r2, q2, w2, N_OUT,
                   HAS_BIAS: tl.constexpr, PER_ROW: tl.constexpr,
                   BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr):
     # N_OUT (out_features) is unused here: it is the autotuning key, so that layers of one
@@ -132,29 +132,27 @@ def _mixed_kernel(x_ptr, out_ptr, w16_ptr, qw_ptr, s_ptr, z_ptr, perm_ptr, bias_
     elif pid_n < t8:
         rows = (pid_n - t16) * BLOCK_N + local
         acc = _tile_quant(x_ptr, qw_ptr, s_ptr, z_ptr, stride_xm, M, K, G, GS, offs_m, rows,
-                          n8, 0, wpr8, 0, 8, PER_ROW, BLOCK_M, BLOCK_N, BLOCK_K)
-        _store(out_ptr, acc, perm_ptr, bias_ptr, stride_om, M, offs_m, n16 + rows, rows, n8,
+                          n8, w8, wpr8, q8, 8, PER_ROW, BLOCK_M, BLOCK_N, BLOCK_K)
+        _store(out_ptr, acc, perm_ptr, bias_ptr, stride_om, M, offs_m, r8 + rows, rows, n8,
                HAS_BIAS)
     elif pid_n < t4:
         rows = (pid_n - t8) * BLOCK_N + local
         acc = _tile_quant(x_ptr, qw_ptr, s_ptr, z_ptr, stride_xm, M, K, G, GS, offs_m, rows,
-                          n4, n8 * wpr8, wpr4, n8, 4, PER_ROW, BLOCK_M, BLOCK_N, BLOCK_K)
-        _store(out_ptr, acc, perm_ptr, bias_ptr, stride_om, M, offs_m, n16 + n8 + rows, rows,
+                          n4, w4, wpr4, q4, 4, PER_ROW, BLOCK_M, BLOCK_N, BLOCK_K)
+        _store(out_ptr, acc, perm_ptr, bias_ptr, stride_om, M, offs_m, r4 + rows, rows,
                n4, HAS_BIAS)
     elif pid_n < t3:
         rows = (pid_n - t4) * BLOCK_N + local
         acc = _tile_quant(x_ptr, qw_ptr, s_ptr, z_ptr, stride_xm, M, K, G, GS, offs_m, rows,
-                          n3, n8 * wpr8 + n4 * wpr4, wpr3, n8 + n4, 3, PER_ROW,
-                          BLOCK_M, BLOCK_N, BLOCK_K)
-        _store(out_ptr, acc, perm_ptr, bias_ptr, stride_om, M, offs_m, n16 + n8 + n4 + rows,
+                          n3, w3, wpr3, q3, 3, PER_ROW, BLOCK_M, BLOCK_N, BLOCK_K)
+        _store(out_ptr, acc, perm_ptr, bias_ptr, stride_om, M, offs_m, r3 + rows,
                rows, n3, HAS_BIAS)
     else:
         rows = (pid_n - t3) * BLOCK_N + local
         acc = _tile_quant(x_ptr, qw_ptr, s_ptr, z_ptr, stride_xm, M, K, G, GS, offs_m, rows,
-                          n2, n8 * wpr8 + n4 * wpr4 + n3 * wpr3, wpr2, n8 + n4 + n3, 2,
-                          PER_ROW, BLOCK_M, BLOCK_N, BLOCK_K)
-        _store(out_ptr, acc, perm_ptr, bias_ptr, stride_om, M, offs_m,
-               n16 + n8 + n4 + n3 + rows, rows, n2, HAS_BIAS)
+                          n2, w2, wpr2, q2, 2, PER_ROW, BLOCK_M, BLOCK_N, BLOCK_K)
+        _store(out_ptr, acc, perm_ptr, bias_ptr, stride_om, M, offs_m, r2 + rows, rows, n2,
+               HAS_BIAS)
 
 
 def _configs():

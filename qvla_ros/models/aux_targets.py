@@ -1,21 +1,19 @@
 # Copyright 2026 qvla_ros authors. Apache-2.0.
 """Auxiliary localization targets for behaviour cloning from scratch: colour-blob centroids.
 
-Why: a qvla-ref small trained from scratch on ~1e5 tabletop frames with the action loss alone
-did not learn to find the instructed block (its held-out xyz error was no better than a
-proprio-only MLP's, and it solved 1/30 episodes). Pretrained VLAs get localization from their
-vision pre-training, which cannot be downloaded here. This module derives a dense, label-free
-localization signal from the training frames themselves: for each reference colour, the image
-centroid of the pixels whose colour channel dominates the other two. A training-only linear head
+Why: from scratch, the action loss alone did not teach a small qvla-ref to find the
+instructed block (docs/history.md); pretrained VLAs get localization from vision pre-training.
+This module derives a dense, label-free localization signal from the training frames
+themselves: for each reference colour, the image centroid of the pixels whose colour channel
+dominates the other two. A training-only linear head
 regresses, from the mean of the backbone's action-query states (what the action head reads),
 the centroid of every colour and of the colours in the order the instruction mentions them.
 
 Reading the instruction is the hard part, and real samples offer a shortcut: after the first
-few steps the mentioned block is simply the one next to the gripper (measured: with real
-samples only, the first-mention error at step 0 stayed at the target variance while later steps
-were near zero). So training adds counterfactual samples, a frame paired with the instruction
-of another random sample, on which only this loss is applied: there the mentioned blob is
-unrelated to the gripper and only the colour word tells where it is. The head is not part of
+few steps the mentioned block is simply the one next to the gripper. So training adds
+counterfactual samples, a frame paired with the instruction of another random sample, on which
+only this loss is applied: there the mentioned blob is unrelated to the gripper and only the
+colour word tells where it is. The head is not part of
 the policy: the exported checkpoint, its inputs and its quantization are unchanged.
 
 Target layout per frame (K = 2 C + 2 M values, image coordinates in [-1, 1], x right, y down):

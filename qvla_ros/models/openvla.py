@@ -36,7 +36,7 @@ import torch
 from torch import nn
 import torch.nn.functional as F
 
-from qvla_ros.core.types import ActionChunk, Observation
+from qvla_ros.core.types import ActionChunk, check_version, Observation
 from qvla_ros.models.inputs import dimension_names
 from qvla_ros.models.normalization import BoundsNormalizer, NORMALIZATION_TYPES
 from qvla_ros.models.openvla_config import ATTENTION
@@ -69,6 +69,7 @@ class OpenVLAConfig:
     version: int = 1
 
     def __post_init__(self):
+        check_version('OpenVLAConfig', self.version)
         if self.variant not in ('discrete', 'l1'):
             raise ValueError(f"variant must be 'discrete' or 'l1', got {self.variant!r}")
         if not 1 <= len(self.backbones) <= 2:
@@ -107,7 +108,7 @@ class MLPResNet(nn.Module):
 
 
 class OpenVLAPolicy(nn.Module):
-    """An upstream OpenVLA / OFT policy behind the policy interface (architecture.md 3.5)."""
+    """An upstream OpenVLA / OFT policy behind the Policy protocol (qvla_ros.core.policy)."""
 
     def __init__(self, config: OpenVLAConfig, normalizer: BoundsNormalizer, tokenizer=None,
                  proprio_normalizer: Optional[BoundsNormalizer] = None):
@@ -149,7 +150,8 @@ class OpenVLAPolicy(nn.Module):
         return {'action_dim': c.action_dim, 'chunk_size': c.chunk_size,
                 'dimension_names': list(dimension_names(c.action_dim)),
                 'image_size': c.backbones[0].image_size, 'control_hz': c.control_hz,
-                'num_images': c.num_images, 'proprio_dim': c.proprio_dim, 'config': asdict(c)}
+                'cameras': [], 'num_images': c.num_images, 'proprio_dim': c.proprio_dim,
+                'config': asdict(c)}
 
     @staticmethod
     def collate(batches: List[Dict[str, torch.Tensor]]) -> Dict[str, torch.Tensor]:

@@ -55,7 +55,6 @@ class UpstreamOptions:
     num_images: Optional[int] = None
     attention: Optional[str] = None
     center_crop: bool = False
-    version: int = 1
 
     def __post_init__(self):
         if self.chunk_size is not None and not 1 <= self.chunk_size <= 256:
@@ -71,7 +70,7 @@ class UpstreamOptions:
     @classmethod
     def parse(cls, text: str) -> 'UpstreamOptions':
         """Parse ``name=value,...`` (e.g. ``unnorm_key=libero_spatial,chunk_size=8``)."""
-        names = {f.name: f for f in fields(cls) if f.name != 'version'}
+        names = {f.name: f for f in fields(cls)}
         values: Dict[str, Any] = {}
         for item in filter(None, (t.strip() for t in (text or '').split(','))):
             name, sep, value = item.partition('=')

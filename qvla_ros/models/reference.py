@@ -1,7 +1,7 @@
 # Copyright 2026 qvla_ros authors. Apache-2.0.
 """``qvla-ref``: an OpenVLA-OFT-shaped reference VLA built from transformers' classes.
 
-Layout (qvla-method.md 2.1): SigLIP vision tower -> 2-layer GELU MLP projector -> a Llama
+Layout (docs/method.md, the model): SigLIP vision tower -> 2-layer GELU MLP projector -> a Llama
 backbone over [vision tokens, instruction tokens, one proprio token, H x A action query
 slots] -> an L1-regression MLP head that maps each step's A query states to its A actions, so
 the whole (H, A) chunk comes out of one parallel forward pass (OFT style). With named
@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from qvla_ros.core.types import ActionChunk, Observation
+from qvla_ros.core.types import ActionChunk, check_version, Observation
 from qvla_ros.models.inputs import dimension_names, image_tensor, images_tensor, proprio_tensor
 from qvla_ros.models.normalization import ActionNormalizer
 
@@ -61,8 +61,7 @@ class RefConfig:
                              f'{self.patch_size}')
         if self.hidden % self.heads or self.vision_hidden % self.vision_heads:
             raise ValueError('hidden sizes must be divisible by their head counts')
-        if self.version != 1:
-            raise ValueError(f'RefConfig.version must be 1, got {self.version}')
+        check_version('RefConfig', self.version)
 
     @property
     def num_patches(self) -> int:
@@ -99,7 +98,7 @@ def tokenize(text: str, vocab: int, max_tokens: int):
 
 
 class ReferenceVLA(nn.Module):
-    """The qvla-ref policy; implements the policy interface of architecture.md 3.5."""
+    """The qvla-ref policy; implements the Policy protocol (qvla_ros.core.policy)."""
 
     def __init__(self, config: RefConfig, normalizer: Optional[ActionNormalizer] = None):
         super().__init__()

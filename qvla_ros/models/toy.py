@@ -3,7 +3,7 @@
 
 Vision MLP over a pooled image, a hashed bag-of-words instruction encoder, a small trunk and
 an L1-style action head that emits an (H, A) chunk in one pass. Random weights are fine: it
-exercises the same policy interface (architecture.md section 3.5) as the reference VLA.
+exercises the same Policy protocol (qvla_ros.core.policy) as the reference VLA.
 """
 
 from dataclasses import asdict, dataclass
@@ -16,13 +16,13 @@ import torch
 from torch import nn
 import torch.nn.functional as F
 
-from qvla_ros.core.types import ActionChunk, Observation
+from qvla_ros.core.types import ActionChunk, check_version, Observation
 from qvla_ros.models.inputs import dimension_names, image_tensor, proprio_tensor
 
 
 @dataclass(frozen=True)
 class ToyConfig:
-    """Sizes of the toy policy; ``version`` guards saved configs."""
+    """Sizes of the toy policy (it reads the observation's first image)."""
 
     image_size: int = 64
     pooled: int = 16
@@ -35,6 +35,7 @@ class ToyConfig:
     version: int = 1
 
     def __post_init__(self):
+        check_version('ToyConfig', self.version)
         for name in ('image_size', 'pooled', 'hidden', 'vocab_buckets', 'action_dim',
                      'chunk_size'):
             if getattr(self, name) < 1:
@@ -117,6 +118,7 @@ class ToyPolicy(nn.Module):
         return {'action_dim': c.action_dim, 'chunk_size': c.chunk_size,
                 'dimension_names': list(dimension_names(c.action_dim)),
                 'image_size': c.image_size, 'control_hz': c.control_hz,
+                'cameras': [], 'num_images': 1, 'proprio_dim': c.proprio_dim,
                 'config': asdict(c)}
 
 

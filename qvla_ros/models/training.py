@@ -15,7 +15,7 @@ Deterministic given the seed: the batch of step s is drawn from a generator seed
 atomically, no pickle) continues exactly as if it had never stopped.
 """
 
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, replace
 import json
 import math
 from pathlib import Path
@@ -32,68 +32,14 @@ from qvla_ros.models import aux_targets
 from qvla_ros.models.checkpoint import save_policy
 from qvla_ros.models.image_store import EpisodeImages
 from qvla_ros.models.normalization import ActionNormalizer
+from qvla_ros.models.recipes import TrainConfig
 from qvla_ros.models.reference import build_reference, RefConfig, sincos_2d, tokenize
-from qvla_ros.models.warm_start import add_cameras, warm_start, WIDEN_INITS, widen_proprio
+from qvla_ros.models.warm_start import add_cameras, warm_start, widen_proprio
 from qvla_ros.storage.atomic import write_folder, write_json
 from qvla_ros.storage.errors import read_json_object, read_safetensors
 
 STATE = 'train_state'
-# Training loss on normalized chunks. 'l1' is OFT's. From scratch it collapsed here: a
-# small qvla-ref could not even overfit 64 tabletop samples (xyz predictions went constant,
-# the median, within 40 steps) while 'mse' kept the gradient proportional to the error and
-# fitted them; the shipped recipes use 'mse'. Validation always reports L1.
-LOSSES = {'l1': F.l1_loss, 'mse': F.mse_loss}
-POS_INITS = ('random', 'sincos')
-# How a warm start's added proprio inputs are initialised: 'zero' keeps the policy's outputs
-# unchanged at step 0; 'matched' draws them at the scale of the old inputs' weights, so the
-# new values reach the backbone as strongly as the old ones from the first step.
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    """Optimisation settings of ``qvla train``."""
-
-    steps: int = 3000
-    batch_size: int = 32
-    lr: float = 3e-4
-    weight_decay: float = 0.01
-    warmup: int = 100
-    val_every: int = 250
-    save_every: int = 250
-    val_fraction: float = 0.1
-    crop_scale: float = 0.9
-    jitter: float = 0.1
-    bf16: bool = True
-    seed: int = 0
-    loss: str = 'l1'
-    aux_weight: float = 0.0
-    aux_counterfactual: int = 16
-    pos_init: str = 'random'
-    init: str = ''  # float checkpoint folder to warm-start from ('' = from scratch)
-    widen_init: str = 'zero'  # WIDEN_INITS: weights of proprio inputs a warm start adds
-    version: int = 1
-
-    def __post_init__(self):
-        if self.loss not in LOSSES:
-            raise ValueError(f'loss must be one of {sorted(LOSSES)}, got {self.loss!r}')
-        if self.steps < 1 or self.batch_size < 1 or self.lr <= 0:
-            raise ValueError(f'invalid TrainConfig: {self}')
-        if self.pos_init not in POS_INITS:
-            raise ValueError(f'pos_init must be one of {POS_INITS}, got {self.pos_init!r}')
-        if self.aux_counterfactual < 0:
-            raise ValueError(f'aux_counterfactual must be >= 0, got {self.aux_counterfactual}')
-        if self.aux_weight < 0 or (self.aux_weight > 0 and self.crop_scale != 1.0):
-            raise ValueError('aux_weight must be >= 0, and > 0 needs crop_scale 1.0 (the '
-                             f'localization targets assume full frames); got {self.aux_weight}'
-                             f' with crop_scale {self.crop_scale}')
-        if not 0.0 <= self.val_fraction < 1.0:
-            raise ValueError(f'val_fraction must be in [0, 1), got {self.val_fraction}')
-        if self.widen_init not in WIDEN_INITS:
-            raise ValueError(f'widen_init must be one of {WIDEN_INITS}, got '
-                             f'{self.widen_init!r}')
-        if self.init and self.pos_init != 'random':
-            raise ValueError(f'pos_init {self.pos_init!r} initialises from scratch; a warm '
-                             f'start from {self.init!r} keeps its position embeddings')
+LOSSES = {'l1': F.l1_loss, 'mse': F.mse_loss}  # keys: recipes.LOSS_NAMES
 
 
 class ChunkDataset:
@@ -175,7 +121,7 @@ def augment(img: torch.Tensor, gen: torch.Generator, cfg: TrainConfig,
     """Random crop (area ``crop_scale``) resized to ``size``, then colour jitter; (B, 3, S, S).
 
     With ``crop_scale`` < 1 the policy sees zoomed-in views in training but full frames at
-    inference, which hurts a fixed-camera policy; the shipped recipes use 1.0 (jitter only).
+    inference, which hurts a fixed-camera policy, so the recipes default to 1.0 (jitter only).
     """
     b, _, h, w = img.shape
     side = math.sqrt(cfg.crop_scale)

@@ -21,6 +21,8 @@ from typing import Dict
 import torch
 from torch import nn
 
+from qvla_ros.core.types import check_version
+
 # Attention heads are not recoverable from weights; known timm ids -> heads.
 TIMM_HEADS = {'vit_small': 6, 'vit_base': 12, 'vit_large': 16, 'vit_so400m': 16,
               'vit_huge': 16, 'vit_giant': 24}
@@ -43,6 +45,9 @@ class BackboneSpec:
     registers: int = 0
     act: str = 'gelu'
     version: int = 1
+
+    def __post_init__(self):
+        check_version('BackboneSpec', self.version)
 
     @property
     def num_patches(self) -> int:

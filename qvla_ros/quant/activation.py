@@ -17,7 +17,6 @@ class ActSpec:
 
     bits: int = 8
     rotation: Optional[str] = None
-    version: int = 1
 
     def __post_init__(self):
         if self.bits not in (4, 8):

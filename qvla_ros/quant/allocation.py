@@ -33,15 +33,12 @@ class AllocationConfig:
     target_bits: float = 4.0
     candidates: Tuple[int, ...] = (0, 2, 4, 8, 16)
     budget: str = 'params'            # 'params': bits per parameter; 'bytes': packed bytes
-    # At most this fraction of a layer's rows is pruned. The per-row sensitivities add up the
-    # action error of rows changed one at a time; pruned rows shift their outputs by their mean
-    # contribution, coherently, so many of them together cost more than the sum says. At 4 bits
-    # on the dev seeds (90000+) a cap of 0.5 gave twice the action deviation of 0.05 on both
-    # suites (README, closed loop); the paper's pruning guard is unspecified (qvla-method §2.6).
+    # At most this fraction of a layer's rows is pruned: per-row sensitivities add up rows
+    # changed one at a time, but pruned rows shift their outputs coherently, so many together
+    # cost more than the sum says (docs/method.md, the pruning guard).
     max_prune_fraction: float = 0.05
     prune_threshold: Optional[float] = None  # forbid 2 -> 0 when s(0) exceeds it
     group_size: Optional[int] = None  # for byte costs
-    version: int = 1
 
     def __post_init__(self):
         object.__setattr__(self, 'candidates', tuple(sorted({check_bits(b)

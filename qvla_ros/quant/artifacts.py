@@ -1,5 +1,5 @@
 # Copyright 2026 qvla_ros authors. Apache-2.0.
-"""Sensitivity files and quant plans on disk (architecture.md 3.2 and 3.3), validated on load.
+"""Sensitivity files and quant plans on disk (docs/formats.md), validated on load.
 
 Every artifact carries ``format`` and ``version``; a wrong, missing or mismatched field is a
 ValueError naming the field and what was expected. Nothing is filled in silently. Files are

@@ -15,7 +15,12 @@ SYNTHETIC_INSTRUCTIONS = ('push the red block to the left', 'put the green block
                           'one', 'pick up the blue block', 'push the green block to the front')
 
 
-def calibration_batch(policy, dataset, synthetic: int, max_samples: int, stride: int, seed=0):
+MAX_SAMPLES = 64  # calibration steps, spread evenly over the dataset
+STRIDE = 5  # take every k-th step
+
+
+def calibration_batch(policy, dataset, synthetic: int, max_samples: int = MAX_SAMPLES,
+                      stride: int = STRIDE, seed=0):
     """Return a collated calibration batch from a rollout dataset or synthetic observations."""
     batches = []
     if dataset:

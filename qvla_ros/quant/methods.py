@@ -1,26 +1,17 @@
 # Copyright 2026 qvla_ros authors. Apache-2.0.
 """Every quantization method behind one call: (policy, calibration, method, budget) -> plan.
 
-The closed-loop comparison and ``qvla quantize --method`` use this, so every method is packed
-by the same code (``apply.quantize_``) with the same quantizer spec and counted in real bytes.
-
-* ``qvla``: action-space hybrid sensitivity (proxy + exact refinement) and the Eq. 8 greedy,
-  rows rounded to nearest (RTN) as in the paper;
-* ``qvla-gptq``: the same allocation with GPTQ rounding inside each row's width, and the
-  sensitivity measured on the GPTQ deltas (``qvla_ros.quant.rounding``);
-* ``qvla-exact``: the same with exact sensitivity for every row (slow; small models only);
-* ``qvla-release``: the official release's Hessian proxy and absolute-cost greedy;
-* ``layerwise``: one width per layer from the action-space sensitivity;
-* ``rtn``, ``awq``, ``gptq``: uniform per-channel widths (the largest of 2/3/4/8 <= budget);
-* ``smoothquant``: uniform widths with SmoothQuant scales and A8 activations (W8A8, W4A8).
-
+A method is one class registered under its name (:data:`REGISTRY`); adding a method is one
+subclass of :class:`QuantMethod` in this file (its algorithm in its own module). The
+closed-loop comparison and ``qvla quantize --method`` use this, so every method is packed by
+the same code (``apply.quantize_``) with the same quantizer spec and counted in real bytes.
 Mixed-width methods allocate against the budget in real packed bytes (scales and zeros
 included), so their bytes match a uniform method's at the same nominal width.
 """
 
 from dataclasses import dataclass, field
 import time
-from typing import cast, Dict, Optional, Tuple
+from typing import cast, ClassVar, Dict, Optional, Tuple, Type
 
 import torch
 from torch import nn
@@ -43,10 +34,6 @@ from qvla_ros.quant.policy import Batch, QuantPolicy
 from qvla_ros.quant.rounding import layer_quant
 from qvla_ros.quant.sensitivity import measure, Method, SensitivityConfig
 
-METHODS = ('qvla', 'qvla-gptq', 'qvla-exact', 'qvla-release', 'layerwise', 'rtn',
-           'smoothquant', 'awq', 'gptq')
-SENSITIVITY_METHODS = {'qvla': 'hybrid', 'qvla-gptq': 'hybrid', 'qvla-exact': 'exact',
-                       'layerwise': 'hybrid'}
 UNIFORM_BITS = (2, 3, 4, 8)
 SENS_BITS = (0, 2, 4, 8)
 
@@ -63,20 +50,19 @@ class MethodConfig:
     projections: int = 8
     refine_fraction: float = 0.05
     spec: QuantSpec = field(default_factory=QuantSpec)
-    version: int = 1
 
     def __post_init__(self):
-        if self.method not in METHODS:
+        if self.method not in REGISTRY:
             raise ValueError(f'unknown method {self.method!r}; expected one of {METHODS}')
         if not 2.0 <= self.target_bits <= 16.0:
             raise ValueError(f'target_bits must be in [2, 16], got {self.target_bits}')
-        if self.method == 'smoothquant' and self.act_bits is None:
-            object.__setattr__(self, 'act_bits', 8)
+        if self.act_bits is None:
+            object.__setattr__(self, 'act_bits', REGISTRY[self.method].act_bits)
 
     @property
     def uniform(self) -> bool:
         """True for methods that give every row the same width."""
-        return self.method in ('rtn', 'smoothquant', 'awq', 'gptq')
+        return REGISTRY[self.method].uniform
 
     @property
     def rounding(self) -> str:
@@ -84,7 +70,7 @@ class MethodConfig:
 
         Uniform methods ignore it: each baseline rounds its own way (``gptq`` with GPTQ).
         """
-        return 'gptq' if self.method == 'qvla-gptq' else 'rtn'
+        return REGISTRY[self.method].rounding
 
 
 def uniform_bits(target_bits: float) -> int:
@@ -143,24 +129,6 @@ def _hessians(policy, calib: Calibration, cfg: MethodConfig):
     return LayerHessians(_inputs(policy, calib))
 
 
-def _uniform_results(policy, layers, calib, cfg: MethodConfig) -> Dict[str, LayerQuant]:
-    bits = uniform_bits(cfg.target_bits)
-    if cfg.method == 'rtn':
-        return rtn(layers, bits)
-    stats = _inputs(policy, calib)
-    out = {}
-    for name, lin in layers.items():
-        s = stats[name]
-        if cfg.method == 'smoothquant':
-            out[name] = smoothquant_layer(lin.weight, s.absmax, bits)
-        elif cfg.method == 'awq':
-            out[name] = awq_layer(lin.weight, s.sample, bits, cfg.spec)
-        else:
-            rows = torch.full((lin.out_features,), bits, dtype=torch.uint8)
-            out[name] = gptq_layer(lin.weight, s.hessian(), rows, cfg.spec, act_order=True)
-    return out
-
-
 def equal_bytes_target(layers, cfg: MethodConfig) -> float:
     """Return the byte-budget target (bits/param) that buys what a uniform method pays.
 
@@ -173,32 +141,198 @@ def equal_bytes_target(layers, cfg: MethodConfig) -> float:
     return cfg.target_bits + 8.0 * overhead / params
 
 
-def _mixed_bits(policy, layers, calib, cfg: MethodConfig) -> Dict[str, torch.Tensor]:
-    in_features = {k: m.in_features for k, m in layers.items()}
-    acfg = AllocationConfig(target_bits=min(16.0, equal_bytes_target(layers, cfg)),
+def _allocation(layers, cfg: MethodConfig) -> AllocationConfig:
+    """Return the byte-budget allocation settings of an allocating method."""
+    return AllocationConfig(target_bits=min(16.0, equal_bytes_target(layers, cfg)),
                             candidates=cfg.candidates, budget='bytes',
                             max_prune_fraction=cfg.max_prune_fraction,
                             group_size=cfg.spec.group_size)
-    if cfg.method == 'qvla-release':
-        stats = _inputs(policy, calib)
+
+
+@dataclass
+class Run:
+    """What a method reads while it plans one model: the layers, calibration and config."""
+
+    policy: QuantPolicy
+    layers: Dict[str, nn.Linear]
+    calib: Calibration
+    cfg: MethodConfig
+
+    @property
+    def in_features(self) -> Dict[str, int]:
+        """Return {layer: K}."""
+        return {k: m.in_features for k, m in self.layers.items()}
+
+    def inputs(self) -> StreamedInputs:
+        """Return the per-layer input statistics (computed once per calibration)."""
+        return _inputs(self.policy, self.calib)
+
+    def scores(self, kind: str) -> Dict[str, torch.Tensor]:
+        """Return the action-space sensitivities {layer: (len(SENS_BITS), N)} of ``kind``."""
+        return _sensitivity(self.policy, self.calib, kind, self.cfg)
+
+
+class QuantMethod:
+    """One method: how it picks each row's width (``bits``) or one width (``uniform_results``).
+
+    uniform: every row gets the width ``uniform_bits(target)``; rounding: how an allocating
+    method rounds a row within its width; act_bits: the activation width it implies;
+    needs_data: whether it reads calibration data.
+    """
+
+    name: ClassVar[str] = ''
+    uniform: ClassVar[bool] = False
+    rounding: ClassVar[str] = 'rtn'
+    act_bits: ClassVar[Optional[int]] = None
+    needs_data: ClassVar[bool] = True
+
+    def bits(self, run: Run) -> Dict[str, torch.Tensor]:
+        """Return {layer: uint8 (N,)} widths within the budget (allocating methods)."""
+        raise NotImplementedError(f'{self.name} gives every row one width')
+
+    def uniform_results(self, run: Run, bits: int) -> Dict[str, LayerQuant]:
+        """Return {layer: LayerQuant} with every row at ``bits`` (uniform methods)."""
+        raise NotImplementedError(f'{self.name} allocates widths per row')
+
+
+REGISTRY: Dict[str, QuantMethod] = {}
+
+
+def register(cls: Type[QuantMethod]) -> Type[QuantMethod]:
+    """Make ``cls`` available under ``cls.name``; return it (a class decorator)."""
+    if not cls.name or cls.name in REGISTRY:
+        raise ValueError(f'method name {cls.name!r} is empty or taken')
+    REGISTRY[cls.name] = cls()
+    return cls
+
+
+@register
+class QVLA(QuantMethod):
+    """Action-space hybrid sensitivity (proxy + exact refinement), Eq. 8 greedy, RTN rows."""
+
+    name = 'qvla'
+    sensitivity = 'hybrid'
+
+    def bits(self, run: Run) -> Dict[str, torch.Tensor]:
+        """Allocate greedily on the action-space sensitivities (paper Eq. 8)."""
+        return greedy_allocate(run.scores(self.sensitivity), SENS_BITS, run.in_features,
+                               _allocation(run.layers, run.cfg)).bits
+
+
+@register
+class QVLAGPTQ(QVLA):
+    """QVLA's allocation with GPTQ rounding inside each row's width (sensitivity on GPTQ)."""
+
+    name = 'qvla-gptq'
+    rounding = 'gptq'
+
+
+@register
+class QVLAExact(QVLA):
+    """QVLA with the exact sensitivity of every row (slow; small models only)."""
+
+    name = 'qvla-exact'
+    sensitivity = 'exact'
+
+
+@register
+class QVLARelease(QuantMethod):
+    """The official release: a Hessian proxy and an absolute-cost greedy."""
+
+    name = 'qvla-release'
+
+    def bits(self, run: Run) -> Dict[str, torch.Tensor]:
+        """Allocate on the release's Hessian proxy."""
+        stats = run.inputs()
         proxy = {k: release_proxy(m.weight, stats[k].hessian(), SENS_BITS)
-                 for k, m in layers.items()}
-        return release_allocate(proxy, SENS_BITS, cfg.target_bits, cfg.candidates)
-    scores = _sensitivity(policy, calib, SENSITIVITY_METHODS[cfg.method], cfg)
-    if cfg.method == 'layerwise':
-        return layerwise_allocate(scores, SENS_BITS, in_features, acfg).bits
-    return greedy_allocate(scores, SENS_BITS, in_features, acfg).bits
+                 for k, m in run.layers.items()}
+        return release_allocate(proxy, SENS_BITS, run.cfg.target_bits, run.cfg.candidates)
+
+
+@register
+class Layerwise(QuantMethod):
+    """One width per layer from the action-space sensitivity."""
+
+    name = 'layerwise'
+
+    def bits(self, run: Run) -> Dict[str, torch.Tensor]:
+        """Allocate whole layers on the hybrid sensitivities."""
+        return layerwise_allocate(run.scores('hybrid'), SENS_BITS, run.in_features,
+                                  _allocation(run.layers, run.cfg)).bits
+
+
+@register
+class RTN(QuantMethod):
+    """Uniform per-channel round-to-nearest (needs no data)."""
+
+    name = 'rtn'
+    uniform = True
+    needs_data = False
+
+    def uniform_results(self, run: Run, bits: int) -> Dict[str, LayerQuant]:
+        """Round every row to nearest on its grid."""
+        return rtn(run.layers, bits)
+
+
+@register
+class SmoothQuant(QuantMethod):
+    """Uniform widths with SmoothQuant scales and 8-bit activations (W8A8, W4A8)."""
+
+    name = 'smoothquant'
+    uniform = True
+    act_bits = 8
+
+    def uniform_results(self, run: Run, bits: int) -> Dict[str, LayerQuant]:
+        """Smooth each layer by its input absmax, then round."""
+        stats = run.inputs()
+        return {k: smoothquant_layer(m.weight, stats[k].absmax, bits)
+                for k, m in run.layers.items()}
+
+
+@register
+class AWQ(QuantMethod):
+    """Uniform widths with activation-aware scales."""
+
+    name = 'awq'
+    uniform = True
+
+    def uniform_results(self, run: Run, bits: int) -> Dict[str, LayerQuant]:
+        """Search each layer's AWQ scales on its input sample, then round."""
+        stats = run.inputs()
+        return {k: awq_layer(m.weight, stats[k].sample, bits, run.cfg.spec)
+                for k, m in run.layers.items()}
+
+
+@register
+class GPTQ(QuantMethod):
+    """Uniform widths with GPTQ rounding (act-order)."""
+
+    name = 'gptq'
+    uniform = True
+
+    def uniform_results(self, run: Run, bits: int) -> Dict[str, LayerQuant]:
+        """Round every layer with GPTQ's error feedback through its input Hessian."""
+        stats, out = run.inputs(), {}
+        for k, m in run.layers.items():  # one layer's Hessian (K, K) alive at a time
+            rows = torch.full((m.out_features,), bits, dtype=torch.uint8)
+            out[k] = gptq_layer(m.weight, stats[k].hessian(), rows, run.cfg.spec,
+                                act_order=True)
+        return out
+
+
+METHODS = tuple(REGISTRY)
 
 
 def plan_method(policy: QuantPolicy, calib: Calibration, cfg: MethodConfig):
     """Return (results {layer: LayerQuant}, plan, act spec or None) for ``cfg``."""
     layers = policy.quantizable_layers()
     in_features = {k: m.in_features for k, m in layers.items()}
-    if cfg.uniform:
-        results = _uniform_results(policy, layers, calib, cfg)
+    method, run = REGISTRY[cfg.method], Run(policy, layers, calib, cfg)
+    if method.uniform:
+        results = method.uniform_results(run, uniform_bits(cfg.target_bits))
         candidates = tuple(sorted({uniform_bits(cfg.target_bits), *cfg.candidates}))
     else:
-        bits = _mixed_bits(policy, layers, calib, cfg)
+        bits = method.bits(run)
         hessians = _hessians(policy, calib, cfg)
         results = {k: layer_quant(layers[k].weight, b, cfg.spec, cfg.rounding,
                                   hessians[k] if hessians is not None else None)

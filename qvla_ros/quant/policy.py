@@ -2,27 +2,17 @@
 """What quant needs from a model, and generic helpers over batches and layer I/O.
 
 A policy is any object with ``action_tensor(batch) -> (B, H, A)`` (differentiable, normalized
-action space) and ``quantizable_layers() -> {name: nn.Linear}`` (architecture.md 3.5).
-Batches are dicts of tensors whose first dimension is the sample index.
+action space) and ``quantizable_layers() -> {name: nn.Linear}``: ``QuantPolicy`` of
+qvla_ros.core.policy. Batches are dicts of tensors whose first dimension is the sample index.
 """
 
 from contextlib import contextmanager
-from typing import Callable, Dict, Iterable, List, Protocol
+from typing import Callable, Iterable, List
 
 import torch
 from torch import nn
 
-Batch = Dict[str, torch.Tensor]
-
-
-class QuantPolicy(Protocol):
-    """The two methods every quantization algorithm relies on."""
-
-    def action_tensor(self, batch: Batch) -> torch.Tensor:
-        """Return normalized actions (B, H, A)."""
-
-    def quantizable_layers(self) -> Dict[str, nn.Linear]:
-        """Return the linears that may be quantized, by module path."""
+from qvla_ros.core.policy import Batch, QuantPolicy  # noqa: F401 (quant's names for them)
 
 
 def collate(batches: Iterable[Batch]) -> Batch:

@@ -2,7 +2,7 @@
 """How a row is rounded onto its grid once its bit-width is chosen: RTN or GPTQ.
 
 The bit-width of each row comes from the allocation; the rounding decides which codes the
-row gets on that width's grid (qvla-method.md, open decision 7):
+row gets on that width's grid (docs/method.md, rounding):
 
 * ``rtn``: round to nearest on the row's own grid (the paper's and the release's quantizer);
 * ``gptq``: the same grid, with GPTQ's column-by-column error feedback through the layer's

@@ -57,7 +57,6 @@ class SensitivityConfig:
     rounding: str = 'rtn'
     progress: bool = False
     max_delta_bytes: int = 4 << 30  # proxy: deltas held at once (a group of layers)
-    version: int = 1
 
     def __post_init__(self):
         object.__setattr__(self, 'method', Method(self.method))

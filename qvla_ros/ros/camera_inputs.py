@@ -25,7 +25,7 @@ def resolve_cameras(requested: Sequence[str], meta: dict) -> Tuple[List[str], bo
     checkpoints) takes ``num_images`` images in the order of ``requested``.
     """
     requested = [c for c in requested if c]
-    named = list(meta.get('cameras') or [])
+    named = list(meta['cameras'])
     count = int(meta.get('num_images', 1))
     if named:
         if requested and sorted(requested) != sorted(named):

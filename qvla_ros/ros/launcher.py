@@ -89,16 +89,24 @@ def _child_setup():
     return setup
 
 
-def parse_overrides(items: Sequence[str]) -> List[Tuple[str, str]]:
-    """Parse ``name:=value`` arguments; raise LaunchError on anything else."""
+def _pairs(items: Sequence[str], what: str, need_value: bool) -> List[Tuple[str, str]]:
     out = []
     for item in items:
         name, sep, value = item.partition(':=')
-        if not sep or not name:
-            raise LaunchError(f'expected a parameter override of the form name:=value, '
-                              f'got {item!r}')
+        if not sep or not name or (need_value and not value):
+            raise LaunchError(f'expected {what}, got {item!r}')
         out.append((name, value))
     return out
+
+
+def parse_overrides(items: Sequence[str]) -> List[Tuple[str, str]]:
+    """Parse ``name:=value`` parameter overrides; raise LaunchError on anything else."""
+    return _pairs(items, 'a parameter override of the form name:=value', False)
+
+
+def parse_remaps(items: Sequence[str]) -> List[Tuple[str, str]]:
+    """Parse ``FROM:=TO`` topic remappings; raise LaunchError on anything else."""
+    return _pairs(items, 'a topic remapping of the form FROM:=TO', True)
 
 
 def find_executable(name: str) -> str:
@@ -113,12 +121,16 @@ def find_executable(name: str) -> str:
     return found
 
 
-def node_command(spec: NodeSpec, params_file: Path,
-                 overrides: Sequence[Tuple[str, str]]) -> List[str]:
-    """Return the argv that starts ``spec`` with its parameters and remappings."""
+def node_command(spec: NodeSpec, params_file: Path, overrides: Sequence[Tuple[str, str]],
+                 remaps: Sequence[Tuple[str, str]] = ()) -> List[str]:
+    """Return the argv that starts ``spec`` with its parameters and remappings.
+
+    ``remaps`` come before the launch's own, so a user's rule wins (ROS applies the first rule
+    that matches a name).
+    """
     cmd = [find_executable(spec.executable), '--ros-args', '-r', f'__node:={spec.name}',
            '--params-file', str(params_file)]
-    for src, dst in spec.remappings:
+    for src, dst in (*remaps, *spec.remappings):
         cmd += ['-r', f'{src}:={dst}']
     for name, value in overrides:
         cmd += ['-p', f'{name}:={value}']
@@ -139,13 +151,14 @@ class Launch:
 
     def __init__(self, name: str, params: Optional[str] = None,
                  overrides: Sequence[str] = (), domain_id: Optional[int] = None,
-                 base_env: Optional[Mapping[str, str]] = None):
+                 base_env: Optional[Mapping[str, str]] = None, remaps: Sequence[str] = ()):
         if name not in LAUNCHES:
             raise LaunchError(f'unknown launch {name!r}; expected one of {sorted(LAUNCHES)}')
         self.name = name
         self._env = loopback_env(os.environ if base_env is None else base_env, domain_id)
         pairs = parse_overrides(overrides)
-        self._commands = [node_command(s, resolve_params(s, params), pairs)
+        rules = parse_remaps(remaps)
+        self._commands = [node_command(s, resolve_params(s, params), pairs, rules)
                           for s in LAUNCHES[name]]
         self.procs: List[subprocess.Popen] = []
 

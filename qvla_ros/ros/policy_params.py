@@ -107,7 +107,6 @@ class NodeConfig:
     expected_chunk_size: int
     cameras: Tuple[str, ...] = ()
     max_sync_skew: float = 0.05
-    version: int = 1
 
     def __post_init__(self):
         if self.schedule_mode:  # the other fields are checked once merged with the model's

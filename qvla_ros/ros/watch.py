@@ -1,5 +1,5 @@
 # Copyright 2026 qvla_ros authors. Apache-2.0.
-"""A small observer node: enables a policy node and collects the commands it publishes."""
+"""A small client node: switches a policy node's actuation and collects its commands."""
 
 from dataclasses import dataclass
 import time
@@ -62,6 +62,42 @@ def collect_commands(policy: str, count: int, timeout: float) -> tuple:
     finally:
         executor.remove_node(node)
         node.destroy_node()
+
+
+def set_enabled(policy: str, on: bool, timeout: float) -> str:
+    """Call ``policy``/enable; return its answer, or raise TimeoutError / RuntimeError.
+
+    Expects rclpy to be initialized.
+    """
+    node = Node('qvla_enable')
+    executor = SingleThreadedExecutor()
+    executor.add_node(node)
+    client = node.create_client(SetBool, f'{policy}/enable')
+    try:
+        if not client.wait_for_service(timeout_sec=timeout):
+            raise TimeoutError(f'service {policy}/enable did not appear within {timeout} s; '
+                               'is the policy node running (on this ROS domain)?')
+        future = client.call_async(SetBool.Request(data=on))
+        executor.spin_until_future_complete(future, timeout_sec=timeout)
+        if not future.done():
+            raise TimeoutError(f'{policy}/enable did not answer within {timeout} s')
+        answer = future.result()
+        if not answer.success:
+            raise RuntimeError(f'{policy} refused: {answer.message}')
+        return answer.message
+    finally:
+        executor.remove_node(node)
+        node.destroy_node()
+
+
+def run_enable(policy: str, on: bool, timeout: float, domain_id=None) -> str:
+    """Initialize rclpy in its own context, switch actuation, shut down."""
+    apply_loopback_env(domain_id)
+    rclpy.init()
+    try:
+        return set_enabled(policy, on, timeout)
+    finally:
+        rclpy.try_shutdown()
 
 
 def run_collect(policy: str, count: int, timeout: float, domain_id=None) -> tuple:

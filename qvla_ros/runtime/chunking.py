@@ -14,7 +14,7 @@ from typing import Deque, Optional, Tuple
 
 import numpy as np
 
-from qvla_ros.core.types import ActionChunk
+from qvla_ros.core.types import ActionChunk, check_version
 
 AGGREGATORS = ('latest', 'mean', 'exp')
 MODES = ('replan', 'ensemble')
@@ -31,6 +31,7 @@ class ScheduleSpec:
     version: int = 1
 
     def __post_init__(self):
+        check_version('ScheduleSpec', self.version)
         if self.mode not in MODES:
             raise ValueError(f'schedule mode must be one of {MODES}, got {self.mode!r}')
         if self.aggregator not in AGGREGATORS:

@@ -1,5 +1,5 @@
 # Copyright 2026 qvla_ros authors. Apache-2.0.
-"""Roll out the scripted expert and write the rollout dataset (architecture.md 3.1)."""
+"""Roll out the scripted expert and write the rollout dataset (docs/formats.md)."""
 
 from dataclasses import asdict, dataclass
 import json

@@ -12,12 +12,8 @@ reference policy is given (the FP model), it is queried on exactly the observati
 evaluated policy saw, so the action deviation is measured teacher-forced, step by step,
 without changing the rollout.
 
-How many actions of a chunk to run: all 8 of a qvla-ref / OFT chunk. With fewer, the
-behaviour-cloned tabletop reference stalled: above a block its first action is ~0 where the
-expert descends (its demonstrations dither there: noisy steps, 4 mm tolerance), and only later
-chunk steps move on. It solved 49, 48, 45, 38, 25, 8 and 0 of 50 dev seeds executing 8, 6, 5,
-4, 3, 2 and 1 steps (`python bench/schedule.py`, results/schedule_*.json), so training records
-``execute_steps`` = the chunk size.
+Reference policies record ``execute_steps`` = the chunk size: behaviour-cloned policies stall
+when they replan after fewer actions (docs/results/schedule.md).
 """
 
 from concurrent.futures import ProcessPoolExecutor
@@ -46,7 +42,6 @@ class EvalConfig:
     reference: Optional[str] = None
     threads: int = 1
     max_steps: Optional[int] = None  # episode horizon; None: the suite's (tabletop 80, MW 200)
-    version: int = 1
 
     def __post_init__(self):
         if self.execute_steps is not None and self.execute_steps < 1:

@@ -9,8 +9,7 @@ physics substeps of 2 ms. The policy sees two 128 px cameras, without shadows or
 ``agentview`` (the MuJoCo camera ``top``, looking down, tilted 6 degrees) and ``wrist`` (on the
 gripper, behind and above it, looking down and forward past the fingers: where a block is
 relative to the fingers, and how high). A ``front`` camera exists for people: from the front
-the blocks are 8 px and their depth is foreshortened, and a policy trained on it from scratch
-had not learned to localize them after 1000 steps (0/12 episodes).
+the blocks are 8 px and their depth is foreshortened (docs/history.md).
 
 Tasks are language-conditioned, so one scene needs different actions per instruction:
 ``push the <color> block to the <left|right|front|back>`` (success: moved >= 8 cm that way)
@@ -19,8 +18,8 @@ Frame: x to the camera's right, y away from the camera, z up; metres.
 
 Layouts: ``slots`` (the benchmark's) shuffles the three colours over three fixed slots and
 jitters each by up to 1.5 cm, so a policy must see which colour is where and read the
-instruction; ``uniform`` scatters the blocks anywhere in a 22 cm square (continuous
-localization: a from-scratch qvla-ref small did not learn it within 2000 steps, 0/12 episodes).
+instruction; ``uniform`` scatters the blocks anywhere in a 22 cm square (a harder, continuous
+localization).
 """
 
 from dataclasses import dataclass

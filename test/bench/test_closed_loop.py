@@ -9,7 +9,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 import pytest  # noqa: E402
 
 from bench.closed_loop import (cell_key, check_same_schedule, check_same_weights,  # noqa: E402
-                               fp_successes_on, markdown, OLD_EXECUTE_STEPS, percent_of_fp,
+                               fp_successes_on, markdown, percent_of_fp,
                                refreshed_fp, retag_stale, SAMPLING, weights_digest)
 
 
@@ -17,24 +17,14 @@ def _row(method, **extra):
     return {'method': method, 'target_bits': 4.0, 'act_bits': None, 'tag': '', **extra}
 
 
-def test_cells_made_under_old_settings_are_tagged_once():
-    old = retag_stale(_row('qvla'), 0.05)  # no cap, no sampling recorded: the oldest rows
-    assert old['tag'] == 'prune<=0.5, head-calib' and old['max_prune_fraction'] == 0.5
-    assert retag_stale(old, 0.05) == old  # idempotent across resumed runs
-    gptq = retag_stale(_row('gptq'), 0.05)
-    assert gptq['tag'] == 'head-calib'  # calibrated, no prune cap
-    assert cell_key('gptq', 4.0, None, gptq['tag']) != cell_key('gptq', 4.0, None)
-    w4a8 = retag_stale(_row('smoothquant', act_bits=8, tag='w4a8'), 0.05)
-    assert w4a8['tag'] == 'w4a8, head-calib'
-
-
-def test_current_and_uncalibrated_cells_are_kept_as_they_are():
-    for row in (_row('rtn'), _row('fp'),
-                _row('qvla', max_prune_fraction=0.05, calibration_sampling=SAMPLING),
-                _row('awq', calibration_sampling=SAMPLING)):
-        assert retag_stale(row, 0.05) == row
-    assert retag_stale(_row('layerwise', max_prune_fraction=0.05,
-                            calibration_sampling=SAMPLING), 0.1)['tag'] == 'prune<=0.05'
+def test_cells_made_under_another_prune_cap_are_tagged_once():
+    old = retag_stale(_row('qvla', max_prune_fraction=0.5), 0.05)
+    assert old['tag'] == 'prune<=0.5' and retag_stale(old, 0.05) == old  # idempotent
+    assert cell_key('qvla', 4.0, None, old['tag']) != cell_key('qvla', 4.0, None)
+    for row in (_row('rtn'), _row('gptq', calibration_sampling=SAMPLING),
+                _row('qvla', max_prune_fraction=0.05, calibration_sampling=SAMPLING)):
+        assert retag_stale(row, 0.05) == row  # uniform methods have no cap
+    assert retag_stale(_row('layerwise', max_prune_fraction=0.05), 0.1)['tag'] == 'prune<=0.05'
 
 
 def test_cells_of_another_checkpoint_are_refused(tmp_path):
@@ -53,9 +43,8 @@ def test_cells_of_another_chunk_schedule_are_refused(tmp_path):
     out = tmp_path / 'r.json'
     check_same_schedule({}, 8, out)  # a new file
     check_same_schedule({'execute_steps': 8}, 8, out)
-    check_same_schedule({'checkpoint_sha256': 'a'}, OLD_EXECUTE_STEPS, out)  # before recorded
     with pytest.raises(SystemExit, match='executed 4 actions per chunk; this run executes 8'):
-        check_same_schedule({'checkpoint_sha256': 'a'}, 8, out)
+        check_same_schedule({'execute_steps': 4}, 8, out)
     with pytest.raises(SystemExit, match='--fresh'):
         check_same_schedule({'execute_steps': 8}, 2, out)
 
@@ -69,11 +58,9 @@ def test_percent_of_fp_compares_on_the_cells_own_seeds():
     assert percent_of_fp({'episodes': 3, 'successes': 1}, fp) == pytest.approx(100.0)
     assert fp_successes_on(fp, 200) == pytest.approx(80.0)  # beyond FP's seeds: its rate
     assert percent_of_fp({'episodes': 2, 'successes': 0}, {**fp, 'solved_seeds': []}) == 0.0
-    old = {k: v for k, v in fp.items() if k != 'solved_seeds'}  # a file from before the record
-    assert percent_of_fp({'episodes': 30, 'successes': 3}, old) == pytest.approx(25.0)
 
 
-def test_the_table_shows_fp_on_each_cells_seeds_when_recorded():
+def test_the_table_shows_fp_on_each_cells_seeds():
     fp = {'method': 'fp', 'target_bits': 16, 'act_bits': None, 'real_bits_per_param': 16.0,
           'episodes': 4, 'successes': 2, 'success_rate': 0.5, 'wilson95': [0.1, 0.9],
           'policy_latency_ms': 1.0, 'seed0': 0, 'solved_seeds': [0, 3]}
@@ -84,9 +71,6 @@ def test_the_table_shows_fp_on_each_cells_seeds_when_recorded():
     assert 'FP on these seeds' in lines[0] and lines[1].count('|') == lines[0].count('|')
     assert lines[3].startswith('| rtn | W4 | 16.00 | 1/2 | 10-90 % | 1/2 | 100 % |')
     assert lines[2].startswith('| fp | fp | 16.00 | 2/4 | 10-90 % | 2/4 | 100 % |')
-    old = {k: v for k, v in fp.items() if k != 'solved_seeds'}
-    last = markdown([row], old).splitlines()[-1]
-    assert last.startswith('| rtn | W4 | 16.00 | 1/2 | 10-90 % | 100 % |')
 
 
 def test_a_refreshed_fp_row_records_the_old_one_and_must_use_the_cells_seeds(tmp_path):

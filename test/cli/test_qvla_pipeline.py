@@ -40,6 +40,14 @@ def test_pipeline_from_dataset(tmp_path, capsys):
     assert 'histogram:' in out and 'vision.0' in out
     config = json.loads((ckpt / 'config.json').read_text())
     assert config['quantization_config']['plan_id'] == loaded.plan_id
+    assert main(['inspect', str(ckpt), '--plots', str(tmp_path / 'plots')]) == 0
+    out = capsys.readouterr().out
+    assert f'plan {loaded.plan_id}' in out and list((tmp_path / 'plots').glob('*.png'))
+    q_layers = {k: m for k, m in load_policy(str(ckpt)).named_modules() if k in loaded.bits}
+    packed = sum(m.layout.packed_bytes() - (0 if m.layout.bias is None else
+                                            m.layout.bias.numel() * m.layout.bias.element_size())
+                 for m in q_layers.values())
+    assert f'packed bytes {packed} of' in out  # the real bytes of the loaded layers
     q, fp = load_policy(str(ckpt)), load_policy('toy:1')
     obs = Observation({'front': np.zeros((48, 64, 3), np.uint8)}, 'push the red block')
     a, b = q.predict(obs).actions, fp.predict(obs).actions

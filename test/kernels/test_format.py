@@ -9,7 +9,7 @@ from qvla_ros.core.spec import QuantSpec
 from qvla_ros.kernels import cpu_ext
 from qvla_ros.kernels.cpu import cpu_linear
 from qvla_ros.kernels.dispatch import Backend, choose_backend
-from qvla_ros.kernels.format import PackedLayout, reference_linear
+from qvla_ros.kernels.format import KERNEL_SIZES, PackedLayout, reference_linear
 from qvla_ros.kernels.linear import MixedBitLinear
 from qvla_ros.kernels.packing import pack_rows, unpack_rows, words_per_row
 
@@ -146,16 +146,25 @@ def test_output_buffer_prefills_pruned_columns_and_never_aliases_the_bias():
     assert torch.equal(no_bias.output_buffer(2, torch.float16, 'cpu'), torch.zeros(2, 4).half())
     kept = PackedLayout.from_float(torch.randn(4, 16), torch.tensor([4, 2, 8, 16]))
     assert kept.output_buffer(2, torch.float32, 'cpu').shape == (2, 4)
-    # rows per group (16, 8, 4, 3, 2), then words per row of the 8-, 4-, 3- and 2-bit groups
-    assert kept.kernel_sizes == (1, 1, 1, 0, 1, 4, 2, 0, 1)
+    # rows per group (16, 8, 4, 3, 2), words per row of the 8-, 4-, 3- and 2-bit groups, then
+    # (first packed row, first quantized row, first word) of each quantized group
+    assert kept.kernel_sizes == (1, 1, 1, 0, 1, 4, 2, 2, 1,
+                                 1, 0, 0, 2, 1, 4, 3, 2, 6, 3, 2, 6)
+    sizes = dict(zip(KERNEL_SIZES, kept.kernel_sizes))
+    for g in kept.groups():  # the kernels' offsets are the reference layout's
+        if g.bits != 16:
+            assert (sizes[f'r{g.bits}'], sizes[f'q{g.bits}'], sizes[f'w{g.bits}'],
+                    sizes[f'wpr{g.bits}'], sizes[f'n{g.bits}']) == (
+                        g.row_start, g.qrow_start, g.word_start, g.words_per_row, g.rows)
 
 
 @pytest.mark.parametrize('group_size', [None, 16])
 def test_the_allocators_row_bytes_add_up_to_the_packed_layer(group_size):
-    from qvla_ros.kernels.format import row_bytes
+    from qvla_ros.kernels.format import layer_bytes, row_bytes
     torch.manual_seed(0)
     w, bias = torch.randn(40, 48), torch.randn(40)
     bits = torch.tensor([16, 8, 4, 3, 2, 0, 4, 8] * 5)
     layout = PackedLayout.from_float(w, bits, QuantSpec(group_size=group_size), bias)
     rows = sum(row_bytes(int(b), 48, group_size) for b in bits)
     assert layout.packed_bytes() == rows + 5 * 4 + 40 * 2  # + counts (int32 x 5) + fp16 bias
+    assert layer_bytes(bits, 48, group_size) == layout.packed_bytes() - 40 * 2

@@ -10,8 +10,9 @@ from safetensors.torch import load_file
 import torch
 
 from qvla_ros.data.rollouts import DatasetInfo, RolloutWriter
+from qvla_ros.models.recipes import TrainConfig
 from qvla_ros.models.reference import build_reference, CONFIGS
-from qvla_ros.models.training import train, TrainConfig
+from qvla_ros.models.training import train
 
 TINY = dataclasses.replace(CONFIGS['tiny'], image_size=32, patch_size=16)
 
@@ -226,8 +227,8 @@ def test_a_non_finite_loss_stops_training_before_it_reaches_the_weights(
 
     def loss_that_diverges(pred, target):
         calls.append(1)
-        return F.l1_loss(pred, target) * (float('nan') if len(calls) == 4 else 1.0)
-    monkeypatch.setitem(training.LOSSES, 'l1', loss_that_diverges)
+        return F.mse_loss(pred, target) * (float('nan') if len(calls) == 4 else 1.0)
+    monkeypatch.setitem(training.LOSSES, 'mse', loss_that_diverges)
     out = tmp_path / 'out'
     cfg = TrainConfig(steps=6, batch_size=4, save_every=2, val_fraction=0.0)
     with pytest.raises(RuntimeError, match='training loss is nan at step 4'):

@@ -98,3 +98,28 @@ def test_streamed_statistics_give_the_same_quantized_model(calib):
         assert plan.plan_id == ref_plan.plan_id and packed == ref_packed, method
         assert torch.allclose(out, ref_out, rtol=1e-5, atol=1e-6), method
     assert streamed.inputs.passes > len(streamed.inputs.groups) > 1  # groups were re-read
+
+
+def test_a_registered_method_is_usable_everywhere_at_once(calib, monkeypatch):
+    from qvla_ros.cli.qvla import build_parser
+    from qvla_ros.quant import methods
+    monkeypatch.setattr(methods, 'REGISTRY', dict(methods.REGISTRY))
+
+    @methods.register
+    class HalfRTN(methods.QuantMethod):
+        """Round-to-nearest one width below the budget's."""
+
+        name = 'half-rtn'
+        uniform = True
+        needs_data = False
+
+        def uniform_results(self, run, bits):
+            return methods.rtn(run.layers, max(2, bits // 2))
+    plan, packed, out = _packed('half-rtn', 8.0, calib)
+    assert plan.method == 'half-rtn' and set(plan.histogram()) >= {4}
+    assert plan.histogram()[4] == sum(plan.histogram().values())  # every row at 8 // 2
+    args = build_parser().parse_args(['quantize', '--model', 'toy', '--method', 'half-rtn',
+                                      '--bits', '8', '--out', 'x'])
+    assert args.method == 'half-rtn'
+    with pytest.raises(ValueError, match='empty or taken'):
+        methods.register(HalfRTN)

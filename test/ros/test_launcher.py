@@ -52,6 +52,39 @@ def test_overrides_and_errors(tmp_path):
         launcher.Launch('policy', params=str(tmp_path / 'missing.yaml'))
 
 
+def test_a_users_remapping_comes_before_the_launchs_own():
+    spec = launcher.LAUNCHES['sim_demo'][1]
+    user = launcher.parse_remaps(['/policy_node/image/wrist:=/cam/wrist'])
+    cmd = launcher.node_command(spec, ROOT / 'config' / 'sim_demo.yaml', [], user)
+    rules = [cmd[i + 1] for i, a in enumerate(cmd) if a == '-r'][1:]  # after __node
+    assert rules[0] == '/policy_node/image/wrist:=/cam/wrist'
+    assert '/policy_node/image/wrist:=/sim_node/image/wrist' in rules[1:]
+    for bad in ('/a', '/a:=', ':=/b'):
+        with pytest.raises(launcher.LaunchError, match='FROM:=TO'):
+            launcher.parse_remaps([bad])
+
+
+def test_the_command_takes_overrides_before_and_after_remappings(monkeypatch):
+    from qvla_ros.cli import qvla_ros as cli
+    seen = {}
+    monkeypatch.setattr(cli, 'cmd_launch', lambda args: seen.update(vars(args)) or 0)
+    monkeypatch.setattr(cli, 'build_parser', _with_launch(cli.build_parser, cli.cmd_launch))
+    assert cli.main(['launch', 'policy', 'model:=/m', '-r', '/a:=/b', 'seed:=3',
+                     '-r', '/c:=/d']) == 0
+    assert seen['overrides'] == ['model:=/m', 'seed:=3']
+    assert seen['remap'] == ['/a:=/b', '/c:=/d']
+    with pytest.raises(SystemExit):
+        cli.main(['launch', 'policy', '-r', '/a:=/b', '--nope'])
+
+
+def _with_launch(build, func):
+    def parser():
+        p = build()
+        p._subparsers._group_actions[0].choices['launch'].set_defaults(func=func)
+        return p
+    return parser
+
+
 @pytest.mark.ros
 def test_runner_exits_nonzero_when_a_node_dies(tmp_path, domain_id):
     params = tmp_path / 'bad.yaml'

@@ -128,3 +128,40 @@ def test_an_inference_error_ends_with_a_zero_twist(probe):
         node.destroy_node()
         context.try_shutdown()
         thread.join(5)
+
+
+def _qvla_ros(probe, *args):
+    """Run ``qvla-ros`` in another process while the probe keeps the camera going."""
+    import subprocess
+    import sys
+    from pathlib import Path
+    exe = str(Path(sys.executable).parent / 'qvla-ros')
+    proc = subprocess.Popen([exe, *args], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True)
+    end = time.monotonic() + 60
+    while proc.poll() is None and time.monotonic() < end:
+        probe.spin(0.2)
+    return proc.wait(1), proc.stdout.read()
+
+
+@pytest.mark.ros
+def test_qvla_ros_enable_switches_actuation_from_another_process(probe, domain_id):
+    launch = _policy(domain_id, 'image_timeout:=1.0')
+    try:
+        probe.text.publish(probe._String(data='push the red block to the left'))
+        code, out = _qvla_ros(probe, 'enable', 'on', '--domain-id', str(domain_id))
+        assert code == 0 and 'actuation on' in out, out
+        probe.spin(2.0)
+        assert any(not probe.is_zero(m) for _, m in probe.twists), 'enabled but never moved'
+        code, out = _qvla_ros(probe, 'enable', 'off', '--domain-id', str(domain_id))
+        since = time.monotonic()
+        assert code == 0 and 'actuation off' in out, out
+        probe.spin(1.5)  # frames keep coming: only the switch keeps the robot still
+        late = [m for t, m in probe.twists if t > since]
+        assert all(probe.is_zero(m) for m in late), 'motion after actuation was switched off'
+        code, out = _qvla_ros(probe, 'enable', 'on', '--node', '/nobody', '--timeout', '1',
+                              '--domain-id', str(domain_id))
+        assert code == 2 and len(out.strip().splitlines()) == 1, out
+        assert '/nobody/enable did not appear' in out
+    finally:
+        launch.stop()

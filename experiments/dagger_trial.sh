@@ -5,7 +5,7 @@
 # from the shipped model (DAgger episodes first: validation is the last 10 % of episodes, here
 # demonstrations only), exported in bf16 and evaluated on dev seeds, then evaluation seeds.
 # Needs scripts/reference.sh metaworld's build folder. Each step is skipped when its output
-# exists. Usage: scripts/dagger_trial.sh   (STEPS=1500 EPISODES=400 BUILD=... to change)
+# exists. Usage: experiments/dagger_trial.sh   (STEPS=1500 EPISODES=400 BUILD=... to change)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BUILD=${BUILD:-build/reference-metaworld}

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Meta-World precise-point DAgger trial (session 18; not shipped: 70/100 against the shipped
 # model's 75/100: reach 5/6 from 1/6, but push and pick-place 0/16 from 4/16 and door-open
-# 9/14 from 14/14; bench/results/precise_trial_metaworld_{eval,dev}.json). The shipped FP
+# 9/14 from 14/14; experiments/results/precise_trial_metaworld_{eval,dev}.json). The shipped FP
 # policy fails most episodes of reach, push, pick-place and peg-insert (5 of 30 evaluation
 # episodes): it brings the hand near the goal, then drifts, and reach succeeds only with the
 # fingers' centre, 4-5 cm under the hand, within 5 cm of the goal. Here that policy drives
@@ -15,7 +15,7 @@
 # policy already solves; its model and results are named mixed<N> / mixed_trial_metaworld_*.
 # DEMOS=1000 (not shipped): dev 31/50 against 34/50, evaluation 76/100 against 75/100 (reach
 # 6/6, push and pick-place 0/16, door-open kept at 14/14).
-# Usage: scripts/precise_trial.sh
+# Usage: experiments/precise_trial.sh
 #   (PRECISE=320 ALL=200 DEMOS=0 STEPS=2000 LR=1e-4 BUILD=build/precise-metaworld to change)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -45,13 +45,13 @@ relabel "$BUILD/dagger-precise" "$PRECISE" 3200 reach-v3,push-v3,pick-place-v3,p
 relabel "$BUILD/dagger-all" "$ALL" 3600
 [ -f "$BUILD/agg/dataset.json" ] || \
   $QVLA sim merge "$BUILD/dagger-precise" "$BUILD/dagger-all" --out "$BUILD/agg"
-DATA=$BUILD/agg; MODEL=$BUILD/finetune; RESULT=bench/results/precise_trial_metaworld
+DATA=$BUILD/agg; MODEL=$BUILD/finetune; RESULT=experiments/results/precise_trial_metaworld
 if [ "$DEMOS" -gt 0 ]; then
   collect "$BUILD/demos$DEMOS" --episodes "$DEMOS" --seed 1200 --action-noise 0.1 \
     --successes-only
   [ -f "$BUILD/agg-demos$DEMOS/dataset.json" ] || \
     $QVLA sim merge "$BUILD/agg" "$BUILD/demos$DEMOS" --out "$BUILD/agg-demos$DEMOS"
-  DATA=$BUILD/agg-demos$DEMOS; MODEL=$BUILD/mixed$DEMOS; RESULT=bench/results/mixed_trial_metaworld
+  DATA=$BUILD/agg-demos$DEMOS; MODEL=$BUILD/mixed$DEMOS; RESULT=experiments/results/mixed_trial_metaworld
 fi
 [ -f "$MODEL/model.safetensors" ] || \
   $QVLA train --dataset "$DATA" --config small --out "$MODEL" --init "$FP" \

@@ -11,7 +11,7 @@
 # Needs scripts/reference.sh metaworld's build folder. Models missing from it are taken from
 # the commits that shipped them: the second-stage bf16 model from 99accd8, the zero-initialised
 # third-stage model from 1c839f5. Each step is skipped when its output exists.
-# Usage: scripts/widen_trial.sh   (STEPS=3000 BUILD=... to change)
+# Usage: experiments/widen_trial.sh   (STEPS=3000 BUILD=... to change)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BUILD=${BUILD:-build/reference-metaworld}
