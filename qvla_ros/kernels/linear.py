@@ -19,6 +19,7 @@ from qvla_ros.kernels import cpu_ext
 from qvla_ros.kernels.cpu import cpu_linear
 from qvla_ros.kernels.dispatch import Backend, choose_backend
 from qvla_ros.kernels.format import PackedLayout, reference_linear, STATE_KEYS
+from qvla_ros.storage.atomic import write_file
 
 FORMAT = 'qvla-mixedbit-linear'
 VERSION = 1
@@ -106,11 +107,9 @@ class MixedBitLinear(nn.Module):
 
     def save(self, path: Path) -> None:
         """Write the layer to a safetensors file, atomically (temp file, then rename)."""
-        path = Path(path)
-        tmp = path.with_name(path.name + '.tmp')
         tensors = {k: v.detach().cpu().contiguous() for k, v in self.layout.tensors().items()}
-        save_file(tensors, str(tmp), metadata={'qvla': json.dumps(self.metadata())})
-        tmp.replace(path)
+        meta = {'qvla': json.dumps(self.metadata())}
+        write_file(Path(path), lambda tmp: save_file(tensors, str(tmp), metadata=meta))
 
     @classmethod
     def load(cls, path: Path, device: Optional[str] = None,

@@ -16,8 +16,9 @@ import shutil
 import subprocess
 import sys
 import sysconfig
-import tempfile
 from typing import Iterable, List
+
+from qvla_ros.storage.atomic import write_text
 
 INTERFACES = 'qvla_ros_interfaces'
 STAMP = 'qvla_ros_interfaces.stamp'
@@ -139,10 +140,7 @@ def fix_wheel_cmake_paths(prefix: Path) -> int:
         if '/opt/python/cp311-cp311' not in text:
             continue
         text = text.replace(_BAKED_NUMPY, np_inc).replace(_BAKED_INCLUDE, py_inc)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix='.' + path.name)
-        with os.fdopen(fd, 'w') as handle:
-            handle.write(text)
-        os.replace(tmp, path)
+        write_text(path, text)
         count += 1
     return count
 

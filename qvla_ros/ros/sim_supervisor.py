@@ -10,7 +10,6 @@ and exits: 0 when every episode ran to its end, 1 otherwise. The launch ends wit
 """
 
 import json
-import os
 from pathlib import Path
 import time
 from typing import List, Optional
@@ -27,6 +26,7 @@ from qvla_ros.data.images import image_to_rgb
 from qvla_ros.ros import qos
 from qvla_ros.ros.env import apply_loopback_env
 from qvla_ros.sim.evaluate import wilson
+from qvla_ros.storage.atomic import write_file, write_json
 
 
 class Supervisor(Node):
@@ -124,19 +124,14 @@ def summarize(records: List[dict], status: List[PolicyStatus]) -> dict:
 
 def write_outputs(out_dir: Path, summary: dict, frames: List[np.ndarray], count: int) -> None:
     """Write summary.json and episode0.png (``count`` evenly spaced frames) atomically."""
-    out_dir.mkdir(parents=True, exist_ok=True)
-    tmp = out_dir / '.summary.json.tmp'
-    tmp.write_text(json.dumps(summary, indent=1))
-    os.replace(tmp, out_dir / 'summary.json')
+    write_json(out_dir / 'summary.json', summary)
     if frames:
         import matplotlib
         matplotlib.use('Agg')
         from matplotlib import pyplot as plt
         pick = np.linspace(0, len(frames) - 1, min(count, len(frames))).round().astype(int)
         strip = np.concatenate([frames[i] for i in pick], axis=1)
-        tmp = out_dir / '.episode0.png.tmp'
-        plt.imsave(tmp, strip, format='png')
-        os.replace(tmp, out_dir / 'episode0.png')
+        write_file(out_dir / 'episode0.png', lambda tmp: plt.imsave(tmp, strip, format='png'))
 
 
 def main(args=None) -> None:
