@@ -39,6 +39,7 @@ ROS = [
     'ros-ament-cmake-ros-core',
 ]
 SIM = ['mujoco<3.12', 'metaworld>=3.1', 'gymnasium>=1.0', 'packaging', 'matplotlib>=3.7']
+DISTRIBUTED = ['ray>=2.40']  # qvla sensitivity --ray
 TEST = [
     'pytest>=8',
     'pytest-timeout>=2.3',
@@ -68,7 +69,7 @@ setup(
          for folder in sorted(glob('checkpoints/*/'))],
     python_requires='>=3.10',
     install_requires=['setuptools'] + CORE,
-    extras_require={'ros': ROS, 'sim': SIM, 'test': TEST},
+    extras_require={'ros': ROS, 'sim': SIM, 'test': TEST, 'distributed': DISTRIBUTED},
     zip_safe=False,
     maintainer='qvla_ros maintainers',
     description='QVLA mixed-bit quantized VLA policies on ROS 2',

@@ -274,6 +274,29 @@ def sensitivity_block() -> Optional[str]:
     return '\n\n'.join(out) or None
 
 
+def sensitivity_scale_block() -> Optional[str]:
+    """Return exact sensitivity on 1 and 2 Ray workers and the 7B projection."""
+    d = _load('sensitivity_scale.json')
+    if d is None:
+        return None
+    s, p = d['seconds'], d['projection_7b']
+    lines = [f'{_source(d)}: {d["shards"]} shards of {d["rows_per_shard"]} rows of `{d["model"]}`'
+             f' at 4 bits, {d["samples"]} calibration samples; scores bit-equal across the ways: '
+             f'{d["bit_equal"]}.', '', '| way | seconds |', '|---|---|']
+    lines += [f'| {k.replace("_", " ")} | {v:.1f} |' for k, v in s.items()]
+    lines += ['', f'Speed-up of 2 workers over 1: {d["speedup_2_over_1_worker"]:.2f}x once '
+              f'started, {d["speedup_with_warm_up"]:.2f}x with their start-up (goal '
+              f'{d["goal_speedup"]}x); Ray overhead per shard against the one-thread process: '
+              f'{1e3 * d["ray_overhead_s_per_shard"]:.0f} ms.', '',
+              f'Projected exact pass of an OpenVLA-sized model ({p["rows"]} rows x '
+              f'{p["widths"]} widths x {p["samples"]} samples, one bf16 forward each at '
+              f'{1e3 * p["forward_s_per_sample"]:.1f} ms from `{p["forward_source"]}`): '
+              + ', '.join(f'{n} GPU{"s" if n != "1" else ""} {p["gpu_hours"][n]:,.0f} h'
+                          for n in sorted(p['gpu_hours'], key=int))
+              + ' (single-sample forwards; batched ones would be faster per sample).']
+    return '\n'.join(lines)
+
+
 def schedule_block() -> Optional[str]:
     """Return closed-loop success against actions executed per chunk."""
     out = []
@@ -362,6 +385,7 @@ BLOCKS: Dict[str, Callable[[], Optional[str]]] = {
     'kernels_gpu': kernels_gpu_block,
     'allocation': allocation_block,
     'sensitivity': sensitivity_block,
+    'sensitivity_scale': sensitivity_scale_block,
     'schedule': schedule_block,
     'ros_latency': ros_latency_block,
     'ros_soak': ros_soak_block,

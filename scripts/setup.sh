@@ -32,7 +32,7 @@ if [ ! -f "$STAMP" ] || [ "$(cat "$STAMP")" != "$want" ]; then
   [ -x "$VENV/bin/python" ] || "$PY" -m venv "$VENV"
   # torch first, from the pinned CPU wheel; the constraints file then keeps it in place.
   quiet_pip install -q "$(grep '^torch==' constraints.txt)"
-  quiet_pip install -q -c constraints.txt -e '.[ros,sim,test]'
+  quiet_pip install -q -c constraints.txt -e '.[ros,sim,test,distributed]'
   echo "$want" > "$STAMP"
   echo "setup: python environment ready in $(( $(date +%s) - start )) s ($(du -sh $VENV | cut -f1))"
 fi

@@ -2,6 +2,7 @@
 """``qvla sensitivity | allocate | quantize | inspect``: argparse -> config -> library."""
 
 from pathlib import Path
+import shutil
 from typing import Optional
 
 from qvla_ros.quant.calibration_batch import calibration_batch, MAX_SAMPLES, STRIDE
@@ -15,7 +16,7 @@ def cmd_sensitivity(args) -> int:
     """Measure action-space sensitivity and write the sensitivity file."""
     from qvla_ros.models.checkpoint import load_policy
     from qvla_ros.quant.artifacts import SensitivityFile
-    from qvla_ros.quant.sensitivity import measure, SensitivityConfig
+    from qvla_ros.quant.sensitivity import SensitivityConfig
     from qvla_ros.core.spec import QuantSpec
     from qvla_ros.storage.atomic import check_output
     if not args.dataset and not args.synthetic:
@@ -28,7 +29,7 @@ def cmd_sensitivity(args) -> int:
                             projections=args.projections, refine_fraction=args.refine_fraction,
                             spec=QuantSpec(group_size=args.group_size),
                             rounding=args.rounding, progress=True)
-    scores, refined = measure(policy, batch, cfg)
+    scores, refined = _measure_resumably(policy, batch, cfg, args)
     n = next(iter(batch.values())).shape[0]
     extra = {'model': args.model, 'projections': cfg.projections,
              'refine_fraction': cfg.refine_fraction, 'spec': cfg.spec.to_dict()}
@@ -39,9 +40,30 @@ def cmd_sensitivity(args) -> int:
     layers = policy.quantizable_layers()
     SensitivityFile(cfg.bits, cfg.method.value, n, scores,
                     {k: m.in_features for k, m in layers.items()}, extra).save(Path(args.out))
+    shutil.rmtree(f'{args.out}.shards', ignore_errors=True)  # merged: the shards are done
     print(f'wrote {args.out}: {len(scores)} layers, {sum(s.shape[1] for s in scores.values())} '
           f'rows, bits {cfg.bits}, method {cfg.method.value}, {n} samples')
     return 0
+
+
+def _measure_resumably(policy, batch, cfg, args):
+    """Measure with every finished exact shard kept in ``<out>.shards`` (and Ray if asked)."""
+    from qvla_ros.quant.sensitivity import measure
+    from qvla_ros.quant.shard_store import fingerprint, ShardStore
+    folder = Path(f'{args.out}.shards')
+    store = ShardStore.open(folder, fingerprint(policy, batch, cfg), replace=args.overwrite)
+    executor = None
+    try:
+        if store.done():
+            print(f'resuming: {len(store.done())} shards already measured in {folder}')
+        if args.ray:
+            from qvla_ros.quant.ray_exec import RayExecutor
+            executor = RayExecutor(args.ray, args.cpus_per_task, args.gpus_per_task).start()
+        return measure(policy, batch, cfg, store=store, executor=executor)
+    finally:
+        if executor is not None:
+            executor.stop()
+        store.__exit__()
 
 
 def cmd_allocate(args) -> int:
@@ -230,7 +252,15 @@ def add_commands(sub) -> None:
     p.add_argument('--rounding', default=sens.rounding, choices=ROUNDINGS,
                    help='measure each row with its RTN or its GPTQ delta (plans made from '
                    'the file round rows the same way)')
-    p.add_argument('--out', required=True)
+    p.add_argument('--ray', metavar='local|ADDRESS',
+                   help="run exact shards as Ray tasks: 'local' (a private instance on this "
+                   "machine, loopback only) or a cluster's address ('auto', HOST:PORT, ray://...)")
+    p.add_argument('--cpus-per-task', type=float, default=1.0, help='--ray: CPUs per shard task')
+    p.add_argument('--gpus-per-task', type=float, default=0.0,
+                   help='--ray: GPUs per shard task (> 0 runs shards on CUDA)')
+    p.add_argument('--out', required=True,
+                   help='sensitivity file; finished shards are kept in OUT.shards until it is '
+                   'written, and a rerun of the same command resumes from them')
     add_overwrite(p)
     p.set_defaults(func=cmd_sensitivity)
     p = sub.add_parser('allocate', help='greedy Eq. 8 bit allocation -> plan folder')

@@ -13,14 +13,16 @@ known perturbation dy_c = x . (Q_b(w_c) - w_c), so:
 * hybrid: proxy everywhere, then exact for the top ``refine_fraction`` of rows per bit,
   ranked globally across layers.
 
-Exact work is split into shards (layer x row range x bit) that run independently and merge.
+Exact work is split into shards (layer x rows x bit) that run independently and merge: one
+process after another, or as Ray tasks (``qvla_ros.quant.ray_exec``), each finished shard kept
+in a ``ShardStore`` so that an interrupted measurement resumes.
 ``rounding`` = 'gptq' measures every row with its GPTQ delta instead of its RTN delta (see
 ``qvla_ros.quant.rounding``); it needs each layer's input Hessian, collected once.
 """
 
 from dataclasses import dataclass
 from enum import Enum
-from typing import Dict, Iterable, List, Mapping, Optional, Tuple
+from typing import Callable, Dict, Iterable, List, Mapping, Optional, Protocol, Tuple
 
 import torch
 from tqdm.auto import tqdm
@@ -78,12 +80,44 @@ class SensitivityConfig:
 
 @dataclass(frozen=True)
 class Shard:
-    """One independent unit of exact work: rows [start, stop) of ``layer`` at ``bits``."""
+    """One independent unit of exact work: rows [start, stop) of ``layer`` at ``bits``.
+
+    ``rows`` (sorted) names the rows instead, for the scattered rows hybrid refines.
+    """
 
     layer: str
     start: int
     stop: int
     bits: int
+    rows: Tuple[int, ...] = ()
+
+    def row_index(self) -> torch.Tensor:
+        """Return the shard's rows as a 1-D int64 tensor."""
+        if self.rows:
+            return torch.tensor(self.rows, dtype=torch.int64)
+        return torch.arange(self.start, self.stop)
+
+
+OnResult = Callable[[Shard, torch.Tensor], None]
+
+
+class Executor(Protocol):
+    """Runs exact shards somewhere and reports each result as it finishes."""
+
+    def run_shards(self, policy: QuantPolicy, batch: Batch, cfg: 'SensitivityConfig',
+                   shards: List[Shard], hessians: Mapping[str, torch.Tensor],
+                   on_result: OnResult) -> None:
+        """Call ``on_result(shard, scores)`` once per shard, in any order."""
+
+
+class ShardSink(Protocol):
+    """Where finished shards are kept (``qvla_ros.quant.shard_store.ShardStore``)."""
+
+    def done(self) -> Dict[Shard, torch.Tensor]:
+        """Return the shards finished so far."""
+
+    def put(self, shard: Shard, scores: torch.Tensor) -> None:
+        """Keep one finished shard."""
 
 
 def weight_delta(weight: torch.Tensor, bits: int, cfg: SensitivityConfig,
@@ -138,7 +172,7 @@ def run_shard(policy: QuantPolicy, batch: Batch, shard: Shard, cfg: SensitivityC
     gets the same GPTQ delta as in a full-layer pass (rows are rounded independently).
     """
     layer = policy.quantizable_layers()[shard.layer]
-    rows = torch.arange(shard.start, shard.stop) if rows is None else rows
+    rows = shard.row_index() if rows is None else rows
     delta_all = weight_delta(layer.weight[rows], shard.bits, cfg, hessian)  # (R, K)
     total = torch.zeros(rows.numel(), dtype=torch.float64)
     n_total = 0
@@ -154,18 +188,49 @@ def run_shard(policy: QuantPolicy, batch: Batch, shard: Shard, cfg: SensitivityC
     return (total / n_total).float()
 
 
+class SerialExecutor:
+    """Run shards one after another in this process."""
+
+    def run_shards(self, policy: QuantPolicy, batch: Batch, cfg: SensitivityConfig,
+                   shards: List[Shard], hessians: Mapping[str, torch.Tensor],
+                   on_result: OnResult) -> None:
+        """Run every shard here, reporting each as it finishes."""
+        for shard in tqdm(shards, desc='exact sensitivity', disable=not cfg.progress):
+            on_result(shard, run_shard(policy, batch, shard, cfg,
+                                       hessian=hessians.get(shard.layer)))
+
+
+def run_shards(policy: QuantPolicy, batch: Batch, cfg: SensitivityConfig, shards: List[Shard],
+               hessians: Mapping[str, torch.Tensor], store: Optional[ShardSink] = None,
+               executor: Optional[Executor] = None) -> Dict[Shard, torch.Tensor]:
+    """Return {shard: scores} for ``shards``, running only those ``store`` does not hold.
+
+    Each finished shard goes into ``store`` as it completes, so a rerun after a crash
+    computes only the missing ones; ``executor`` (default: this process) runs them.
+    """
+    results = {s: v for s, v in (store.done() if store is not None else {}).items()
+               if s in set(shards)}
+    todo = [s for s in shards if s not in results]
+
+    def keep(shard: Shard, scores: torch.Tensor) -> None:
+        results[shard] = scores
+        if store is not None:
+            store.put(shard, scores)
+    if todo:
+        (executor or SerialExecutor()).run_shards(policy, batch, cfg, todo, hessians, keep)
+    return results
+
+
 def exact_sensitivity(policy: QuantPolicy, batch: Batch, cfg: SensitivityConfig,
-                      hessians: Hessians = None) -> Dict[str, torch.Tensor]:
+                      hessians: Hessians = None, store: Optional[ShardSink] = None,
+                      executor: Optional[Executor] = None) -> Dict[str, torch.Tensor]:
     """Return {layer: (len(bits), N)} exact action-space sensitivities."""
     layers = policy.quantizable_layers()
     hessians = _layer_hessians(policy, batch, cfg, hessians) or {}
-    shards = make_shards({k: v.out_features for k, v in layers.items()}, cfg.bits,
-                         cfg.rows_per_pass * 4)
-    results = {}
-    for shard in tqdm(shards, desc='exact sensitivity', disable=not cfg.progress):
-        results[shard] = run_shard(policy, batch, shard, cfg,
-                                   hessian=hessians.get(shard.layer))
-    return merge_shards(results, {k: v.out_features for k, v in layers.items()}, cfg.bits)
+    sizes = {k: v.out_features for k, v in layers.items()}
+    shards = make_shards(sizes, cfg.bits, cfg.rows_per_pass * 4)
+    results = run_shards(policy, batch, cfg, shards, hessians, store, executor)
+    return merge_shards(results, sizes, cfg.bits)
 
 
 def merge_shards(results: Dict[Shard, torch.Tensor], out_features: Dict[str, int],
@@ -250,43 +315,56 @@ def _proxy_group(policy: QuantPolicy, batch: Batch, cfg: SensitivityConfig,
     return {k: (v / count).float() for k, v in acc.items()}
 
 
+def refine_shards(scores: Dict[str, torch.Tensor], bits: Tuple[int, ...], fraction: float,
+                  rows_per_shard: int) -> List[Shard]:
+    """Return shards of the top ``fraction`` of rows per bit by proxy, ranked across layers."""
+    shards = []
+    names = list(scores)
+    offsets = torch.tensor([0] + [scores[k].shape[1] for k in names]).cumsum(0)
+    for bi, b in enumerate(bits):
+        flat = torch.cat([scores[k][bi] for k in names])  # all rows, globally
+        k_top = int(round(fraction * flat.numel()))
+        if k_top == 0:
+            continue
+        top = torch.topk(flat, k_top).indices
+        for li, name in enumerate(names):
+            picked = top[(top >= offsets[li]) & (top < offsets[li + 1])] - offsets[li]
+            rows = picked.sort().values.tolist()
+            shards += [Shard(name, 0, 0, b, tuple(rows[i:i + rows_per_shard]))
+                       for i in range(0, len(rows), rows_per_shard)]
+    return shards
+
+
 def hybrid_sensitivity(policy: QuantPolicy, batch: Batch, cfg: SensitivityConfig,
-                       hessians: Hessians = None):
+                       hessians: Hessians = None, store: Optional[ShardSink] = None,
+                       executor: Optional[Executor] = None):
     """Return (scores, refined) where refined[layer] is a bool (len(bits), N) mask."""
     hessians = _layer_hessians(policy, batch, cfg, hessians) or {}
     scores = proxy_sensitivity(policy, batch, cfg, hessians)
     refined = {k: torch.zeros_like(v, dtype=torch.bool) for k, v in scores.items()}
-    names = list(scores)
-    for bi, b in enumerate(cfg.bits):
-        flat = torch.cat([scores[k][bi] for k in names])  # all rows, globally
-        k_top = int(round(cfg.refine_fraction * flat.numel()))
-        if k_top == 0:
-            continue
-        top = torch.topk(flat, k_top).indices
-        offsets = torch.tensor([0] + [scores[k].shape[1] for k in names]).cumsum(0)
-        for li, name in enumerate(names):
-            rows = top[(top >= offsets[li]) & (top < offsets[li + 1])] - offsets[li]
-            if rows.numel() == 0:
-                continue
-            rows = rows.sort().values
-            shard = Shard(name, 0, 0, b)
-            scores[name][bi, rows] = run_shard(policy, batch, shard, cfg, rows=rows,
-                                               hessian=hessians.get(name))
-            refined[name][bi, rows] = True
+    shards = refine_shards(scores, cfg.bits, cfg.refine_fraction, cfg.rows_per_pass * 4)
+    for shard, values in run_shards(policy, batch, cfg, shards, hessians, store,
+                                    executor).items():
+        bi, rows = cfg.bits.index(shard.bits), shard.row_index()
+        scores[shard.layer][bi, rows] = values
+        refined[shard.layer][bi, rows] = True
     return scores, refined
 
 
 def measure(policy: QuantPolicy, batch: Batch, cfg: SensitivityConfig,
-            hessians: Hessians = None):
+            hessians: Hessians = None, store: Optional[ShardSink] = None,
+            executor: Optional[Executor] = None):
     """Return (scores, refined mask or None) with the configured method.
 
     ``hessians`` {layer: (K, K)} serve gptq rounding; collected from ``batch`` if None.
+    Exact shards (all of them, or hybrid's refined rows) run on ``executor`` and are kept in
+    ``store`` as they finish.
     """
     if cfg.method is Method.EXACT:
-        return exact_sensitivity(policy, batch, cfg, hessians), None
+        return exact_sensitivity(policy, batch, cfg, hessians, store, executor), None
     if cfg.method is Method.PROXY:
         return proxy_sensitivity(policy, batch, cfg, hessians), None
-    return hybrid_sensitivity(policy, batch, cfg, hessians)
+    return hybrid_sensitivity(policy, batch, cfg, hessians, store, executor)
 
 
 def _ranks(v: torch.Tensor) -> torch.Tensor:

@@ -2,6 +2,7 @@
 """Bad files and paths end every qvla command with one line naming them, never a traceback."""
 
 import json
+import sys
 
 import pytest
 from safetensors.torch import save_file
@@ -136,3 +137,10 @@ def test_a_truncated_episode_file_is_one_line(tmp_path, capsys, command):
                       '--out', str(tmp_path / 'm')]}[command]
     assert qvla(args) == 2
     _one_line(capsys, f'qvla {command}: error: {broken} is not a readable safetensors file')
+
+
+def test_ray_missing_says_how_to_install_it(tmp_path, monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, 'ray', None)  # as if Ray were not installed
+    assert qvla(['sensitivity', '--model', 'toy', '--synthetic', '2', '--method', 'exact',
+                 '--ray', 'local', '--out', str(tmp_path / 's')]) == 2
+    _one_line(capsys, '--ray needs Ray', "pip install 'qvla_ros[distributed]'")
