@@ -16,6 +16,7 @@ writes bench/results/closed_loop_<suite>.json, .md (the table) and .png (success
 """
 
 import argparse
+from collections import Counter
 import hashlib
 import json
 from pathlib import Path
@@ -176,7 +177,8 @@ def cells(args):
     for bits in args.budgets:
         for method in args.methods:
             n = args.headline_episodes if (method, bits) in HEADLINE else args.episodes
-            yield method, bits, None, n, None, '', args.samples
+            samples = args.exact_samples if method == 'qvla-exact' else args.samples
+            yield method, bits, None, n, None, '', samples
     if args.w4a8:
         for method in ('qvla', 'rtn', 'smoothquant'):
             yield method, 4.0, 8, args.episodes, None, 'w4a8', args.samples
@@ -193,6 +195,8 @@ def markdown(rows, fp) -> str:
            '% of FP | mean / final dev. | latency ms |', '|---|---|---|---|---|---|---|---|---|']
     ordered = sorted(rows, key=lambda r: (bool(r.get('tag')), -r['target_bits'],
                                           r.get('act_bits') or 0))  # stable: run order
+    counts = Counter(r.get('calibration_samples') for r in rows)
+    usual = counts.most_common(1)[0][0] if counts else None
     for r in [fp] + ordered:
         lo, hi = r['wilson95']
         rel = f'{fp_successes_on(fp, r["episodes"]):.0f}/{r["episodes"]} | ' \
@@ -200,6 +204,8 @@ def markdown(rows, fp) -> str:
         dev = (f'{r["mean_deviation"]:.4f} / {r["final_step_deviation"]:.4f}'
                if r.get('mean_deviation') is not None else '-')
         name = r['method'] + (f' ({r["tag"]})' if r.get('tag') else '')
+        if r.get('calibration_samples', usual) != usual and 'samples=' not in r.get('tag', ''):
+            name += f' ({r["calibration_samples"]} samples)'  # e.g. qvla-exact
         budget = 'fp' if r['method'] == 'fp' else f'W{r["target_bits"]:g}' + (
             f'A{r["act_bits"]}' if r.get('act_bits') else '')
         out.append(f'| {name} | {budget} | {r["real_bits_per_param"]:.2f} | '
@@ -248,6 +254,11 @@ def main() -> None:
     p.add_argument('--methods',
                    default='qvla,qvla-gptq,qvla-release,layerwise,rtn,smoothquant,awq,gptq')
     p.add_argument('--refine-fraction', type=float, default=0.02)
+    p.add_argument('--exact-samples', type=int, default=2,
+                   help='calibration samples of qvla-exact (exact sensitivity of every row)')
+    p.add_argument('--shards', default='build/closed_loop_shards',
+                   help='where exact shards are kept as they finish (a rerun resumes)')
+    p.add_argument('--ray', metavar='local|ADDRESS', help='run exact shards as Ray tasks')
     p.add_argument('--max-prune-fraction', type=float,
                    default=MethodConfig('qvla', 4.0).max_prune_fraction,
                    help='per-layer prune cap of the allocating methods')
@@ -305,17 +316,25 @@ def main() -> None:
             'commands': commands, 'quantized_params': fp_params,
             'eval_seeds': seed_span(args.seed0, rows, fp),
             'execute_steps': args.execute_steps,
-            'not_run': {'qvla-exact': 'exact sensitivity for all rows x 4 widths needs ~10^5 '
-                        'perturbed forwards of the calibration batch: hours on 2 CPU cores'}}
+            'not_run': {} if any(r['method'] == 'qvla-exact' for r in rows) else {
+                'qvla-exact': 'exact sensitivity for all rows x 4 widths needs ~10^5 perturbed '
+                'forwards of the calibration batch: hours on 2 CPU cores'}}
+    executor = None
+    if args.ray:
+        from qvla_ros.quant.ray_exec import RayExecutor
+        executor = RayExecutor(args.ray).start()
     for method, bits, act, n, refine, tag, samples in cells(args):
         key = cell_key(method, bits, act, tag)
         if key in cache:
             continue
         if samples not in calibs:
-            calibs[samples] = Calibration(calibration_batch(
-                fp_policy, args.calibration, 0, samples, args.stride))
+            calibs[samples] = Calibration(
+                calibration_batch(fp_policy, args.calibration, 0, samples, args.stride),
+                shards=Path(args.shards) / args.suite / f'samples-{samples}',
+                executor=executor)
         row = run_cell(args, calibs[samples], fp_params, method, bits, act, n, refine, tag)
         row['calibration_samples'] = samples
+        meta['not_run'].pop(method, None)
         rows.append(row)
         cache[key] = row
         meta['eval_seeds'] = seed_span(args.seed0, rows, fp)

@@ -10,6 +10,7 @@ included), so their bytes match a uniform method's at the same nominal width.
 """
 
 from dataclasses import dataclass, field
+from pathlib import Path
 import time
 from typing import cast, ClassVar, Dict, Optional, Tuple, Type
 
@@ -32,7 +33,8 @@ from qvla_ros.quant.baselines.smoothquant import smoothquant_layer
 from qvla_ros.quant.calibration import LayerHessians, StreamedInputs
 from qvla_ros.quant.policy import Batch, QuantPolicy
 from qvla_ros.quant.rounding import layer_quant
-from qvla_ros.quant.sensitivity import measure, Method, SensitivityConfig
+from qvla_ros.quant.sensitivity import Executor, measure, Method, SensitivityConfig
+from qvla_ros.quant.shard_store import fingerprint, ShardStore
 
 UNIFORM_BITS = (2, 3, 4, 8)
 SENS_BITS = (0, 2, 4, 8)
@@ -89,12 +91,16 @@ class Calibration:
     {layer: (len(SENS_BITS), N)}; inputs: per-layer input statistics (GPTQ, AWQ,
     SmoothQuant, release proxy), a ``StreamedInputs``; seconds: wall time per step, where
     'inputs' sums the statistics passes (a sensitivity step includes any pass it triggers).
+    shards: a folder where exact shards are kept as they finish (one store per sensitivity
+    kind), so that a long exact measurement resumes; executor: where they run (e.g. Ray).
     """
 
     batch: Batch
     scores: Dict[str, Dict[str, torch.Tensor]] = field(default_factory=dict)
     inputs: Optional[StreamedInputs] = None
     seconds: Dict[str, float] = field(default_factory=dict)
+    shards: Optional[Path] = None
+    executor: Optional[Executor] = None
 
 
 def _sensitivity(policy, calib: Calibration, kind: str, cfg: MethodConfig):
@@ -108,7 +114,13 @@ def _sensitivity(policy, calib: Calibration, kind: str, cfg: MethodConfig):
                                  projections=cfg.projections,
                                  refine_fraction=cfg.refine_fraction, spec=cfg.spec,
                                  rounding=cfg.rounding)
-        calib.scores[key] = measure(policy, calib.batch, scfg, hessians)[0]
+        if calib.shards is None:
+            calib.scores[key] = measure(policy, calib.batch, scfg, hessians)[0]
+        else:
+            job = fingerprint(policy, calib.batch, scfg)
+            with ShardStore.open(Path(calib.shards) / key.replace('@', '-'), job) as store:
+                calib.scores[key] = measure(policy, calib.batch, scfg, hessians, store,
+                                            calib.executor)[0]
         calib.seconds[f'sensitivity_{key}'] = time.perf_counter() - t0
     return calib.scores[key]
 

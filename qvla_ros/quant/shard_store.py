@@ -68,6 +68,8 @@ class ShardStore:
 
     def __enter__(self) -> 'ShardStore':
         """Take the store's lock, and claim the folder for this job (or check its claim)."""
+        if self._lock.held:  # entered by ``open`` already
+            return self
         self._lock.acquire()
         try:
             manifest = self.folder / 'manifest.json'

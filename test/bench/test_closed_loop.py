@@ -84,3 +84,13 @@ def test_a_refreshed_fp_row_records_the_old_one_and_must_use_the_cells_seeds(tmp
     assert refreshed_fp(None, new, {}, 7, tmp_path / 'r.json') == new  # a new file
     with pytest.raises(SystemExit, match='cells evaluated from seed 7.*Pass --seed0 7'):
         refreshed_fp(old, {**new, 'seed0': 8}, meta, 8, tmp_path / 'r.json')
+
+
+def test_a_cell_calibrated_on_fewer_samples_says_so():
+    fp = {'method': 'fp', 'target_bits': 16, 'act_bits': None, 'real_bits_per_param': 16.0,
+          'episodes': 4, 'successes': 2, 'success_rate': 0.5, 'wilson95': [0.1, 0.9],
+          'policy_latency_ms': 1.0, 'seed0': 0, 'solved_seeds': [0, 3]}
+    rows = [{**fp, 'method': m, 'target_bits': 4.0, 'calibration_samples': s, 'tag': ''}
+            for m, s in (('qvla', 16), ('gptq', 16), ('qvla-exact', 2))]
+    table = markdown(rows, fp)
+    assert '| qvla-exact (2 samples) | W4 |' in table and '| qvla | W4 |' in table

@@ -115,3 +115,19 @@ def test_the_command_resumes_an_interrupted_measurement(tmp_path, monkeypatch, c
     from safetensors.torch import load_file
     a, b = load_file(str(tmp_path / 'whole.safetensors')), load_file(str(out))
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_a_methods_calibration_keeps_its_exact_shards_for_the_next_run(tmp_path):
+    from qvla_ros.quant.methods import apply_method, Calibration, MethodConfig
+    policy = load_policy('toy:0')
+    batch = calibration_batch(policy, None, 2, 2, 1)
+    plain = apply_method(load_policy('toy:0'), Calibration(batch), MethodConfig('qvla-exact', 4))
+    first = Calibration(batch, shards=tmp_path)
+    kept = apply_method(load_policy('toy:0'), first, MethodConfig('qvla-exact', 4))
+    assert kept[0].plan_id == plain[0].plan_id
+    stores = list(tmp_path.iterdir())
+    assert len(stores) == 1 and len(list(stores[0].glob('shard-*'))) > 0
+    rest = Crashing(10 ** 6)
+    again = apply_method(load_policy('toy:0'), Calibration(batch, shards=tmp_path, executor=rest),
+                         MethodConfig('qvla-exact', 4))
+    assert rest.ran == 0 and again[0].plan_id == plain[0].plan_id  # all read back
