@@ -165,6 +165,16 @@ class PolicyNode(LifecycleNode):
         self._stop_timers()
         return TransitionCallbackReturn.SUCCESS
 
+    def destroy_node(self):
+        """Destroy the node and its lifecycle state machine.
+
+        rclpy's LifecycleNode leaves its state machine holding the node handle, so a node
+        destroyed in a process that goes on stays on the graph, and a restarted namesake
+        would refuse to activate.
+        """
+        super().destroy_node()
+        self._state_machine.destroy_when_not_in_use()
+
     def stop_actuation(self, reason: str) -> None:
         """Publish a zero twist (gripper held) if actuating, then disable actuation.
 

@@ -99,8 +99,19 @@ class Probe:
         request.transition.id = transition_id
         return self.call(self.change_state, request).success
 
+    def wait_running(self, seconds=40.0):
+        """Wait until the node has activated (DRY_RUN or later); fail the test otherwise.
+
+        A namesake killed by an earlier test stays on the DDS graph until its lease expires
+        (20 s by default); the node refuses to activate meanwhile and retries each second.
+        """
+        running = ('DRY_RUN', 'ACTIVE', 'WARN')
+        assert self.wait_status(lambda s: s.state_name in running, seconds), \
+            sorted({(s.state_name, s.last_error) for s in self.status})
+
     def turn_on(self):
-        """Publish the instruction and enable actuation."""
+        """Wait for the node to activate, publish the instruction and enable actuation."""
+        self.wait_running()
         self.text.publish(self._String(data='push the red block to the left'))
         response = self.set_enabled(True)
         assert response.success, response.message

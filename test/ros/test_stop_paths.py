@@ -130,6 +130,29 @@ def test_an_inference_error_ends_with_a_zero_twist(probe):
         thread.join(5)
 
 
+@pytest.mark.ros
+def test_a_destroyed_node_leaves_the_graph(probe):
+    import rclpy
+    from qvla_ros.ros.policy_node import PolicyNode
+    context = rclpy.Context()
+    rclpy.init(context=context)
+    node = PolicyNode(context=context)
+    node.trigger_configure()
+    try:
+        names = probe.node.get_node_names_and_namespaces
+        end = time.monotonic() + 10
+        while ('policy_node', '/') not in names() and time.monotonic() < end:
+            probe.spin(0.1, camera=False)
+        assert ('policy_node', '/') in names()
+    finally:
+        node.destroy_node()
+        context.try_shutdown()
+    end = time.monotonic() + 5  # a ghost would block a restarted namesake from activating
+    while ('policy_node', '/') in names() and time.monotonic() < end:
+        probe.spin(0.1, camera=False)
+    assert ('policy_node', '/') not in names(), 'the destroyed node stayed on the graph'
+
+
 def _qvla_ros(probe, *args):
     """Run ``qvla-ros`` in another process while the probe keeps the camera going."""
     import subprocess
@@ -148,6 +171,7 @@ def _qvla_ros(probe, *args):
 def test_qvla_ros_enable_switches_actuation_from_another_process(probe, domain_id):
     launch = _policy(domain_id, 'image_timeout:=1.0')
     try:
+        probe.wait_running()
         probe.text.publish(probe._String(data='push the red block to the left'))
         code, out = _qvla_ros(probe, 'enable', 'on', '--domain-id', str(domain_id))
         assert code == 0 and 'actuation on' in out, out
