@@ -131,15 +131,20 @@ def test_records_three_episodes(driver, domain_id, tmp_path):
         assert data['proprio'].shape == (len(got), 2)
 
 
+def _record_first_episode(driver):
+    """Start an episode named 'first episode' and stream it for a second."""
+    driver.wait_matched()
+    driver.text.publish(String(data='first episode'))
+    assert driver.call(driver.start, driver.Trigger.Request()).success
+    driver.stream(1.0)
+
+
 @pytest.mark.ros
 def test_kill_9_loses_only_the_episode_in_progress(driver, domain_id, tmp_path):
     out = tmp_path / 'calib'
     launch = _launch(domain_id, out, 'proprio_type:=none')
     try:
-        driver.wait_matched()
-        driver.text.publish(String(data='first episode'))
-        assert driver.call(driver.start, driver.Trigger.Request()).success
-        driver.stream(1.0)
+        _record_first_episode(driver)
         time.sleep(0.2)
         assert driver.call(driver.end, driver.Trigger.Request()).success
         assert driver.call(driver.start, driver.Trigger.Request()).success
@@ -181,10 +186,7 @@ def test_another_writer_of_the_recording_dataset_is_refused(driver, domain_id, t
     out = tmp_path / 'calib'
     launch = _launch(domain_id, out, 'proprio_type:=none')
     try:
-        driver.wait_matched()
-        driver.text.publish(String(data='first episode'))
-        assert driver.call(driver.start, driver.Trigger.Request()).success
-        driver.stream(1.0)
+        _record_first_episode(driver)
         from qvla_ros.data.rollouts import DatasetInfo, RolloutWriter
         with pytest.raises(ValueError, match='is held by process'):
             RolloutWriter(out, DatasetInfo(7, 0, 10.0, ('front',)))
