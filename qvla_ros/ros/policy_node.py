@@ -22,7 +22,7 @@ import threading
 import time
 from typing import Optional
 
-from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from diagnostic_msgs.msg import DiagnosticArray
 from geometry_msgs.msg import TwistStamped
 import numpy as np
 from qvla_ros_interfaces.msg import ActionChunk as ActionChunkMsg, PolicyStatus
@@ -43,12 +43,9 @@ from qvla_ros.ros.camera_inputs import CameraInputs, resolve_cameras
 from qvla_ros.ros.env import share_directory
 from qvla_ros.ros.node_main import run_node
 from qvla_ros.ros.policy_params import declare, read_config
+from qvla_ros.ros.status import control_rate, diagnostics, policy_status
 from qvla_ros.runtime.action_map import EndEffectorMap
 from qvla_ros.runtime.chunking import ActionSchedule, checkpoint_schedule
-
-STATE_NAMES = {PolicyStatus.UNCONFIGURED: 'UNCONFIGURED', PolicyStatus.INACTIVE: 'INACTIVE',
-               PolicyStatus.DRY_RUN: 'DRY_RUN', PolicyStatus.ACTIVE: 'ACTIVE',
-               PolicyStatus.WARN: 'WARN', PolicyStatus.ERROR: 'ERROR'}
 
 
 def load_for_node(model: str, seed: int, upstream: str = ''):
@@ -354,31 +351,12 @@ class PolicyNode(LifecycleNode):
             self.stop_actuation('name clash')
             self._health, self._last_error = PolicyStatus.ERROR, clash
             self.get_logger().error(clash)
-        lat = np.array(self._latencies) * 1e3 if self._latencies else np.zeros(1)
-        ticks = self._ticks[-50:]
-        rate = (len(ticks) - 1) / (ticks[-1] - ticks[0]) if len(ticks) > 1 and \
-            ticks[-1] > ticks[0] else 0.0
-        status = PolicyStatus(state=self._health, state_name=STATE_NAMES[self._health],
-                              model_id=self._model_id, plan_id=self._plan_id,
-                              latency_p50_ms=float(np.percentile(lat, 50)),
-                              latency_p99_ms=float(np.percentile(lat, 99)),
-                              control_rate_hz=float(rate),
-                              frames_dropped=self._dropped(), last_error=self._last_error)
+        status = policy_status(self._health, self._model_id, self._plan_id, self._latencies,
+                               control_rate(self._ticks[-50:]), self._dropped(),
+                               self._last_error)
         status.header.stamp = self.get_clock().now().to_msg()
         self._status_pub.publish(status)
-        level = {PolicyStatus.WARN: DiagnosticStatus.WARN, PolicyStatus.ERROR:
-                 DiagnosticStatus.ERROR}.get(self._health, DiagnosticStatus.OK)
-        values = [KeyValue(key=k, value=str(v)) for k, v in (
-            ('latency_p50_ms', f'{status.latency_p50_ms:.2f}'),
-            ('latency_p99_ms', f'{status.latency_p99_ms:.2f}'),
-            ('control_rate_hz', f'{rate:.2f}'), ('frames_dropped', self._dropped()),
-            ('plan_id', self._plan_id), ('last_error', self._last_error))]
-        diag = DiagnosticArray()
-        diag.header.stamp = status.header.stamp
-        diag.status = [DiagnosticStatus(level=level, name='qvla_ros/policy_node',
-                                        message=status.state_name, hardware_id=self._model_id,
-                                        values=values)]
-        self._diag_pub.publish(diag)
+        self._diag_pub.publish(diagnostics(status))
 
 
 def _executor(node: PolicyNode):
