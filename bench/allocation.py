@@ -15,7 +15,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import device_name, git_commit, RESULTS, write_json  # noqa: E402
+from bench.common import (command_line, device_name, git_commit, RESULTS,  # noqa: E402
+                          write_json)
 from qvla_ros.quant.allocation import (AllocationConfig, greedy_allocate,  # noqa: E402
                                        greedy_allocate_heap, lagrangian_lower_bound)
 
@@ -59,7 +60,7 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('--out', default=str(RESULTS / 'allocation.json'))
     args = parser.parse_args(argv)
-    result = {'device': device_name(), 'commit': git_commit(), 'command': ' '.join(sys.argv)}
+    result = {'device': device_name(), 'commit': git_commit(), 'command': command_line()}
     shapes = openvla_shapes()
     scores, kin = synthetic_scores(shapes, 0)
     rows = sum(n for _, n, _ in shapes)

@@ -27,7 +27,8 @@ import time
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import device_name, git_commit, RESULTS, write_json  # noqa: E402
+from bench.common import (command_line, device_name, git_commit, RESULTS,  # noqa: E402
+                          write_json)
 from qvla_ros.models.checkpoint import load_policy, save_quantized  # noqa: E402
 from qvla_ros.quant.calibration_batch import calibration_batch  # noqa: E402
 from qvla_ros.quant.methods import apply_method, Calibration, MethodConfig  # noqa: E402
@@ -306,13 +307,13 @@ def main() -> None:
     old_meta = done.get('meta', {})
     commands = list(old_meta.get('commands') or (
         [old_meta['command']] if old_meta.get('command') else []))
-    commands.append(' '.join(sys.argv))  # every run whose rows the file holds, in order
+    commands.append(command_line())  # every run whose rows the file holds, in order
     rows = list(cache.values())
     # device and commit are those of the last run that evaluated cells (FP records its own)
     meta = {**old_meta, 'suite': args.suite, 'checkpoint': args.checkpoint,
             'checkpoint_sha256': digest or old_meta.get('checkpoint_sha256'),
             'device': old_meta.get('device') or device_name(),
-            'commit': old_meta.get('commit') or git_commit(), 'command': ' '.join(sys.argv),
+            'commit': old_meta.get('commit') or git_commit(), 'command': command_line(),
             'commands': commands, 'quantized_params': fp_params,
             'eval_seeds': seed_span(args.seed0, rows, fp),
             'execute_steps': args.execute_steps,

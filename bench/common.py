@@ -4,8 +4,10 @@
 import json
 from pathlib import Path
 import platform
+import shlex
 import statistics
 import subprocess
+import sys
 import time
 
 import torch
@@ -43,6 +45,11 @@ def device_name() -> str:
     except OSError:
         pass
     return platform.processor() or 'cpu'
+
+
+def command_line() -> str:
+    """Return this process's command line, quoted so that it can be pasted back into a shell."""
+    return shlex.join(sys.argv)
 
 
 def git_commit() -> str:

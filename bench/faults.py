@@ -30,7 +30,8 @@ import time
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import device_name, git_commit, RESULTS, write_json  # noqa: E402
+from bench.common import (command_line, device_name, git_commit, RESULTS,  # noqa: E402
+                          write_json)
 
 QVLA = [sys.executable, '-m', 'qvla_ros.cli.qvla']
 QVLA_ROS = [sys.executable, '-m', 'qvla_ros.cli.qvla_ros']
@@ -389,7 +390,7 @@ def main(argv=None) -> int:
                   'artifacts': artifacts(work),
                   'writers': writers(args.writer_trials, work)}
     result.update(goals=goals(result), device=device_name(), commit=git_commit(),
-                  command='python ' + ' '.join(sys.argv), seconds=time.monotonic() - start)
+                  command='python ' + command_line(), seconds=time.monotonic() - start)
     write_json(Path(args.out), result)
     print(json.dumps(result['goals'], indent=1))
     return 0 if all(result['goals'].values()) else 1

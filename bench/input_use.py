@@ -30,7 +30,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.closed_loop import weights_digest  # noqa: E402
-from bench.common import device_name, git_commit, RESULTS, write_json  # noqa: E402
+from bench.common import (command_line, device_name, git_commit, RESULTS,  # noqa: E402
+                          write_json)
 from qvla_ros.core.types import Observation  # noqa: E402
 from qvla_ros.data.rollouts import read_info, spread_steps  # noqa: E402
 
@@ -103,7 +104,7 @@ def main() -> None:
         rows.append({'checkpoint': ckpt, 'checkpoint_sha256': weights_digest(ckpt), **res})
         print(f'{ckpt}: use {res["use"]} column norms {res["column_norm"]}', flush=True)
     meta = {'dataset': args.dataset, 'frames': len(observations), 'device': device_name(),
-            'commit': git_commit(), 'command': ' '.join(sys.argv)}
+            'commit': git_commit(), 'command': command_line()}
     name = args.name or dataset.name
     write_json(RESULTS / f'input_use_{name}.json', {'meta': meta, 'rows': rows})
 

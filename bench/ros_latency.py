@@ -20,7 +20,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import device_name, git_commit, RESULTS, write_json  # noqa: E402
+from bench.common import (command_line, device_name, git_commit, RESULTS,  # noqa: E402
+                          write_json)
 
 
 def _stats(samples):
@@ -113,7 +114,7 @@ def main(argv=None) -> int:
                  'two cameras, jpeg': measure(two, CAMERAS, args.size, args.reps, True)}
     rclpy.try_shutdown()
     result = {'device': device_name(), 'commit': git_commit(),
-              'command': 'python ' + ' '.join(sys.argv), 'image_size': args.size,
+              'command': 'python ' + command_line(), 'image_size': args.size,
               'cases': cases, 'goal_p99_ms': 2.0}
     write_json(Path(args.out), result)
     for name, case in cases.items():

@@ -18,7 +18,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import device_name, git_commit, RESULTS, write_json  # noqa: E402
+from bench.common import (command_line, device_name, git_commit, RESULTS,  # noqa: E402
+                          write_json)
 
 
 def _rss_kb(pid: int) -> int:
@@ -123,7 +124,7 @@ def main(argv=None) -> int:
     received = sum(1 for t in twists if t >= t0)
     expected = (end - t0) * 10.0
     base = rss[1][1]
-    result = {'device': device_name(), 'commit': git_commit(), 'command': ' '.join(sys.argv),
+    result = {'device': device_name(), 'commit': git_commit(), 'command': command_line(),
               'minutes': args.minutes, 'frames_sent': frame, 'bad_messages_sent': bad_sent,
               'node_alive_at_end': alive, 'commands_received_after_warmup': received,
               'commands_expected_after_warmup': expected,

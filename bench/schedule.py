@@ -19,7 +19,8 @@ import sys
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.closed_loop import weights_digest  # noqa: E402
-from bench.common import device_name, git_commit, RESULTS, write_json  # noqa: E402
+from bench.common import (command_line, device_name, git_commit, RESULTS,  # noqa: E402
+                          write_json)
 from qvla_ros.sim.evaluate import EvalConfig, evaluate, seed_range  # noqa: E402
 
 
@@ -51,7 +52,7 @@ def main() -> None:
         print(f'execute {k}: {res["successes"]}/{res["episodes"]} {res["by_task"]}', flush=True)
     meta = {'suite': args.suite, 'checkpoint': args.checkpoint,
             'checkpoint_sha256': weights_digest(args.checkpoint), 'seeds': args.seeds,
-            'device': device_name(), 'commit': git_commit(), 'command': ' '.join(sys.argv)}
+            'device': device_name(), 'commit': git_commit(), 'command': command_line()}
     write_json(RESULTS / f'schedule_{args.suite}.json', {'meta': meta, 'rows': rows})
 
 

@@ -23,7 +23,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import device_name, git_commit, RESULTS, write_json  # noqa: E402
+from bench.common import (command_line, device_name, git_commit, RESULTS,  # noqa: E402
+                          write_json)
 from qvla_ros.models.checkpoint import load_policy  # noqa: E402
 from qvla_ros.quant.calibration_batch import calibration_batch  # noqa: E402
 from qvla_ros.quant.sensitivity import (exact_sensitivity, hybrid_sensitivity,  # noqa: E402
@@ -97,7 +98,7 @@ def main(argv=None) -> int:
     out_features = {k: m.out_features for k, m in policy.quantizable_layers().items()}
     result = {'device': device_name(), 'commit': git_commit(), 'model': args.model,
               'calibration': args.calibration, 'stride': args.stride,
-              'samples': args.samples, 'bits': list(bits), 'command': ' '.join(sys.argv),
+              'samples': args.samples, 'bits': list(bits), 'command': command_line(),
               'rows': sum(out_features.values())}
     t0 = time.perf_counter()
     rows = None

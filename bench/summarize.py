@@ -10,6 +10,7 @@ to a result file and the command it records.
 
 import json
 from pathlib import Path
+import re
 import sys
 from typing import Callable, Dict, Optional
 
@@ -138,7 +139,22 @@ def closed_loop_block(suite: str) -> Optional[str]:
     return (f'`{meta["checkpoint"]}` (weights sha256 {meta["checkpoint_sha256"]}), seeds '
             f'{meta["eval_seeds"][0]}-{meta["eval_seeds"][1] - 1}, '
             f'{recorded_schedule(meta)} actions executed per chunk, {meta["device"]}; rows '
-            'from ' + ', then '.join(f'`{c}`' for c in runs) + refreshed + '.\n\n' + table)
+            'from ' + ', then '.join(f'`{c}`' for c in runs) + refreshed + '.\n\n' + table
+            + _sensitivity_seconds(meta))
+
+
+def _sensitivity_seconds(meta: dict) -> str:
+    """Return the sensitivity wall times of a closed-loop file, by calibration samples."""
+    def name(kind: str) -> str:  # exact measures every row: its refine fraction is unused
+        kind = kind.removeprefix('sensitivity_')
+        return re.sub(r'@refine=[^@]*', '', kind) if kind.startswith('exact') else kind
+    parts = [f'{name(kind)} on {samples} samples {sec:.0f} s'
+             for samples, steps in sorted(meta.get('calibration_seconds', {}).items(),
+                                          key=lambda kv: -int(kv[0]))
+             for kind, sec in steps.items() if kind.startswith('sensitivity_')]
+    return ('\n\nSensitivity wall time (`exact`: every row; `hybrid@refine=F`: the proxy, '
+            'with the fraction F of rows measured exactly; `@gptq`: with GPTQ rounding): '
+            + '; '.join(parts) + '.') if parts else ''
 
 
 def _cell(data: dict, method: str, bits: float) -> Optional[dict]:

@@ -25,7 +25,8 @@ import time
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import device_name, git_commit, RESULTS, write_json  # noqa: E402
+from bench.common import (command_line, device_name, git_commit, RESULTS,  # noqa: E402
+                          write_json)
 
 VOCAB, PATCH, IMG = 32064, 14, 224
 
@@ -218,7 +219,7 @@ def main(argv=None) -> int:
               'peak_over_checkpoint': m['peak_rss'] / nbytes, 'goal': 1.3,
               'llm': {'hidden': args.hidden, 'layers': args.layers, 'mlp': args.mlp},
               'device': device_name(), 'commit': git_commit(),
-              'command': 'python ' + ' '.join(sys.argv)}
+              'command': 'python ' + command_line()}
     if base:
         base['load_over_checkpoint'] = (base['peak_rss'] - base['baseline_rss']) / nbytes
         result['baseline_loader'] = base

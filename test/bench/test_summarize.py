@@ -40,3 +40,12 @@ def test_goals_are_met_or_missed_by_the_numbers(tmp_path, monkeypatch):
     assert lines[4].endswith('**met**')
     headline = summarize.headline_block()
     assert '| tabletop | 90/100 | 89/100 (99 % of FP; 4.17 bits) |' in headline
+
+
+def test_sensitivity_seconds_name_every_step_largest_calibration_first():
+    meta = {'calibration_seconds': {
+        '2': {'sensitivity_exact@refine=0.01': 3345.7, 'inputs': 1.0},
+        '16': {'sensitivity_hybrid@refine=0.01': 500.3}}}
+    line = summarize._sensitivity_seconds(meta)
+    assert line.endswith('hybrid@refine=0.01 on 16 samples 500 s; exact on 2 samples 3346 s.')
+    assert 'inputs' not in line and summarize._sensitivity_seconds({}) == ''
