@@ -3,6 +3,9 @@
 
 * ``replan``: execute the first ``execute_steps`` actions of the newest chunk, then replan
   (the plan for step k is asked for at step k, so exactly k actions of each chunk run);
+  after its first tick a chunk advances one step per control tick, so timer jitter and the
+  wait for inference neither repeat nor skip a step, and a node runs the schedule as the
+  evaluation (one step per simulated step) does;
 * ``ensemble``: temporal ensembling (ACT): every chunk covering t votes for the action at t,
   combined by a named aggregator (``latest``, ``mean`` or ``exp`` with weights
   exp(-decay * age_in_steps), oldest first, as in ACT).
@@ -10,7 +13,7 @@
 
 from collections import deque
 from dataclasses import asdict, dataclass
-from typing import Deque, Optional, Tuple
+from typing import Deque, Optional
 
 import numpy as np
 
@@ -63,48 +66,69 @@ def checkpoint_schedule(policy, mode: Optional[str] = None, execute_steps: Optio
     return ScheduleSpec(**values)
 
 
+@dataclass(eq=False)  # identity: deque.remove must not compare action arrays
+class _Entry:
+    """A chunk, when its step 0 is due, and the step its last control tick ran."""
+
+    t0: int
+    chunk: ActionChunk
+    step: Optional[int] = None
+    t_step: int = 0
+
+    def index_at(self, t_ns: int) -> int:
+        """Return the step due at ``t_ns``.
+
+        Before its first tick: the whole periods since ``t0`` (a slow plan skips the steps
+        whose time has passed). After: one step per later tick, more only when ticks were
+        missed, so timer jitter never repeats or skips a step.
+        """
+        dt = int(self.chunk.dt * 1e9)
+        if self.step is None:
+            return int((t_ns - self.t0) // dt)
+        if t_ns <= self.t_step:
+            return self.step
+        return self.step + max(1, round((t_ns - self.t_step) / dt))
+
+
 class ActionSchedule:
     """Chunks stamped with their start time (ns); ``action_at`` picks the action for t."""
 
     def __init__(self, spec: ScheduleSpec):
         self.spec = spec
-        self._chunks: Deque[Tuple[int, ActionChunk]] = deque()
+        self._chunks: Deque[_Entry] = deque()
 
     def add(self, chunk: ActionChunk, t0_ns: int) -> None:
         """Register a chunk whose step 0 is due at ``t0_ns``."""
         if self.spec.mode == 'replan':
             while len(self._chunks) > 1:
                 self._chunks.popleft()
-        self._chunks.append((t0_ns, chunk))
+        self._chunks.append(_Entry(t0_ns, chunk))
 
     def clear(self) -> None:
         """Drop every chunk (watchdog trip, new instruction, re-enable)."""
         self._chunks.clear()
 
-    @staticmethod
-    def _index(t_ns: int, t0: int, chunk: ActionChunk) -> int:
-        return int((t_ns - t0) // int(chunk.dt * 1e9))
-
     def needs_plan(self, t_ns: int) -> bool:
-        """Return True when a new chunk should be predicted for time ``t_ns``."""
+        """Return True when a new chunk should be predicted for the tick at ``t_ns``."""
         if self.spec.mode == 'ensemble' or not self._chunks:
             return True
-        t0, chunk = self._chunks[-1]
-        return self._index(t_ns, t0, chunk) >= min(self.spec.execute_steps, chunk.horizon)
+        last = self._chunks[-1]
+        return last.index_at(t_ns) >= min(self.spec.execute_steps, last.chunk.horizon)
 
     def action_at(self, t_ns: int) -> Optional[np.ndarray]:
-        """Return the action (A,) to execute at ``t_ns``, or None if no chunk covers it.
+        """Return the action (A,) to execute at the tick ``t_ns``, or None if none covers it.
 
         Replan uses the newest chunk that covers t; if a replan is late it keeps executing
         that chunk past ``execute_steps`` (up to its horizon) rather than stalling.
         """
         votes = []
-        for t0, chunk in list(self._chunks):
-            i = self._index(t_ns, t0, chunk)
-            if 0 <= i < chunk.horizon:
-                votes.append(chunk.actions[i])
-            elif i >= chunk.horizon:
-                self._chunks.remove((t0, chunk))
+        for entry in list(self._chunks):
+            i = entry.index_at(t_ns)
+            if 0 <= i < entry.chunk.horizon:
+                votes.append(entry.chunk.actions[i])
+                entry.step, entry.t_step = i, t_ns
+            elif i >= entry.chunk.horizon:
+                self._chunks.remove(entry)
         if not votes:
             return None
         if self.spec.mode == 'replan' or self.spec.aggregator == 'latest':

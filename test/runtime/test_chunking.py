@@ -84,3 +84,27 @@ def test_actions_map_to_the_twist_and_gripper_by_name():
         EndEffectorMap.from_names(('x', 'y', 'left_arm_0'))
     with pytest.raises(ValueError, match='not at all'):
         EndEffectorMap.from_names(())
+
+
+def test_jittered_ticks_run_each_step_once_and_the_plan_is_ready_in_time():
+    """A node's ticks: the plan starts at the tick, the first action waits for inference."""
+    s = ActionSchedule(ScheduleSpec('replan', execute_steps=8))
+    ms = 1_000_000
+    ran, plans = [], 0
+    for k in range(24):
+        tick = k * DT + (3 * ms if k % 2 else -2 * ms)  # +-3 ms of timer jitter
+        if s.needs_plan(tick):  # the inference timer runs first in the same cycle
+            s.add(_chunk(100.0 * plans), tick + ms)  # stamped when inference starts
+            plans += 1
+            tick += 30 * ms  # the control tick waits for the 30 ms inference
+        ran.append(float(s.action_at(tick)[0]))
+    assert plans == 3  # exactly 8 actions of each chunk, none lost at a chunk boundary
+    assert ran == [100.0 * c + i for c in range(3) for i in range(8)]
+
+
+def test_a_slow_plan_skips_the_steps_whose_time_has_passed():
+    s = ActionSchedule(ScheduleSpec('replan', execute_steps=8))
+    s.add(_chunk(0.0), 0)
+    assert s.action_at(2 * DT + DT // 4)[0] == 2.0  # 225 ms after its observation
+    assert s.action_at(3 * DT + DT // 4)[0] == 3.0
+    assert s.action_at(5 * DT + DT // 4)[0] == 5.0  # a missed tick is skipped, not delayed
