@@ -208,8 +208,9 @@ def run_shards(policy: QuantPolicy, batch: Batch, cfg: SensitivityConfig, shards
     Each finished shard goes into ``store`` as it completes, so a rerun after a crash
     computes only the missing ones; ``executor`` (default: this process) runs them.
     """
+    wanted = set(shards)
     results = {s: v for s, v in (store.done() if store is not None else {}).items()
-               if s in set(shards)}
+               if s in wanted}
     todo = [s for s in shards if s not in results]
 
     def keep(shard: Shard, scores: torch.Tensor) -> None:

@@ -90,21 +90,21 @@ def set_enabled(policy: str, on: bool, timeout: float) -> str:
         node.destroy_node()
 
 
-def run_enable(policy: str, on: bool, timeout: float, domain_id=None) -> str:
-    """Initialize rclpy in its own context, switch actuation, shut down."""
+def _with_rclpy(domain_id, fn, *args):
+    """Return ``fn(*args)`` run with rclpy initialized on loopback, shut down afterwards."""
     apply_loopback_env(domain_id)
     rclpy.init()
     try:
-        return set_enabled(policy, on, timeout)
+        return fn(*args)
     finally:
         rclpy.try_shutdown()
+
+
+def run_enable(policy: str, on: bool, timeout: float, domain_id=None) -> str:
+    """Initialize rclpy, switch actuation, shut down."""
+    return _with_rclpy(domain_id, set_enabled, policy, on, timeout)
 
 
 def run_collect(policy: str, count: int, timeout: float, domain_id=None) -> tuple:
-    """Initialize rclpy in its own context, collect commands, shut down."""
-    apply_loopback_env(domain_id)
-    rclpy.init()
-    try:
-        return collect_commands(policy, count, timeout)
-    finally:
-        rclpy.try_shutdown()
+    """Initialize rclpy, collect commands, shut down."""
+    return _with_rclpy(domain_id, collect_commands, policy, count, timeout)
