@@ -31,7 +31,8 @@ from bench.common import (command_line, device_name, git_commit, RESULTS,  # noq
                           write_json)
 from qvla_ros.models.checkpoint import load_policy, save_quantized  # noqa: E402
 from qvla_ros.quant.calibration_batch import calibration_batch  # noqa: E402
-from qvla_ros.quant.methods import apply_method, Calibration, MethodConfig  # noqa: E402
+from qvla_ros.quant.methods import (apply_method, Calibration, MethodConfig,  # noqa: E402
+                                    REGISTRY)
 from qvla_ros.runtime.chunking import checkpoint_schedule  # noqa: E402
 from qvla_ros.sim.evaluate import EvalConfig, evaluate  # noqa: E402
 from qvla_ros.storage.atomic import write_file, write_text  # noqa: E402
@@ -39,6 +40,10 @@ from qvla_ros.storage.atomic import write_file, write_text  # noqa: E402
 HEADLINE = {('qvla', 4.0), ('qvla', 3.0), ('qvla-gptq', 4.0), ('qvla-gptq', 3.0)}
 ALLOCATING = ('qvla', 'qvla-gptq', 'qvla-exact', 'layerwise')  # plans the prune cap shapes
 SAMPLING = 'spread'  # calibration steps spread over the dataset (data.rollouts.spread_steps)
+# W4A4 cells of each method: rotated and not (SmoothQuant is the unrotated A4 baseline)
+ROTATED = {m: (None, 'hadamard') for m in ('rtn', 'gptq', 'qvla', 'qvla-gptq')}
+A4_CLIP = 0.9  # QuaRot's activation clip ratio at 4 bits
+FP_INPUTS = 'calibrated on FP inputs'
 
 
 def _add_tag(row: dict, tag: str) -> dict:
@@ -46,13 +51,19 @@ def _add_tag(row: dict, tag: str) -> dict:
 
 
 def retag_stale(row: dict, cap: float) -> dict:
-    """Return ``row``, tagged 'prune<=X' when an allocating method made it under another cap.
+    """Return ``row``, tagged when the code that made it differs from today's in its results.
 
-    Such cached cells stay in the table as records, and their cells run again at ``cap``.
+    'prune<=X': an allocating method made it under another prune cap; FP_INPUTS: a cell with
+    quantized activations, of a method that reads calibration data, made before calibration
+    ran with the activations quantized (rows without ``act_clip``). Such cached cells stay in
+    the table as records, and their cells run again.
     """
     old = row.get('max_prune_fraction')
     if row['method'] in ALLOCATING and 'prune<=' not in row.get('tag', '') and old != cap:
         row = _add_tag(row, f'prune<={old:g}')
+    if (row.get('act_bits') and 'act_clip' not in row and FP_INPUTS not in row.get('tag', '')
+            and REGISTRY[row['method']].needs_data):
+        row = _add_tag(row, FP_INPUTS)
     return row
 
 
@@ -99,11 +110,17 @@ def cell_key(method: str, bits, act, tag: str = '') -> str:
 
 
 def run_cell(args, calib: Calibration, fp_params: int, method: str, bits: float,
-             act=None, episodes: int = 50, refine: float = None, tag: str = '') -> dict:
-    """Quantize, save and evaluate one cell; return its row."""
+             act=None, episodes: int = 50, refine: float = None, tag: str = '',
+             rotation: str = None) -> dict:
+    """Quantize, save and evaluate one cell; return its row.
+
+    A4 cells clip each token's grid at ``args.a4_clip`` of its absmax; A8 cells do not clip.
+    """
     policy = load_policy(args.checkpoint)
-    cfg = MethodConfig(method, bits, act, refine_fraction=refine if refine is not None
-                       else args.refine_fraction, max_prune_fraction=args.max_prune_fraction)
+    cfg = MethodConfig(method, bits, act, rotation=rotation,
+                       act_clip=args.a4_clip if act == 4 else 1.0,
+                       refine_fraction=refine if refine is not None else args.refine_fraction,
+                       max_prune_fraction=args.max_prune_fraction)
     t0 = time.perf_counter()
     plan, act_spec, packed = apply_method(policy, calib, cfg)
     seconds = time.perf_counter() - t0
@@ -114,6 +131,7 @@ def run_cell(args, calib: Calibration, fp_params: int, method: str, bits: float,
             workers=args.workers)
     res.pop('per_episode')
     return {'method': method, 'target_bits': bits, 'act_bits': act, 'tag': tag,
+            'rotation': rotation, 'act_clip': cfg.act_clip,
             'refine_fraction': cfg.refine_fraction, 'plan_id': plan.plan_id,
             'max_prune_fraction': cfg.max_prune_fraction, 'calibration_sampling': SAMPLING,
             'plan_bits_per_param': plan.achieved_bits(), 'packed_bytes': packed,
@@ -174,20 +192,29 @@ def percent_of_fp(row: dict, fp: dict) -> float:
 
 
 def cells(args):
-    """Yield (method, bits, act, episodes, refine, tag, calibration samples) in run order."""
+    """Yield the cells in run order.
+
+    Each as (method, bits, act, episodes, refine, tag, calibration samples, rotation).
+    """
     for bits in args.budgets:
         for method in args.methods:
             n = args.headline_episodes if (method, bits) in HEADLINE else args.episodes
             samples = args.exact_samples if method == 'qvla-exact' else args.samples
-            yield method, bits, None, n, None, '', samples
+            yield method, bits, None, n, None, '', samples, None
     if args.w4a8:
         for method in ('qvla', 'rtn', 'smoothquant'):
-            yield method, 4.0, 8, args.episodes, None, 'w4a8', args.samples
+            yield method, 4.0, 8, args.episodes, None, 'w4a8', args.samples, None
+    for act in args.activations:  # W4A4 (and W4A8) with and without rotation
+        for method in args.act_methods:
+            for rotation in ROTATED.get(method, (None,)) if act == 4 else (None,):
+                yield (method, 4.0, act, args.act_episodes, None, rotation or '',
+                       args.samples, rotation)
     if args.ablation:  # around the W3 qvla cell (args.samples, args.refine_fraction)
         for refine in args.ablation_refine:
-            yield 'qvla', 3.0, None, args.episodes, refine, f'refine={refine}', args.samples
+            yield ('qvla', 3.0, None, args.episodes, refine, f'refine={refine}', args.samples,
+                   None)
         for samples in args.ablation_samples:
-            yield 'qvla', 3.0, None, args.episodes, None, f'samples={samples}', samples
+            yield 'qvla', 3.0, None, args.episodes, None, f'samples={samples}', samples, None
 
 
 def markdown(rows, fp) -> str:
@@ -264,6 +291,15 @@ def main() -> None:
                    default=MethodConfig('qvla', 4.0).max_prune_fraction,
                    help='per-layer prune cap of the allocating methods')
     p.add_argument('--w4a8', action='store_true')
+    p.add_argument('--activations', default='',
+                   help='activation widths of the input-quantized cells (comma list of 4, 8): '
+                   'W4A4 with and without a Hadamard rotation, W4A8 without')
+    p.add_argument('--act-methods', default='rtn,smoothquant,gptq,qvla,qvla-gptq',
+                   help='methods of the --activations cells')
+    p.add_argument('--act-episodes', type=int, default=100,
+                   help='episodes of each --activations cell')
+    p.add_argument('--a4-clip', type=float, default=A4_CLIP,
+                   help="A4 cells: fraction of a token's absmax its grid spans")
     p.add_argument('--ablation', action='store_true',
                    help='add W3 qvla cells at other refine fractions and calibration sizes')
     p.add_argument('--ablation-refine', default='0.0,0.03',
@@ -278,6 +314,8 @@ def main() -> None:
     args = p.parse_args()
     args.budgets = [float(b) for b in args.budgets.split(',')]
     args.methods = args.methods.split(',')
+    args.activations = [int(v) for v in args.activations.split(',') if v]
+    args.act_methods = args.act_methods.split(',')
     args.ablation_refine = [float(v) for v in args.ablation_refine.split(',') if v]
     args.ablation_samples = [int(v) for v in args.ablation_samples.split(',') if v]
     # Calibration and quantization run in this process on every core (torch's default); the
@@ -324,7 +362,7 @@ def main() -> None:
     if args.ray:
         from qvla_ros.quant.ray_exec import RayExecutor
         executor = RayExecutor(args.ray).start()
-    for method, bits, act, n, refine, tag, samples in cells(args):
+    for method, bits, act, n, refine, tag, samples, rotation in cells(args):
         key = cell_key(method, bits, act, tag)
         if key in cache:
             continue
@@ -333,7 +371,8 @@ def main() -> None:
                 calibration_batch(fp_policy, args.calibration, 0, samples, args.stride),
                 shards=Path(args.shards) / args.suite / f'samples-{samples}',
                 executor=executor)
-        row = run_cell(args, calibs[samples], fp_params, method, bits, act, n, refine, tag)
+        row = run_cell(args, calibs[samples], fp_params, method, bits, act, n, refine, tag,
+                       rotation)
         row['calibration_samples'] = samples
         meta['not_run'].pop(method, None)
         rows.append(row)

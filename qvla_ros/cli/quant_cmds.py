@@ -99,11 +99,12 @@ def cmd_allocate(args) -> int:
 
 
 def build_quantized(model: str, out: Path, plan_dir=None, method=None, bits=None,
-                    act_bits=None, dataset=None, max_samples: int = MAX_SAMPLES,
+                    inputs: Optional[dict] = None, dataset=None, max_samples: int = MAX_SAMPLES,
                     stride: int = STRIDE, refine_fraction: Optional[float] = None, upstream=None,
                     overwrite: bool = False) -> str:
     """Write a packed checkpoint of ``model`` from a plan folder or a method at ``bits``.
 
+    ``inputs``: MethodConfig's layer-input options (``input_options``) for ``method``.
     ``out`` may not be (or hold) an input, nor exist unless ``overwrite``. Return a one-line
     summary with the real packed bytes.
     """
@@ -135,7 +136,7 @@ def build_quantized(model: str, out: Path, plan_dir=None, method=None, bits=None
         if bits is None:
             raise ValueError('--method needs --bits (average bits per parameter)')
         given = {} if refine_fraction is None else {'refine_fraction': refine_fraction}
-        cfg = MethodConfig(method, float(bits), act_bits, **given)
+        cfg = MethodConfig(method, float(bits), **(inputs or {}), **given)
         if REGISTRY[cfg.method].needs_data and not dataset:
             raise ValueError(f'method {method} needs calibration data: give --dataset DIR')
         batch = calibration_batch(policy, dataset, 0, max_samples, stride) if dataset else {}
@@ -148,7 +149,7 @@ def build_quantized(model: str, out: Path, plan_dir=None, method=None, bits=None
 def cmd_quantize(args) -> int:
     """Pack a policy with a plan or a method and write a quantized checkpoint folder."""
     line = build_quantized(args.model, Path(args.out), args.plan, args.method, args.bits,
-                           args.act_bits, args.dataset, args.max_samples, args.stride,
+                           input_options(args), args.dataset, args.max_samples, args.stride,
                            args.refine_fraction, args.upstream, args.overwrite)
     print(f'wrote {args.out}: {line}')
     return 0
@@ -198,13 +199,24 @@ def cmd_inspect(args) -> int:
     return 0
 
 
+def input_options(args) -> dict:
+    """Return the layer-input options of MethodConfig given on the command line."""
+    return {'act_bits': args.act_bits, 'rotation': args.rotation, 'act_clip': args.act_clip}
+
+
 def add_quant_source(p) -> None:
     """Add --plan | --method/--bits/--act-bits and calibration options to a parser."""
+    from qvla_ros.quant.activation import ROTATIONS
     from qvla_ros.quant.methods import MethodConfig, REGISTRY
     p.add_argument('--plan', help='plan folder from `qvla allocate`')
     p.add_argument('--method', choices=list(REGISTRY), help='quantize with this method instead')
     p.add_argument('--bits', type=float, help='--method: average bits per parameter')
-    p.add_argument('--act-bits', type=int, choices=[8], help='--method: W*A8 activations')
+    p.add_argument('--act-bits', type=int, choices=[4, 8],
+                   help='--method: quantize layer inputs per token too (W*A8, W*A4)')
+    p.add_argument('--rotation', choices=list(ROTATIONS),
+                   help='--method: rotate layer inputs (weights to match) before rounding')
+    p.add_argument('--act-clip', type=float, default=MethodConfig.act_clip,
+                   help="--method with --act-bits: fraction of a token's absmax its grid spans")
     p.add_argument('--dataset', help='calibration rollout dataset (--method, and --plan '
                    'with gptq rounding)')
     p.add_argument('--max-samples', type=int, default=MAX_SAMPLES,

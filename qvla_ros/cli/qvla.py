@@ -137,10 +137,10 @@ def cmd_eval(args) -> int:
     with tempfile.TemporaryDirectory(prefix='qvla-eval-') as tmp:
         model, reference = args.checkpoint, args.reference
         if args.plan or args.method:
-            from qvla_ros.cli.quant_cmds import build_quantized
+            from qvla_ros.cli.quant_cmds import build_quantized, input_options
             model = str(Path(tmp) / 'quantized')
             print(build_quantized(args.checkpoint, Path(model), args.plan, args.method,
-                                  args.bits, args.act_bits, args.dataset, args.max_samples,
+                                  args.bits, input_options(args), args.dataset, args.max_samples,
                                   args.stride, args.refine_fraction, args.upstream))
             reference = reference or args.checkpoint
         cfg = EvalConfig(model, args.suite, tuple(seeds), args.execute_steps, reference,

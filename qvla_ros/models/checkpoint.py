@@ -33,6 +33,7 @@ from qvla_ros.models.upstream_vision import BackboneSpec
 from qvla_ros.quant.activation import ActSpec
 from qvla_ros.quant.apply import QuantizedLinear
 from qvla_ros.quant.artifacts import QuantPlan
+from qvla_ros.quant.rotation import Rotation
 from qvla_ros.storage.atomic import recover_folder, sibling, write_folder
 from qvla_ros.storage.errors import ArtifactError, read_json_object, read_safetensors
 from qvla_ros.storage.fields import build
@@ -155,6 +156,7 @@ def save_quantized(policy: nn.Module, plan: QuantPlan, out: Path,
               'quantization_config': {'plan_id': plan.plan_id, 'method': plan.method,
                                       'spec': plan.spec.to_dict(),
                                       'act_bits': act.bits if act else None,
+                                      'activation': act.to_dict() if act else None,
                                       'achieved_bits_per_param': plan.achieved_bits(),
                                       'layers': {k: {'in_features': plan.in_features[k],
                                                      'out_features': int(b.numel())}
@@ -179,7 +181,10 @@ def _shell(state: dict, name: str, info: dict, spec: QuantSpec, act) -> nn.Modul
     if not wrapped:
         return inner
     inv = state.get(f'{name}.inv_scale')
-    return QuantizedLinear(inner, None if inv is None else inv.float(), act)
+    rotation = Rotation(k_in) if f'{name}.rotation.sign_bits' in state else None  # signs: state
+    if act is not None and not act.quantized:
+        act = None
+    return QuantizedLinear(inner, None if inv is None else inv.float(), act, rotation)
 
 
 def plan_id_of(policy: nn.Module) -> str:
@@ -311,12 +316,22 @@ def _load_folder(folder: Path) -> nn.Module:
     return policy.eval()
 
 
+def _act_spec(qc: dict, where: Path) -> Optional[ActSpec]:
+    """Return the activation spec of a quantization config (``act_bits`` alone: older files)."""
+    try:
+        if qc.get('activation'):
+            return ActSpec.from_dict(qc['activation'])
+        return ActSpec(qc['act_bits']) if qc.get('act_bits') else None
+    except (TypeError, ValueError) as err:
+        raise CheckpointError(f'{where}: quantization_config.activation: {err}') from None
+
+
 def _install_packed(policy: nn.Module, state: dict, qc: dict, where: Path) -> None:
     """Replace each quantized layer of ``policy`` by a packed shell built from ``state``."""
     if not isinstance(qc, dict) or not isinstance(qc.get('layers'), dict):
         raise CheckpointError(f'{where}: quantization_config.layers must be an object')
     spec_q = QuantSpec.from_dict(qc['spec'])
-    act = ActSpec(qc['act_bits']) if qc.get('act_bits') else None
+    act = _act_spec(qc, where)
     for name, info in qc['layers'].items():
         parent, _, child = name.rpartition('.')
         setattr(policy.get_submodule(parent) if parent else policy, child,

@@ -1,33 +1,80 @@
 # Copyright 2026 qvla_ros authors. Apache-2.0.
-"""Activation quantization: uniform per-token dynamic integer grids (A8), fake-quantized.
+"""Activation quantization: symmetric per-token dynamic integer grids (A8, A4), fake-quantized.
 
-``ActSpec.rotation`` is reserved for a rotation-based A4 (Hadamard/QuaRot style) later: the
-rotation would be applied to x and folded into the weight columns before quantization.
+A layer's input x (..., K) is optionally rotated first (``rotation``; see
+:mod:`qvla_ros.quant.rotation`), then each token is rounded on its own grid whose range is
+``clip_ratio`` times the token's absmax: clipping the few largest entries of a token buys the
+other entries a finer grid, which pays at 4 bits (QuaRot clips A4 at 0.9).
 """
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Optional
 
 import torch
 
+ACT_BITS = (4, 8, 16)  # 16: activations stay in floating point (a rotation alone)
+ROTATIONS = ('hadamard',)
+
 
 @dataclass(frozen=True)
 class ActSpec:
-    """Activation quantizer: ``bits`` per token (symmetric, dynamic), optional rotation."""
+    """How a quantized layer treats its input: rotation, then per-token ``bits`` grids.
+
+    bits: 4 or 8 (quantized), or 16 (not quantized, e.g. a rotation for the weights alone);
+    clip_ratio: the fraction of a token's absmax its grid spans, in (0, 1];
+    rotation: None or 'hadamard' (a randomized Hadamard transform of every layer input, folded
+    into the weight columns); seed: the seed of the rotation's random signs.
+    """
 
     bits: int = 8
+    clip_ratio: float = 1.0
     rotation: Optional[str] = None
+    seed: int = 0
 
     def __post_init__(self):
-        if self.bits not in (4, 8):
-            raise ValueError(f'ActSpec.bits must be 4 or 8, got {self.bits}')
-        if self.rotation is not None:
-            raise ValueError(f'activation rotation {self.rotation!r} is not implemented yet; '
-                             'expected None')
+        if self.bits not in ACT_BITS:
+            raise ValueError(f'activation bits must be one of {ACT_BITS}, got {self.bits}')
+        if not 0.0 < self.clip_ratio <= 1.0:
+            raise ValueError(f'activation clip_ratio must be in (0, 1], got {self.clip_ratio}')
+        if self.rotation is not None and self.rotation not in ROTATIONS:
+            raise ValueError(f'activation rotation must be None or one of {ROTATIONS}, got '
+                             f'{self.rotation!r}')
+
+    @property
+    def quantized(self) -> bool:
+        """True when activations are rounded (bits < 16)."""
+        return self.bits < 16
+
+    def label(self) -> str:
+        """Return a short name, e.g. 'a4-hadamard' or 'a8' (plan method suffixes, cache keys)."""
+        clip = '' if self.clip_ratio == 1.0 else f'-clip{self.clip_ratio:g}'
+        rot = f'-{self.rotation}' + (f'{self.seed}' if self.seed else '') if self.rotation else ''
+        return f'a{self.bits}{clip}{rot}'
+
+    def to_dict(self) -> dict:
+        """Return a JSON-ready dict."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> 'ActSpec':
+        """Build a spec from :meth:`to_dict` output; unknown keys are errors."""
+        unknown = sorted(set(data) - set(asdict(cls())))
+        if unknown:
+            raise ValueError(f'unknown activation spec fields {unknown}; expected '
+                             f'{sorted(asdict(cls()))}')
+        return cls(**data)
 
 
 def fake_quant_tokens(x: torch.Tensor, spec: ActSpec) -> torch.Tensor:
-    """Return x (..., K) quantized-dequantized per token (last dim) on a symmetric grid."""
+    """Return x (..., K) quantized-dequantized per token (last dim) on a symmetric grid.
+
+    The gradient passes straight through the rounding, so that action-space gradients (the
+    sensitivity proxy) reach the layers upstream of a quantized activation.
+    """
+    if not spec.quantized:
+        return x
     qmax = 2 ** (spec.bits - 1) - 1
-    scale = x.detach().abs().amax(-1, keepdim=True).clamp(min=1e-8) / qmax  # (..., 1)
-    return torch.round(x / scale).clamp(-qmax - 1, qmax) * scale
+    span = x.detach().abs().amax(-1, keepdim=True) * spec.clip_ratio  # (..., 1)
+    scale = span.clamp(min=1e-8) / qmax
+    q = torch.round(x.detach() / scale).clamp(-qmax - 1, qmax) * scale
+    return x + (q - x.detach()) if x.requires_grad else q

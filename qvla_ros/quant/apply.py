@@ -7,8 +7,10 @@ Every method (QVLA plans and all baselines) arrives as {layer: LayerQuant}. Two 
 * ``packed``: the layer becomes a :class:`~qvla_ros.kernels.linear.MixedBitLinear` built from
   exactly (weight, bits per row, quantizer spec[, grid]) -- the hand-off to the kernels.
 
-An input scale s (SmoothQuant/AWQ) and activation fake quantization (A8) wrap the layer in a
-:class:`QuantizedLinear` that computes inner(Q_a(x / s)); s is stored (fp16) and counted.
+An input rotation R (layers of a model prepared by ``qvla_ros.quant.prepared``), an input
+scale s (SmoothQuant/AWQ) and activation fake quantization (A8, A4) wrap the layer in a
+:class:`QuantizedLinear` that computes inner(Q_a(R x / s)); s (fp16) and R's signs (bits)
+are stored and counted.
 """
 
 from typing import cast, Dict, Mapping, Optional
@@ -23,23 +25,28 @@ from qvla_ros.kernels.format import PackedLayout
 from qvla_ros.kernels.linear import MixedBitLinear
 from qvla_ros.quant.activation import ActSpec, fake_quant_tokens
 from qvla_ros.quant.artifacts import QuantPlan
+from qvla_ros.quant.prepared import layer_act, PreparedLinear
+from qvla_ros.quant.rotation import Rotation
 from qvla_ros.quant.rounding import check_rounding, layer_quant
 
 MODES = ('fake', 'packed')
 
 
 class QuantizedLinear(nn.Module):
-    """inner(Q_a(x * inv_scale)): input scaling and activation quantization around a layer."""
+    """inner(Q_a(R x * inv_scale)): rotation, scaling and activation rounding around a layer."""
 
     def __init__(self, inner: nn.Module, inv_scale: Optional[torch.Tensor] = None,
-                 act: Optional[ActSpec] = None):
+                 act: Optional[ActSpec] = None, rotation: Optional[Rotation] = None):
         super().__init__()
         self.inner = inner
         self.act = act
+        self.rotation = rotation
         self.register_buffer('inv_scale', None if inv_scale is None else inv_scale.half())
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Return the quantized layer's output for x (..., K)."""
+        if self.rotation is not None:
+            x = self.rotation(x)
         inv = cast(Optional[torch.Tensor], self.inv_scale)  # a buffer, or None
         if inv is not None:
             x = x * inv.to(x.dtype)
@@ -96,7 +103,11 @@ def _set_module(root: nn.Module, name: str, module: nn.Module) -> None:
 def build_layer(linear: nn.Linear, lq: LayerQuant, spec: QuantSpec, mode: str,
                 act: Optional[ActSpec] = None,
                 dense_dtype: torch.dtype = torch.float16) -> nn.Module:
-    """Return the quantized replacement of one linear."""
+    """Return the quantized replacement of one linear.
+
+    A :class:`PreparedLinear` brings its own rotation and activation spec (its weight is
+    rotated already); ``act`` applies to plain linears.
+    """
     if mode not in MODES:
         raise ValueError(f'mode must be one of {MODES}, got {mode!r}')
     weight = (lq.weight if lq.weight is not None else linear.weight).detach()
@@ -115,10 +126,14 @@ def build_layer(linear: nn.Linear, lq: LayerQuant, spec: QuantSpec, mode: str,
         layout = PackedLayout.from_float(weight, lq.bits, spec, linear.bias, dense_dtype,
                                          qparams=lq.qparams)
         inner = MixedBitLinear(layout, spec)
-    if lq.input_scale is None and act is None:
+    act = layer_act(linear) or act
+    rotation = linear.rotation if isinstance(linear, PreparedLinear) else None
+    if act is not None and not act.quantized:
+        act = None  # a rotation alone: the activations stay in floating point
+    if lq.input_scale is None and act is None and rotation is None:
         return inner
     inv = None if lq.input_scale is None else 1.0 / lq.input_scale
-    return QuantizedLinear(inner, inv, act)
+    return QuantizedLinear(inner, inv, act, rotation)
 
 
 def quantize_(model: nn.Module, layers: Dict[str, nn.Linear], results: Dict[str, LayerQuant],
@@ -145,6 +160,8 @@ def layer_bytes(module: nn.Module) -> int:
         elif isinstance(mod, QuantizedLinear) and mod.inv_scale is not None:
             inv = cast(torch.Tensor, mod.inv_scale)
             total += inv.numel() * inv.element_size()
+        elif isinstance(mod, Rotation):
+            total += mod.sign_bits.numel()  # packed signs; the Hadamard blocks are rebuilt
         elif isinstance(mod, nn.Linear):
             total += sum(p.numel() * 2 for p in mod.parameters())  # counted as fp16
     return total

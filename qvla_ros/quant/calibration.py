@@ -15,6 +15,7 @@ from typing import Dict, Iterator, List, Mapping, MutableMapping, Optional, Sequ
 import torch
 
 from qvla_ros.quant.policy import Batch, QuantPolicy, split_batch
+from qvla_ros.quant.prepared import stat_input
 
 DEFAULT_MAX_BYTES = 4 << 30  # statistics held at once by StreamedInputs
 
@@ -100,7 +101,8 @@ def collect_inputs(policy: QuantPolicy, batch: Batch, max_rows: int = 2048,
 
     def make_hook(name):
         def hook(mod, args, out):
-            x = args[0].detach().reshape(-1, args[0].shape[-1]).double()  # (T, K)
+            x = stat_input(mod, args[0].detach())
+            x = x.reshape(-1, x.shape[-1]).double()  # (T, K)
             samplers[name].add(x.float())
             if name not in stats:
                 stats[name] = [x.abs().amax(0), x.T @ x, x.shape[0]]

@@ -32,6 +32,7 @@ from qvla_ros.quant.baselines.rtn import rtn
 from qvla_ros.quant.baselines.smoothquant import smoothquant_layer
 from qvla_ros.quant.calibration import LayerHessians, StreamedInputs
 from qvla_ros.quant.policy import Batch, QuantPolicy
+from qvla_ros.quant.prepared import prepare_
 from qvla_ros.quant.rounding import layer_quant
 from qvla_ros.quant.sensitivity import Executor, measure, Method, SensitivityConfig
 from qvla_ros.quant.shard_store import fingerprint, ShardStore
@@ -42,11 +43,18 @@ SENS_BITS = (0, 2, 4, 8)
 
 @dataclass(frozen=True)
 class MethodConfig:
-    """Which method at which budget; ``act_bits`` = 8 quantizes activations too (W*A8)."""
+    """Which method at which budget, and how layer inputs are treated.
+
+    act_bits: 8 or 4 quantizes every quantized layer's input per token too (W*A8, W*A4);
+    rotation: 'hadamard' rotates those inputs (weights rotated to match) before rounding;
+    act_clip: the fraction of a token's absmax its activation grid spans.
+    """
 
     method: str
     target_bits: float
     act_bits: Optional[int] = None
+    rotation: Optional[str] = None
+    act_clip: float = 1.0
     candidates: Tuple[int, ...] = (0, 2, 4, 8, 16)
     max_prune_fraction: float = AllocationConfig.max_prune_fraction  # per layer
     projections: int = 8
@@ -60,6 +68,14 @@ class MethodConfig:
             raise ValueError(f'target_bits must be in [2, 16], got {self.target_bits}')
         if self.act_bits is None:
             object.__setattr__(self, 'act_bits', REGISTRY[self.method].act_bits)
+        self.act  # raises ValueError naming a bad activation width, clip or rotation
+
+    @property
+    def act(self) -> Optional[ActSpec]:
+        """Return the layer-input spec, or None when inputs stay as they are (FP, unrotated)."""
+        if self.act_bits is None and self.rotation is None:
+            return None
+        return ActSpec(self.act_bits or 16, self.act_clip, self.rotation)
 
     @property
     def uniform(self) -> bool:
@@ -89,7 +105,8 @@ class Calibration:
 
     scores: action-space sensitivity per method name ('hybrid' / 'exact'), each
     {layer: (len(SENS_BITS), N)}; inputs: per-layer input statistics (GPTQ, AWQ,
-    SmoothQuant, release proxy), a ``StreamedInputs``; seconds: wall time per step, where
+    SmoothQuant, release proxy), a ``StreamedInputs`` per layer-input spec (``act_key``:
+    a rotated model has other inputs); seconds: wall time per step, where
     'inputs' sums the statistics passes (a sensitivity step includes any pass it triggers).
     shards: a folder where exact shards are kept as they finish (one store per sensitivity
     kind), so that a long exact measurement resumes; executor: where they run (e.g. Ray).
@@ -97,16 +114,23 @@ class Calibration:
 
     batch: Batch
     scores: Dict[str, Dict[str, torch.Tensor]] = field(default_factory=dict)
-    inputs: Optional[StreamedInputs] = None
+    inputs: Dict[str, StreamedInputs] = field(default_factory=dict)
     seconds: Dict[str, float] = field(default_factory=dict)
     shards: Optional[Path] = None
     executor: Optional[Executor] = None
+
+
+def act_key(cfg: MethodConfig) -> str:
+    """Return the name of the layer-input spec of ``cfg`` ('' for FP, unrotated inputs)."""
+    return cfg.act.label() if cfg.act is not None else ''
 
 
 def _sensitivity(policy, calib: Calibration, kind: str, cfg: MethodConfig):
     key = f'{kind}@refine={cfg.refine_fraction:g}'  # the refine ablation needs its own scores
     if cfg.rounding != 'rtn':
         key += f'@{cfg.rounding}'
+    if act_key(cfg):
+        key += f'@{act_key(cfg)}'  # measured with the inputs rotated and rounded
     if key not in calib.scores:
         hessians = _hessians(policy, calib, cfg)
         t0 = time.perf_counter()
@@ -125,20 +149,21 @@ def _sensitivity(policy, calib: Calibration, kind: str, cfg: MethodConfig):
     return calib.scores[key]
 
 
-def _inputs(policy, calib: Calibration):
+def _inputs(policy, calib: Calibration, cfg: MethodConfig):
     """Return the per-layer input statistics, gathered a byte-bounded group at a time."""
-    if calib.inputs is None:
-        calib.inputs = StreamedInputs(policy, calib.batch, timings=calib.seconds)
+    key = act_key(cfg)
+    if key not in calib.inputs:
+        calib.inputs[key] = StreamedInputs(policy, calib.batch, timings=calib.seconds)
     else:
-        calib.inputs.bind(policy)  # an earlier method may have quantized its model in place
-    return calib.inputs
+        calib.inputs[key].bind(policy)  # an earlier method may have quantized its model
+    return calib.inputs[key]
 
 
 def _hessians(policy, calib: Calibration, cfg: MethodConfig):
     """Return {layer: H (K, K)} computed when read, if ``cfg`` rounds with GPTQ; else None."""
     if cfg.rounding != 'gptq':
         return None
-    return LayerHessians(_inputs(policy, calib))
+    return LayerHessians(_inputs(policy, calib, cfg))
 
 
 def equal_bytes_target(layers, cfg: MethodConfig) -> float:
@@ -177,7 +202,7 @@ class Run:
 
     def inputs(self) -> StreamedInputs:
         """Return the per-layer input statistics (computed once per calibration)."""
-        return _inputs(self.policy, self.calib)
+        return _inputs(self.policy, self.calib, self.cfg)
 
     def scores(self, kind: str) -> Dict[str, torch.Tensor]:
         """Return the action-space sensitivities {layer: (len(SENS_BITS), N)} of ``kind``."""
@@ -336,7 +361,14 @@ METHODS = tuple(REGISTRY)
 
 
 def plan_method(policy: QuantPolicy, calib: Calibration, cfg: MethodConfig):
-    """Return (results {layer: LayerQuant}, plan, act spec or None) for ``cfg``."""
+    """Return (results {layer: LayerQuant}, plan, act spec or None) for ``cfg``.
+
+    With an activation spec the policy is first prepared in place (``prepare_``): the plan
+    is made on its rotated weights, with its inputs rotated and rounded as they will run.
+    """
+    act = cfg.act
+    if act is not None:
+        prepare_(policy, act)
     layers = policy.quantizable_layers()
     in_features = {k: m.in_features for k, m in layers.items()}
     method, run = REGISTRY[cfg.method], Run(policy, layers, calib, cfg)
@@ -350,16 +382,16 @@ def plan_method(policy: QuantPolicy, calib: Calibration, cfg: MethodConfig):
                                   hessians[k] if hessians is not None else None)
                    for k, b in bits.items()}  # one layer's Hessian (K, K) alive at a time
         candidates = cfg.candidates
-    plan = QuantPlan(cfg.spec, cfg.method + (f'-a{cfg.act_bits}' if cfg.act_bits else ''),
+    plan = QuantPlan(cfg.spec, cfg.method + (f'-{act_key(cfg)}' if act else ''),
                      {k: r.bits for k, r in results.items()}, in_features, cfg.target_bits,
                      candidates=candidates, extra={'method_config': {
                          'method': cfg.method, 'target_bits': cfg.target_bits,
-                         'act_bits': cfg.act_bits, 'refine_fraction': cfg.refine_fraction,
+                         'act_bits': cfg.act_bits, 'rotation': cfg.rotation,
+                         'act_clip': cfg.act_clip, 'refine_fraction': cfg.refine_fraction,
                          'projections': cfg.projections,
                          'max_prune_fraction': cfg.max_prune_fraction}})
     if cfg.rounding != 'rtn':  # absent means RTN, as in plans written before the option
         plan.extra['rounding'] = cfg.rounding
-    act = ActSpec(cfg.act_bits) if cfg.act_bits else None
     return results, plan, act
 
 
@@ -370,7 +402,7 @@ def plan_bytes(policy, plan: QuantPlan) -> int:
 
 def apply_method(policy: QuantPolicy, calib: Calibration, cfg: MethodConfig):
     """Quantize ``policy`` in place (packed) with ``cfg``; return (plan, act spec, bytes)."""
-    layers = policy.quantizable_layers()
     results, plan, act = plan_method(policy, calib, cfg)
+    layers = policy.quantizable_layers()  # prepared by plan_method when ``cfg.act`` is set
     quantize_(cast(nn.Module, policy), layers, results, plan.spec, mode='packed', act=act)
     return plan, act, plan_bytes(policy, plan)

@@ -31,6 +31,7 @@ from qvla_ros.core.spec import check_bits, QuantSpec
 from qvla_ros.quant.calibration import byte_groups, collect_hessians
 from qvla_ros.quant.policy import (Batch, batch_size, capture_io, hooked, QuantPolicy,
                                    repeat_batch, split_batch)
+from qvla_ros.quant.prepared import weight_input
 from qvla_ros.quant.rounding import check_rounding, rounded_delta
 
 Hessians = Optional[Mapping[str, torch.Tensor]]  # {layer: (K, K)}, for gptq rounding
@@ -177,7 +178,7 @@ def run_shard(policy: QuantPolicy, batch: Batch, shard: Shard, cfg: SensitivityC
     total = torch.zeros(rows.numel(), dtype=torch.float64)
     n_total = 0
     for part in split_batch(batch, cfg.samples_per_pass):
-        x, _ = capture_io(policy, layer, part)
+        x = weight_input(layer, capture_io(policy, layer, part)[0])
         with torch.no_grad():
             a_fp = policy.action_tensor(part)
         for i in range(0, rows.numel(), cfg.rows_per_pass):
@@ -284,7 +285,7 @@ def _proxy_group(policy: QuantPolicy, batch: Batch, cfg: SensitivityConfig,
 
         def make_hook(name):
             def hook(mod, args, out):
-                inputs[name] = args[0].detach()
+                inputs[name] = weight_input(mod, args[0].detach())
                 leaf = torch.zeros_like(out, requires_grad=True)
                 outputs[name] = leaf
                 return out + leaf  # d(.)/d(leaf) == d(.)/d(out)

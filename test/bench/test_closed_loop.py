@@ -8,8 +8,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 import pytest  # noqa: E402
 
-from bench.closed_loop import (cell_key, check_same_schedule, check_same_weights,  # noqa: E402
-                               fp_successes_on, markdown, percent_of_fp,
+from bench.closed_loop import (cell_key, cells, check_same_schedule,  # noqa: E402
+                               check_same_weights, fp_successes_on, markdown, percent_of_fp,
                                refreshed_fp, retag_stale, SAMPLING, weights_digest)
 
 
@@ -25,6 +25,11 @@ def test_cells_made_under_another_prune_cap_are_tagged_once():
                 _row('qvla', max_prune_fraction=0.05, calibration_sampling=SAMPLING)):
         assert retag_stale(row, 0.05) == row  # uniform methods have no cap
     assert retag_stale(_row('layerwise', max_prune_fraction=0.05), 0.1)['tag'] == 'prune<=0.05'
+    old_a8 = retag_stale(_row('smoothquant', act_bits=8, tag='w4a8'), 0.05)
+    assert old_a8['tag'] == 'w4a8, calibrated on FP inputs' and retag_stale(old_a8, 0.05) == old_a8
+    for row in (_row('rtn', act_bits=8, tag='w4a8'),  # reads no data: its cell is unchanged
+                _row('qvla', act_bits=4, act_clip=0.9, max_prune_fraction=0.05)):
+        assert retag_stale(row, 0.05) == row
 
 
 def test_cells_of_another_checkpoint_are_refused(tmp_path):
@@ -94,3 +99,19 @@ def test_a_cell_calibrated_on_fewer_samples_says_so():
             for m, s in (('qvla', 16), ('gptq', 16), ('qvla-exact', 2))]
     table = markdown(rows, fp)
     assert '| qvla-exact (2 samples) | W4 |' in table and '| qvla | W4 |' in table
+
+
+def test_input_quantized_cells_rotate_where_it_applies_and_run_once():
+    from types import SimpleNamespace
+    args = SimpleNamespace(budgets=[], methods=[], w4a8=True, activations=[4, 8],
+                           act_methods=['rtn', 'smoothquant', 'gptq', 'qvla', 'qvla-gptq'],
+                           act_episodes=100, episodes=30, samples=16, ablation=False)
+    every = list(cells(args))
+    got = [(m, a, tag, rot) for m, bits, a, n, _, tag, _, rot in every if n == 100]
+    assert ('qvla', 4, 'hadamard', 'hadamard') in got and ('qvla', 4, '', None) in got
+    assert ('smoothquant', 4, '', None) in got
+    assert not any(m == 'smoothquant' and rot for m, _, _, rot in got)  # unrotated baseline
+    assert sum(1 for m, a, *_ in got if a == 4) == 9  # 4 methods x 2 rotations + SmoothQuant
+    assert sorted(m for m, a, *_ in got if a == 8) == sorted(args.act_methods)
+    keys = [cell_key(m, bits, a, tag) for m, bits, a, _, _, tag, _, _ in every]
+    assert len(set(keys)) == len(keys) == len(got) + 3  # and the three --w4a8 cells

@@ -104,3 +104,22 @@ def test_gptq_rounding_travels_from_sensitivity_to_checkpoint(tmp_path, capsys):
     assert main(['quantize', '--model', 'toy:1', '--plan', str(tmp_path / 'rtn-plan'),
                  '--out', str(tmp_path / 'rtn')]) == 0
     assert not np.array_equal(gptq, load_policy(str(tmp_path / 'rtn')).predict(obs).actions)
+
+
+def test_w4a4_with_a_rotation_from_the_command_line(tmp_path, capsys):
+    data = _dataset(tmp_path / 'data')
+    ckpt = tmp_path / 'w4a4'
+    args = ['quantize', '--model', 'toy:1', '--method', 'qvla', '--bits', '4', '--act-bits',
+            '4', '--rotation', 'hadamard', '--dataset', str(data), '--stride', '2']
+    assert main(args + ['--act-clip', '1.5', '--out', str(ckpt)]) == 2
+    assert 'clip_ratio must be in (0, 1]' in capsys.readouterr().err and not ckpt.exists()
+    assert main(args + ['--act-clip', '0.9', '--out', str(ckpt)]) == 0
+    qc = json.loads((ckpt / 'config.json').read_text())['quantization_config']
+    assert qc['method'] == 'qvla-a4-clip0.9-hadamard' and qc['act_bits'] == 4
+    assert qc['activation'] == {'bits': 4, 'clip_ratio': 0.9, 'rotation': 'hadamard',
+                                'seed': 0}
+    obs = Observation({'front': np.zeros((48, 64, 3), np.uint8)}, 'push the red block')
+    a = load_policy(str(ckpt)).predict(obs).actions
+    b = load_policy('toy:1').predict(obs).actions
+    assert np.abs(a - b).max() < 0.2 * np.abs(b).max() + 1e-6
+    assert main(['inspect', str(ckpt)]) == 0 and 'packed bytes' in capsys.readouterr().out

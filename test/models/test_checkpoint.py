@@ -115,6 +115,10 @@ PACKED_DAMAGE = {
             plan_id='0123456789ab')),
         r"plan id '0123456789ab' is not the id of the packed weights"),
     'plan.json missing': (lambda f: (f / 'plan.json').unlink(), 'plan.json does not exist'),
+    'unknown activation width': (
+        _edit_json('config.json', lambda d: d['quantization_config'].update(
+            activation={'bits': 3, 'clip_ratio': 1.0, 'rotation': None, 'seed': 0})),
+        r'quantization_config.activation: activation bits must be one of \(4, 8, 16\)'),
     'unsupported width in plan.json': (
         _edit_json('plan.json', lambda d: d.update(candidates=[0, 2, 4, 5, 8, 16])),
         'unsupported bit-width 5'),

@@ -28,6 +28,39 @@ def _packed(method, bits, calib, act=None):
     return plan, packed, out
 
 
+@pytest.mark.parametrize('method', ['rtn', 'gptq', 'smoothquant', 'qvla'])
+def test_w4a4_with_a_rotation_packs_saves_and_loads_the_same_policy(method, calib, tmp_path):
+    from qvla_ros.models.checkpoint import save_quantized
+    from qvla_ros.quant.apply import QuantizedLinear
+    policy = load_policy('ref-tiny:1')
+    cfg = MethodConfig(method, 4.0, 4, rotation='hadamard', act_clip=0.9)
+    plan, act, packed = apply_method(policy, calib, cfg)
+    assert plan.method == f'{method}-a4-clip0.9-hadamard' and act == cfg.act
+    layers = [policy.get_submodule(k) for k in plan.bits]
+    assert all(isinstance(m, QuantizedLinear) and m.rotation is not None for m in layers)
+    with torch.no_grad():
+        out = policy.action_tensor(calib.batch)
+    save_quantized(policy, plan, tmp_path / 'q', act)
+    again = load_policy(str(tmp_path / 'q'))
+    with torch.no_grad():
+        assert torch.equal(again.action_tensor(calib.batch), out)
+    if method != 'smoothquant':  # the rotation's signs cost K / 8 bytes per layer
+        plain = _packed(method, 4.0, calib)[1]
+        signs = sum((m.in_features + 7) // 8
+                    for m in load_policy('ref-tiny').quantizable_layers().values())
+        assert packed <= plain * 1.005 + signs
+
+
+def test_input_statistics_and_scores_are_kept_per_input_spec(calib):
+    _packed('qvla', 4.0, calib)
+    _packed('gptq', 4.0, calib)
+    for method in ('qvla', 'gptq'):
+        apply_method(load_policy('ref-tiny:1'), calib,
+                     MethodConfig(method, 4.0, 4, rotation='hadamard'))
+    assert {'hybrid@refine=0.05', 'hybrid@refine=0.05@a4-hadamard'} <= set(calib.scores)
+    assert {'', 'a4-hadamard'} <= set(calib.inputs)  # a rotated model has other inputs
+
+
 def test_uniform_bits_and_config_errors():
     assert [uniform_bits(b) for b in (8, 4, 3, 2.5, 2)] == [8, 4, 3, 2, 2]
     with pytest.raises(ValueError, match='unknown method'):
@@ -35,6 +68,12 @@ def test_uniform_bits_and_config_errors():
     with pytest.raises(ValueError, match='target_bits'):
         MethodConfig('rtn', 1.5)
     assert MethodConfig('smoothquant', 8).act_bits == 8
+    with pytest.raises(ValueError, match='activation bits must be one of'):
+        MethodConfig('rtn', 4, 5)
+    with pytest.raises(ValueError, match='activation rotation must be'):
+        MethodConfig('rtn', 4, 4, rotation='givens')
+    assert MethodConfig('rtn', 4).act is None
+    assert MethodConfig('rtn', 4, rotation='hadamard').act.bits == 16
 
 
 @pytest.fixture(scope='module')
@@ -91,13 +130,14 @@ def test_qvla_gptq_rounds_the_allocated_rows_with_gptq(calib):
 def test_streamed_statistics_give_the_same_quantized_model(calib):
     from qvla_ros.quant.calibration import StreamedInputs
     streamed = Calibration(calib.batch)
-    streamed.inputs = StreamedInputs(load_policy('ref-tiny:1'), calib.batch, max_bytes=1)
+    streamed.inputs = {'': StreamedInputs(load_policy('ref-tiny:1'), calib.batch, max_bytes=1)}
     for method in ('gptq', 'awq', 'qvla-gptq', 'qvla-release'):  # in turn, as the bench does
         plan, packed, out = _packed(method, 3.0, streamed)
         ref_plan, ref_packed, ref_out = _packed(method, 3.0, calib)
         assert plan.plan_id == ref_plan.plan_id and packed == ref_packed, method
         assert torch.allclose(out, ref_out, rtol=1e-5, atol=1e-6), method
-    assert streamed.inputs.passes > len(streamed.inputs.groups) > 1  # groups were re-read
+    held = streamed.inputs['']
+    assert held.passes > len(held.groups) > 1  # groups were re-read
 
 
 def test_a_registered_method_is_usable_everywhere_at_once(calib, monkeypatch):
