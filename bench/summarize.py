@@ -392,6 +392,32 @@ def input_use_block() -> Optional[str]:
     return '\n\n'.join(out) or None
 
 
+def activations_block() -> Optional[str]:
+    """Return the action deviation of low-bit activations, rotated or not, per suite."""
+    out = []
+    for path in sorted(RESULTS.glob('activations_*.json')):
+        d = json.loads(path.read_text())
+        clips = sorted({r['clip'] for r in d['rows'] if r['weights'] == 16}, reverse=True)
+        lines = [f'`{path.name}`, {_source(d)}, `{d["meta"]["checkpoint"]}` '
+                 f'({d["meta"]["checkpoint_sha256"]}), {d["meta"]["frames"]} frames: mean '
+                 'squared action deviation from FP (normalized units, x 1e-6):', '',
+                 '| quantized | rotation | ' + ' | '.join(f'clip {c:g}' for c in clips) + ' |',
+                 '|---|---|' + '---|' * len(clips)]
+        cells = {(r['weights'], r['act_bits'], r['rotation'], r['clip']): r['deviation']
+                 for r in d['rows']}
+        for w, a in sorted({(r['weights'], r['act_bits']) for r in d['rows']}, reverse=True):
+            for rot in (None, 'hadamard'):
+                vals = [cells.get((w, a, rot, c)) for c in clips]
+                lines.append(f'| W{w}A{a} | {rot or "none"} | ' + ' | '.join(
+                    '-' if v is None else f'{1e6 * v:.0f}' for v in vals) + ' |')
+        t = d['timing']
+        lines += ['', f'One policy step on {t["threads"]} thread(s): FP {t["fp_ms"]:.1f} ms, '
+                  f'with every quantized layer\'s input rotated online {t["rotated_ms"]:.1f} ms '
+                  f'({t["rotated_ms"] / t["fp_ms"]:.2f} x).']
+        out.append('\n'.join(lines))
+    return '\n\n'.join(out) or None
+
+
 BLOCKS: Dict[str, Callable[[], Optional[str]]] = {
     'headline': headline_block,
     'goals': goals_block,
@@ -407,6 +433,7 @@ BLOCKS: Dict[str, Callable[[], Optional[str]]] = {
     'ros_soak': ros_soak_block,
     'models': models_block,
     'input_use': input_use_block,
+    'activations': activations_block,
     'faults': lambda: faults_table(_load('faults.json')),
     'upstream_load': lambda: upstream_load_line(_load('upstream_load.json')),
 }
