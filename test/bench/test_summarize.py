@@ -42,6 +42,27 @@ def test_goals_are_met_or_missed_by_the_numbers(tmp_path, monkeypatch):
     assert '| tabletop | 90/100 | 89/100 (99 % of FP; 4.17 bits) |' in headline
 
 
+def test_w4a4_goals_judge_the_rotated_qvla_cell_against_every_w4a4_cell(tmp_path, monkeypatch):
+    fp = {**_cell('fp', 16, 90), 'seed0': 0, 'solved_seeds': list(range(90))}
+
+    def a4(method, successes, dev, tag=''):
+        return {**_cell(method, 4.0, successes), 'act_bits': 4, 'tag': tag,
+                'mean_deviation': dev}
+    rows = [_cell('qvla', 4.0, 88), a4('qvla', 87, 0.004, 'hadamard'), a4('qvla', 70, 0.02),
+            a4('rtn', 40, 0.05), a4('smoothquant', 60, 0.03), a4('gptq', 80, 0.003, 'hadamard')]
+    (tmp_path / 'closed_loop_tabletop.json').write_text(json.dumps(
+        {'meta': {}, 'fp': fp, 'rows': rows}))
+    monkeypatch.setattr(summarize, 'RESULTS', tmp_path)
+    lines = [x for x in summarize.goals_block().splitlines() if 'W4A4' in x]
+    assert lines[0].startswith('* tabletop qvla W4A4 (rotated) keeps >= 95 % of FP: 87/100')
+    assert '96.67 %, **met**' in lines[0]  # 87 of FP's 90
+    assert lines[0].endswith('lowest gptq rotated 0.0030): **missed**')  # of the 5 cells
+    assert lines[1].startswith('* tabletop W4A4 with Wilson 95 % intervals: qvla rotated 87/100')
+    assert 'smoothquant 60/100' in lines[1] and 'rtn 40/100' in lines[1]
+    assert 'not rotated 70/100' in lines[2]
+    assert '88/100' not in '\n'.join(lines)  # the W4A16 qvla cell is another cell
+
+
 def test_sensitivity_seconds_name_every_step_largest_calibration_first():
     meta = {'calibration_seconds': {
         '2': {'sensitivity_exact@refine=0.01': 3345.7, 'inputs': 1.0},
