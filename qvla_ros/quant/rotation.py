@@ -121,14 +121,20 @@ class Rotation(nn.Module):
         return self.m << self.a
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Return x R^T (..., K): every row of x rotated (a token, or a weight row)."""
-        n, lead = self.block, x.shape[:-1]
+        """Return x R^T (..., K): every row of x rotated (a token, or a weight row).
+
+        Half-precision inputs are rotated in float32: a bf16 sum per butterfly level would
+        lose bits at every one of the log2(n) levels.
+        """
+        n, lead, dtype = self.block, x.shape[:-1], x.dtype
+        if dtype in (torch.float16, torch.bfloat16):
+            x = x.float()
         x = x * self.signs().to(x.dtype)
         x = x.reshape(*lead, self.k // n, self.m, 1 << self.a)  # (..., K/n, m, 2^a)
         x = _fwht(x)
         if self.paley is not None:
             x = torch.matmul(self.paley.to(x.dtype), x)  # H_m X: (..., K/n, m, 2^a)
-        return x.reshape(*lead, self.k) / n ** 0.5
+        return (x.reshape(*lead, self.k) / n ** 0.5).to(dtype)
 
     def extra_repr(self) -> str:
         """Describe the blocks."""

@@ -63,6 +63,17 @@ def test_a_folded_rotation_leaves_the_product_unchanged():
     assert torch.allclose(rot(x) @ rot(w).T, x @ w.T, atol=1e-4)  # (R x) . (W R^T)
 
 
+def test_half_precision_inputs_are_rotated_in_float32():
+    x = torch.randn(4, 4096, generator=torch.Generator().manual_seed(3))
+    rot = Rotation(4096)
+    exact = rot(x.double())
+    for dtype in (torch.bfloat16, torch.float16):
+        got = rot(x.to(dtype))
+        assert got.dtype == dtype
+        rounding_only = (exact.to(dtype).double() - exact).abs().max()
+        assert (got.double() - exact).abs().max() <= 2 * rounding_only + 1e-6
+
+
 def test_rotation_shrinks_the_4_bit_error_of_outlier_tokens():
     gen = torch.Generator().manual_seed(2)
     x = torch.randn(64, 384, generator=gen)
