@@ -104,7 +104,7 @@ class RayExecutor:
         task = ray.remote(_shard_task).options(
             num_cpus=self.cpus_per_task, num_gpus=self.gpus_per_task,
             max_retries=self.max_retries, retry_exceptions=True)
-        job = f'{id(policy)}-{os.getpid()}'
+        job = policy_ref.hex()  # one per put: a later model never meets a cached earlier one
         pending = {task.remote([policy_ref], job, batch_ref, cfg, shard,
                                hessian_refs.get(shard.layer), int(self.cpus_per_task),
                                device): shard for shard in shards}
