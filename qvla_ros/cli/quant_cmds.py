@@ -118,6 +118,9 @@ def build_quantized(model: str, out: Path, plan_dir=None, method=None, bits=None
                                         REGISTRY)
     if (plan_dir is None) == (method is None):
         raise ValueError('give exactly one of --plan DIR or --method M (with --bits B)')
+    if plan_dir is not None and inputs and (inputs.get('act_bits') or inputs.get('rotation')):
+        raise ValueError('--act-bits and --rotation go with --method M: a plan from qvla '
+                         'allocate was measured on unrotated FP inputs')
     policy = load_policy(model, upstream)
     layers = policy.quantizable_layers()
     fp_bytes = sum(m.weight.numel() * 2 for m in layers.values())

@@ -76,6 +76,9 @@ def test_errors_name_what_was_expected(tmp_path, capsys):
     assert main(['quantize', '--model', 'toy', '--plan', str(tmp_path / 'bad'),
                  '--out', str(tmp_path / 'c')]) == 2
     assert 'does not match the model' in capsys.readouterr().err
+    assert main(['quantize', '--model', 'toy', '--plan', str(tmp_path / 'p'), '--act-bits', '4',
+                 '--out', str(tmp_path / 'c')]) == 2
+    assert '--act-bits and --rotation go with --method M' in capsys.readouterr().err
     assert not (tmp_path / 'c').exists()
 
 
