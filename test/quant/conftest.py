@@ -1,9 +1,12 @@
 # Copyright 2026 qvla_ros authors. Apache-2.0.
 """Fixtures for quant tests: factories for a tiny policy and a calibration batch."""
 
+import copy
+
 import pytest
 import torch
 
+from qvla_ros.core.primitives import fake_quant_rows
 from qvla_ros.models.toy import build_toy_policy, ToyConfig
 
 
@@ -29,3 +32,21 @@ def tiny_policy():
 def calib_batch():
     """Return a factory of random calibration batches for the tiny policy."""
     return _calib_batch
+
+
+def _brute(policy, batch, name, row, bits):
+    """Return E ||A(row of layer at bits) - A||^2 by quantizing that row of a model copy."""
+    q = copy.deepcopy(policy)
+    lin = q.quantizable_layers()[name]
+    per_row = torch.full((lin.out_features,), 16)
+    per_row[row] = bits
+    lin.weight.data = fake_quant_rows(lin.weight.data, per_row)
+    with torch.no_grad():
+        a0, a = policy.action_tensor(batch), q.action_tensor(batch)
+    return ((a - a0) ** 2).sum((1, 2)).mean().item()
+
+
+@pytest.fixture
+def brute_sensitivity():
+    """Return the brute-force sensitivity of one row: (policy, batch, layer, row, bits)."""
+    return _brute

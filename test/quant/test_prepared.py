@@ -1,12 +1,9 @@
 # Copyright 2026 qvla_ros authors. Apache-2.0.
 """A model prepared for activation quantization: rotation exact, sensitivity on what runs."""
 
-import copy
-
 import pytest
 import torch
 
-from qvla_ros.core.primitives import fake_quant_rows
 from qvla_ros.quant.activation import ActSpec
 from qvla_ros.quant.calibration import collect_inputs
 from qvla_ros.quant.prepared import prepare_, PreparedLinear
@@ -37,18 +34,8 @@ def test_statistics_see_the_rotated_input_before_rounding(tiny_policy, calib_bat
                           rtol=1e-4, atol=1e-3)  # R X^T X R^T
 
 
-def _brute(policy, batch, name, row, bits):
-    q = copy.deepcopy(policy)
-    lin = q.quantizable_layers()[name]
-    per_row = torch.full((lin.out_features,), 16)
-    per_row[row] = bits
-    lin.weight.data = fake_quant_rows(lin.weight.data, per_row)
-    with torch.no_grad():
-        a0, a = policy.action_tensor(batch), q.action_tensor(batch)
-    return ((a - a0) ** 2).sum((1, 2)).mean().item()
-
-
-def test_exact_sensitivity_of_a_w4a4_model_equals_brute_force(tiny_policy, calib_batch):
+def test_exact_sensitivity_of_a_w4a4_model_equals_brute_force(tiny_policy, calib_batch,
+                                                              brute_sensitivity):
     policy, batch = tiny_policy(torch.float64), calib_batch(4, torch.float64)
     prepare_(policy, ActSpec(4, 0.9, 'hadamard'))
     cfg = SensitivityConfig(bits=(2, 4), method='exact', rows_per_pass=5, samples_per_pass=4)
@@ -58,7 +45,7 @@ def test_exact_sensitivity_of_a_w4a4_model_equals_brute_force(tiny_policy, calib
             for row in (0, 9):
                 # a row's change enters through its output; downstream layers round their
                 # (changed) inputs again, which the perturbed forward reproduces exactly
-                ref = _brute(policy, batch, name, row, b)
+                ref = brute_sensitivity(policy, batch, name, row, b)
                 assert scores[name][bi, row].item() == pytest.approx(ref, rel=1e-6), (name, b)
 
 

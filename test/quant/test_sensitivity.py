@@ -6,7 +6,6 @@ import copy
 import pytest
 import torch
 
-from qvla_ros.core.primitives import fake_quant_rows
 from qvla_ros.quant.artifacts import SensitivityFile
 from qvla_ros.quant.calibration import collect_inputs
 from qvla_ros.quant.rounding import rounded_delta
@@ -15,18 +14,7 @@ from qvla_ros.quant.sensitivity import (exact_sensitivity, hybrid_sensitivity, m
                                         SensitivityConfig, spearman)
 
 
-def _brute(policy, batch, name, row, bits):
-    q = copy.deepcopy(policy)
-    lin = q.quantizable_layers()[name]
-    per_row = torch.full((lin.out_features,), 16)
-    per_row[row] = bits
-    lin.weight.data = fake_quant_rows(lin.weight.data, per_row)
-    with torch.no_grad():
-        a0, a = policy.action_tensor(batch), q.action_tensor(batch)
-    return ((a - a0) ** 2).sum((1, 2)).mean().item()
-
-
-def test_exact_equals_brute_force(tiny_policy, calib_batch):
+def test_exact_equals_brute_force(tiny_policy, calib_batch, brute_sensitivity):
     policy = tiny_policy(torch.float64)
     batch = calib_batch(6, torch.float64)
     cfg = SensitivityConfig(method='exact', rows_per_pass=7, samples_per_pass=4)
@@ -34,7 +22,7 @@ def test_exact_equals_brute_force(tiny_policy, calib_batch):
     for name in policy.quantizable_layers():
         for bi, b in enumerate(cfg.bits):
             for row in (0, 3, 17):
-                ref = _brute(policy, batch, name, row, b)
+                ref = brute_sensitivity(policy, batch, name, row, b)
                 got = scores[name][bi, row].item()
                 assert got == pytest.approx(ref, rel=1e-5, abs=1e-30), (name, b, row)
 
