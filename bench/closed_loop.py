@@ -242,15 +242,25 @@ def markdown(rows, fp) -> str:
     return '\n'.join(out) + '\n'
 
 
+def write_report(out: Path, meta: dict, fp: dict, rows: list) -> str:
+    """Write the results JSON, its markdown table and plot; return the table."""
+    write_json(out, {'meta': meta, 'fp': fp, 'rows': rows})
+    table = markdown(rows, fp)
+    write_text(out.with_suffix('.md'), table)
+    plot(rows, fp, out.with_suffix('.png'))
+    return table
+
+
 def plot(rows, fp, path: Path) -> None:
     """Write success rate vs real bits/param per method, with Wilson intervals."""
     import matplotlib
     matplotlib.use('Agg')
     from matplotlib import pyplot as plt
     fig, ax = plt.subplots(figsize=(7, 4.5))
-    for method in sorted({r['method'] for r in rows if not r.get('tag')}):
+    plain = [r for r in rows if not r.get('tag') and not r.get('act_bits')]  # weights only
+    for method in sorted({r['method'] for r in plain}):
         pts = sorted((r['real_bits_per_param'], r['success_rate'], r['wilson95'])
-                     for r in rows if r['method'] == method and not r.get('tag'))
+                     for r in plain if r['method'] == method)
         xs, ys = [p[0] for p in pts], [p[1] for p in pts]
         err = [[y - p[2][0] for y, p in zip(ys, pts)], [p[2][1] - y for y, p in zip(ys, pts)]]
         ax.errorbar(xs, ys, yerr=err, marker='o', capsize=3, label=method)
@@ -383,14 +393,10 @@ def main() -> None:
         for k, c in calibs.items():  # keep timings of cells cached from earlier runs
             seconds[str(k)] = {**seconds.get(str(k), {}), **c.seconds}
         meta['calibration_seconds'] = seconds
-        write_json(out, {'meta': meta, 'fp': fp, 'rows': rows})
+        write_report(out, meta, fp, rows)  # after every cell: an interrupted run is reported
         print(f'{key}: {row["successes"]}/{row["episodes"]} at {row["real_bits_per_param"]:.2f}'
               f' bits, dev {row["mean_deviation"]:.4f}', flush=True)
-    write_json(out, {'meta': meta, 'fp': fp, 'rows': rows})
-    table = markdown(rows, fp)
-    write_text(out.with_suffix('.md'), table)
-    plot(rows, fp, out.with_suffix('.png'))
-    print(table)
+    print(write_report(out, meta, fp, rows))
 
 
 if __name__ == '__main__':

@@ -9,7 +9,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 import pytest  # noqa: E402
 
 from bench.closed_loop import (cell_key, cells, check_same_schedule,  # noqa: E402
-                               check_same_weights, fp_successes_on, markdown, percent_of_fp,
+                               check_same_weights, fp_successes_on, markdown, percent_of_fp, plot,
                                refreshed_fp, retag_stale, SAMPLING, weights_digest)
 
 
@@ -115,3 +115,15 @@ def test_input_quantized_cells_rotate_where_it_applies_and_run_once():
     assert sorted(m for m, a, *_ in got if a == 8) == sorted(args.act_methods)
     keys = [cell_key(m, bits, a, tag) for m, bits, a, _, _, tag, _, _ in every]
     assert len(set(keys)) == len(keys) == len(got) + 3  # and the three --w4a8 cells
+
+
+def test_the_plot_draws_weight_only_cells_per_method(tmp_path, monkeypatch):
+    from matplotlib.axes import Axes
+    drawn = []
+    monkeypatch.setattr(Axes, 'errorbar', lambda self, xs, ys, **kw: drawn.append(
+        (kw['label'], list(xs))))
+    cell = {'real_bits_per_param': 4.17, 'success_rate': 0.9, 'wilson95': [0.8, 0.95]}
+    rows = [_row('qvla', **cell), _row('qvla', **{**cell, 'act_bits': 4}),
+            _row('qvla', **{**cell, 'tag': 'hadamard', 'act_bits': 4})]
+    plot(rows, {'success_rate': 0.9}, tmp_path / 'p.png')
+    assert drawn == [('qvla', [4.17])] and (tmp_path / 'p.png').is_file()
