@@ -147,17 +147,19 @@ def _exact_rows(policy: QuantPolicy, layer, x, batch: Batch, a_fp: torch.Tensor,
                 rows: torch.Tensor, delta: torch.Tensor) -> torch.Tensor:
     """Return sum over samples of ||A_c - A_fp||^2 for each row in ``rows`` (R,).
 
-    x (B, ..., K) layer input; delta (R, K) = Q_b(w_c) - w_c for those rows.
+    x (B', ..., K) layer input (B' = B, or B x cameras); delta (R, K) = Q_b(w_c) - w_c for
+    those rows. The batch is tiled replica-major, so each replica's B' rows stay together.
     """
     r = rows.numel()
     n = batch_size(batch)
     dy = torch.einsum('b...k,rk->rb...', x, delta)  # (R, B, ...)
 
     def hook(mod, args, out):
-        out = out.clone().view(r, n, *out.shape[1:])  # (R, B, ..., N)
+        # (R, B', ..., N): B' = B, or B x cameras in a tower that folds cameras into the batch
+        out = out.clone().view(r, out.shape[0] // r, *out.shape[1:])
         for i in range(r):
             out[i, ..., rows[i]] += dy[i]
-        return out.view(r * n, *out.shape[2:])
+        return out.view(-1, *out.shape[2:])
     with torch.no_grad(), hooked(layer, hook):
         a = policy.action_tensor(repeat_batch(batch, r))  # (R*B, H, A)
     diff = a.view(r, n, *a.shape[1:]) - a_fp.unsqueeze(0)

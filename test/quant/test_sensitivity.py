@@ -144,3 +144,24 @@ def test_proxy_scores_do_not_depend_on_the_delta_budget(tiny_policy, calib_batch
         assert torch.allclose(grouped[name], whole[name], rtol=1e-9, atol=0)
     with pytest.raises(ValueError, match='max_delta_bytes'):
         SensitivityConfig(max_delta_bytes=0)
+
+
+def test_exact_sensitivity_of_a_two_camera_tower_equals_brute_force(brute_sensitivity):
+    from dataclasses import replace
+    from qvla_ros.models.reference import build_reference, CONFIGS
+    policy = build_reference(replace(CONFIGS['tiny'], cameras=('agentview', 'wrist')), 3)
+    policy = policy.double()
+    g = torch.Generator().manual_seed(0)
+    c = policy.config
+    batch = {'image': torch.rand(3, 2, 3, c.image_size, c.image_size, generator=g,
+                                 dtype=torch.float64),
+             'tokens': torch.randint(0, c.vocab, (3, c.max_text_tokens), generator=g),
+             'mask': torch.ones(3, c.max_text_tokens, dtype=torch.float64),
+             'proprio': torch.randn(3, c.proprio_dim, generator=g, dtype=torch.float64)}
+    vision = next(k for k in policy.quantizable_layers() if k.startswith('vision'))
+    cfg = SensitivityConfig(bits=(2,), method='exact', rows_per_pass=3, samples_per_pass=2)
+    shard = make_shards({vision: 4}, cfg.bits, 4)[0]
+    got = run_shard(policy, batch, shard, cfg)  # the tower sees B x 2 images per replica
+    for row in range(4):
+        ref = brute_sensitivity(policy, batch, vision, row, 2)
+        assert got[row].item() == pytest.approx(ref, rel=1e-6), row
