@@ -19,7 +19,6 @@ writes bench/results/activations_<suite>.json.
 import argparse
 from pathlib import Path
 import sys
-import time
 
 import torch
 
@@ -27,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.closed_loop import weights_digest  # noqa: E402
 from bench.common import (command_line, device_name, git_commit, RESULTS,  # noqa: E402
-                          write_json)
+                          time_cpu, write_json)
 from qvla_ros.models.checkpoint import load_policy  # noqa: E402
 from qvla_ros.quant.activation import ActSpec  # noqa: E402
 from qvla_ros.quant.calibration_batch import calibration_batch  # noqa: E402
@@ -43,17 +42,11 @@ def deviation(policy, batch, reference: torch.Tensor) -> float:
     return float((policy.action_tensor(batch) - reference).pow(2).mean())
 
 
-@torch.no_grad()
 def step_ms(policy, batch, repeats: int) -> float:
     """Return the median milliseconds of one single-frame policy step."""
     one = {k: v[:1] for k, v in batch.items()}
-    policy.action_tensor(one)  # warm-up
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        policy.action_tensor(one)
-        times.append(1e3 * (time.perf_counter() - t0))
-    return sorted(times)[len(times) // 2]
+    with torch.no_grad():
+        return time_cpu(lambda: policy.action_tensor(one), warmup=1, reps=repeats)
 
 
 def main() -> int:

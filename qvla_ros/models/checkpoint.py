@@ -182,8 +182,6 @@ def _shell(state: dict, name: str, info: dict, spec: QuantSpec, act) -> nn.Modul
         return inner
     inv = state.get(f'{name}.inv_scale')
     rotation = Rotation(k_in) if f'{name}.rotation.sign_bits' in state else None  # signs: state
-    if act is not None and not act.quantized:
-        act = None
     return QuantizedLinear(inner, None if inv is None else inv.float(), act, rotation)
 
 
@@ -333,6 +331,4 @@ def _install_packed(policy: nn.Module, state: dict, qc: dict, where: Path) -> No
     spec_q = QuantSpec.from_dict(qc['spec'])
     act = _act_spec(qc, where)
     for name, info in qc['layers'].items():
-        parent, _, child = name.rpartition('.')
-        setattr(policy.get_submodule(parent) if parent else policy, child,
-                _shell(state, name, info, spec_q, act))
+        policy.set_submodule(name, _shell(state, name, info, spec_q, act))

@@ -39,7 +39,7 @@ class QuantizedLinear(nn.Module):
                  act: Optional[ActSpec] = None, rotation: Optional[Rotation] = None):
         super().__init__()
         self.inner = inner
-        self.act = act
+        self.act = act if act is not None and act.quantized else None  # 16 bits: not rounded
         self.rotation = rotation
         self.register_buffer('inv_scale', None if inv_scale is None else inv_scale.half())
 
@@ -95,11 +95,6 @@ def check_plan_matches(layers: Dict[str, nn.Linear], plan: QuantPlan) -> None:
         raise ValueError('the plan does not match the model: ' + '; '.join(problems))
 
 
-def _set_module(root: nn.Module, name: str, module: nn.Module) -> None:
-    parent, _, child = name.rpartition('.')
-    setattr(root.get_submodule(parent) if parent else root, child, module)
-
-
 def build_layer(linear: nn.Linear, lq: LayerQuant, spec: QuantSpec, mode: str,
                 act: Optional[ActSpec] = None,
                 dense_dtype: torch.dtype = torch.float16) -> nn.Module:
@@ -128,9 +123,8 @@ def build_layer(linear: nn.Linear, lq: LayerQuant, spec: QuantSpec, mode: str,
         inner = MixedBitLinear(layout, spec)
     act = layer_act(linear) or act
     rotation = linear.rotation if isinstance(linear, PreparedLinear) else None
-    if act is not None and not act.quantized:
-        act = None  # a rotation alone: the activations stay in floating point
-    if lq.input_scale is None and act is None and rotation is None:
+    rounded = act is not None and act.quantized  # a rotation alone leaves activations FP
+    if lq.input_scale is None and not rounded and rotation is None:
         return inner
     inv = None if lq.input_scale is None else 1.0 / lq.input_scale
     return QuantizedLinear(inner, inv, act, rotation)
@@ -147,7 +141,7 @@ def quantize_(model: nn.Module, layers: Dict[str, nn.Linear], results: Dict[str,
         if lq.bits.numel() != layers[name].out_features:
             raise ValueError(f'{name}: {lq.bits.numel()} bits for '
                              f'{layers[name].out_features} rows')
-        _set_module(model, name, build_layer(layers[name], lq, spec, mode, act, dense_dtype))
+        model.set_submodule(name, build_layer(layers[name], lq, spec, mode, act, dense_dtype))
     return model
 
 

@@ -61,9 +61,7 @@ def prepare_(policy: QuantPolicy, act: ActSpec) -> Dict[str, PreparedLinear]:
     out = {}
     for name, lin in layers.items():
         out[name] = PreparedLinear(lin, act)
-        parent, _, child = name.rpartition('.')
-        root = policy.get_submodule(parent) if parent else policy  # type: ignore[attr-defined]
-        setattr(root, child, out[name])
+        policy.set_submodule(name, out[name])  # type: ignore[attr-defined]
     return out
 
 
