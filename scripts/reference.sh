@@ -40,12 +40,14 @@ FP=${FP:-checkpoints/$SUITE-small}
 Q4=${Q4:-checkpoints/$SUITE-small-qvla-w4}
 mkdir -p "$BUILD" checkpoints
 # Expert demonstrations with action noise, recorded into $1.tmp (first a copy of the folder $2
-# unless it is empty) and renamed to $1 when complete; skipped when $1 exists.
+# unless it is empty) and renamed to $1 when complete; skipped when $1 exists. A $1.tmp left by
+# a killed run is kept: sim collect skips the seeds it already holds.
 demos() {
   local dir=$1 base=$2 episodes=$3 seed=$4
   [ ! -f "$dir/dataset.json" ] || return 0
-  rm -rf "$dir.tmp"
-  if [ -n "$base" ]; then cp -rL "$base" "$dir.tmp"; fi
+  if [ -n "$base" ] && [ ! -d "$dir.tmp" ]; then
+    rm -rf "$dir.tmp.copy"; cp -rL "$base" "$dir.tmp.copy" && mv "$dir.tmp.copy" "$dir.tmp"
+  fi
   $QVLA sim collect --suite "$SUITE" --episodes "$episodes" --seed "$seed" \
     --action-noise "$NOISE" --successes-only --workers 2 --out "$dir.tmp"
   mv "$dir.tmp" "$dir"
