@@ -172,11 +172,13 @@ class PolicyNode(LifecycleNode):
         super().destroy_node()
         self._state_machine.destroy_when_not_in_use()
 
-    def stop_actuation(self, reason: str) -> None:
+    def stop_actuation(self, reason: str, wait: bool = True) -> None:
         """Publish a zero twist (gripper held) if actuating, then disable actuation.
 
         Called on every way actuation ends, and by ``run_node`` before the context shuts
-        down; it waits briefly for reliable subscribers to acknowledge the zero.
+        down. ``wait``: block up to 0.5 s for reliable subscribers to acknowledge the zero,
+        for stops after which the publisher may be destroyed; a node that goes on running
+        (``~/enable`` false) does not wait, as its loop would stall meanwhile.
         """
         with self._out_lock:
             if not (self._enabled and self._pubs):
@@ -184,7 +186,8 @@ class PolicyNode(LifecycleNode):
                 return
             self._publish_locked(np.zeros(3), np.zeros(3), None)
             self._enabled = False
-        self._pubs['twist'].wait_for_all_acked(Duration(seconds=0.5))
+        if wait:
+            self._pubs['twist'].wait_for_all_acked(Duration(seconds=0.5))
         self.get_logger().info(f'actuation stopped ({reason}): published a zero twist')
 
     def _name_clash(self) -> str:
@@ -233,7 +236,7 @@ class PolicyNode(LifecycleNode):
             response.success, response.message = False, clash
             return response
         if not request.data:
-            self.stop_actuation('~/enable false')
+            self.stop_actuation('~/enable false', wait=False)
         with self._data_lock:
             self._schedule.clear()
         with self._out_lock:

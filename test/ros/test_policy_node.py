@@ -1,5 +1,5 @@
 # Copyright 2026 qvla_ros authors. Apache-2.0.
-"""policy_node across processes: dry run until enabled, then commands at control_hz."""
+"""policy_node across processes: dry run until enabled, commands at control_hz, a prompt stop."""
 
 import time
 
@@ -28,7 +28,7 @@ def test_dry_run_then_enabled_rate(rclpy_context, domain_id):
     executor.add_node(node)
     twists, chunks = [], []
     node.create_subscription(TwistStamped, '/policy_node/delta_twist_cmds',
-                             lambda m: twists.append(time.monotonic()), qos.commands())
+                             lambda m: twists.append((time.monotonic(), m)), qos.commands())
     node.create_subscription(ActionChunk, '/policy_node/action_chunk', chunks.append,
                              qos.commands())
     client = node.create_client(SetBool, '/policy_node/enable')
@@ -46,9 +46,20 @@ def test_dry_run_then_enabled_rate(rclpy_context, domain_id):
         _spin_for(executor, 0.5)
         start = len(twists)
         _spin_for(executor, 3.0)
-        window = twists[start:]
+        window = [t for t, _ in twists[start:]]
         rate = (len(window) - 1) / (window[-1] - window[0])
         assert rate == pytest.approx(10.0, rel=0.1), f'control rate {rate:.2f} Hz'
+        # ~/enable false answers within a tick (the node does not block its loop on the
+        # subscribers' acknowledgements), and its last command is a zero twist.
+        future = client.call_async(SetBool.Request(data=False))
+        asked = time.monotonic()
+        executor.spin_until_future_complete(future, timeout_sec=10)
+        answered = time.monotonic() - asked
+        assert future.result().success
+        assert answered < 0.25, f'~/enable false took {answered:.2f} s'
+        _spin_for(executor, 0.5)
+        last = twists[-1][1].twist
+        assert (last.linear.x, last.linear.y, last.linear.z) == (0.0, 0.0, 0.0)
         assert launch.poll() is None
         chunk = chunks[-1]
         assert list(chunk.shape) == [8, 7] and len(chunk.data) == 56
