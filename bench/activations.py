@@ -11,7 +11,7 @@ step with the rotation alone (activations FP) against FP: the cost of the online
 in plain torch on the CPU.
 
     python bench/activations.py --checkpoint checkpoints/tabletop-small \\
-        --dataset build/reference-tabletop-shipped/calib
+        --dataset build/reference-tabletop/calib
 
 writes bench/results/activations_<suite>.json.
 """
