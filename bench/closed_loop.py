@@ -295,7 +295,8 @@ def main() -> None:
     p.add_argument('--exact-samples', type=int, default=2,
                    help='calibration samples of qvla-exact (exact sensitivity of every row)')
     p.add_argument('--shards', default='build/closed_loop_shards',
-                   help='where exact shards are kept as they finish (a rerun resumes)')
+                   help='where exact shards are kept as they finish (a rerun resumes), in '
+                   'SHARDS/<suite>/<FP weights sha256>/samples-<n>')
     p.add_argument('--ray', metavar='local|ADDRESS', help='run exact shards as Ray tasks')
     p.add_argument('--max-prune-fraction', type=float,
                    default=MethodConfig('qvla', 4.0).max_prune_fraction,
@@ -379,7 +380,8 @@ def main() -> None:
         if samples not in calibs:
             calibs[samples] = Calibration(
                 calibration_batch(fp_policy, args.calibration, 0, samples, args.stride),
-                shards=Path(args.shards) / args.suite / f'samples-{samples}',
+                shards=Path(args.shards) / args.suite / (digest or 'model')
+                / f'samples-{samples}',  # per FP weights: a new checkpoint starts its own
                 executor=executor)
         row = run_cell(args, calibs[samples], fp_params, method, bits, act, n, refine, tag,
                        rotation)
