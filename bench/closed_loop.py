@@ -29,6 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import (command_line, device_name, git_commit, RESULTS,  # noqa: E402
                           write_json)
+from qvla_ros.cli.quant_cmds import clip_option, CLIP_SEARCH  # noqa: E402
 from qvla_ros.models.checkpoint import load_policy, save_quantized  # noqa: E402
 from qvla_ros.quant.calibration_batch import calibration_batch  # noqa: E402
 from qvla_ros.quant.methods import (apply_method, Calibration, MethodConfig,  # noqa: E402
@@ -114,11 +115,13 @@ def run_cell(args, calib: Calibration, fp_params: int, method: str, bits: float,
              rotation: str = None) -> dict:
     """Quantize, save and evaluate one cell; return its row.
 
-    A4 cells clip each token's grid at ``args.a4_clip`` of its absmax; A8 cells do not clip.
+    A4 cells clip each token's grid at ``args.a4_clip`` of its absmax, or search each layer's
+    ratio from A4_CLIP on ('search'); A8 cells do not clip.
     """
     policy = load_policy(args.checkpoint)
-    cfg = MethodConfig(method, bits, act, rotation=rotation,
-                       act_clip=args.a4_clip if act == 4 else 1.0,
+    search = act == 4 and args.a4_clip == CLIP_SEARCH
+    cfg = MethodConfig(method, bits, act, rotation=rotation, clip_search=search,
+                       act_clip=A4_CLIP if search else args.a4_clip if act == 4 else 1.0,
                        refine_fraction=refine if refine is not None else args.refine_fraction,
                        max_prune_fraction=args.max_prune_fraction)
     t0 = time.perf_counter()
@@ -131,7 +134,7 @@ def run_cell(args, calib: Calibration, fp_params: int, method: str, bits: float,
             workers=args.workers)
     res.pop('per_episode')
     return {'method': method, 'target_bits': bits, 'act_bits': act, 'tag': tag,
-            'rotation': rotation, 'act_clip': cfg.act_clip,
+            'rotation': rotation, 'act_clip': cfg.act_clip, 'clip_search': search,
             'refine_fraction': cfg.refine_fraction, 'plan_id': plan.plan_id,
             'max_prune_fraction': cfg.max_prune_fraction, 'calibration_sampling': SAMPLING,
             'plan_bits_per_param': plan.achieved_bits(), 'packed_bytes': packed,
@@ -207,8 +210,9 @@ def cells(args):
     for act in args.activations:  # W4A4 (and W4A8) with and without rotation
         for method in args.act_methods:
             for rotation in ROTATED.get(method, (None,)) if act == 4 else (None,):
-                yield (method, 4.0, act, args.act_episodes, None, rotation or '',
-                       args.samples, rotation)
+                search = act == 4 and args.a4_clip == CLIP_SEARCH
+                tag = ', '.join(t for t in (rotation, 'clip search' if search else '') if t)
+                yield method, 4.0, act, args.act_episodes, None, tag, args.samples, rotation
     if args.ablation:  # around the W3 qvla cell (args.samples, args.refine_fraction)
         for refine in args.ablation_refine:
             yield ('qvla', 3.0, None, args.episodes, refine, f'refine={refine}', args.samples,
@@ -309,8 +313,9 @@ def main() -> None:
                    help='methods of the --activations cells')
     p.add_argument('--act-episodes', type=int, default=100,
                    help='episodes of each --activations cell')
-    p.add_argument('--a4-clip', type=float, default=A4_CLIP,
-                   help="A4 cells: fraction of a token's absmax its grid spans")
+    p.add_argument('--a4-clip', type=clip_option, default=A4_CLIP,
+                   help="A4 cells: fraction of a token's absmax its grid spans, or 'search': "
+                   "each layer's chosen on the calibration data (the cells are tagged)")
     p.add_argument('--ablation', action='store_true',
                    help='add W3 qvla cells at other refine fractions and calibration sizes')
     p.add_argument('--ablation-refine', default='0.0,0.03',

@@ -1,11 +1,14 @@
 # Copyright 2026 qvla_ros authors. Apache-2.0.
 """``qvla sensitivity | allocate | quantize | inspect``: argparse -> config -> library."""
 
+import argparse
 from pathlib import Path
 import shutil
 from typing import Optional
 
 from qvla_ros.quant.calibration_batch import calibration_batch, MAX_SAMPLES, STRIDE
+
+CLIP_SEARCH = 'search'  # --act-clip's value that searches each layer's ratio
 
 
 def _ints(text: str):
@@ -118,9 +121,10 @@ def build_quantized(model: str, out: Path, plan_dir=None, method=None, bits=None
                                         REGISTRY)
     if (plan_dir is None) == (method is None):
         raise ValueError('give exactly one of --plan DIR or --method M (with --bits B)')
-    if plan_dir is not None and inputs and (inputs.get('act_bits') or inputs.get('rotation')):
-        raise ValueError('--act-bits and --rotation go with --method M: a plan from qvla '
-                         'allocate was measured on unrotated FP inputs')
+    if plan_dir is not None and inputs and (inputs.get('act_bits') or inputs.get('rotation')
+                                            or inputs.get('clip_search')):
+        raise ValueError('--act-bits, --rotation and --act-clip search go with --method M: a '
+                         'plan from qvla allocate was measured on unrotated FP inputs')
     policy = load_policy(model, upstream)
     layers = policy.quantizable_layers()
     fp_bytes = sum(m.weight.numel() * 2 for m in layers.values())
@@ -204,7 +208,21 @@ def cmd_inspect(args) -> int:
 
 def input_options(args) -> dict:
     """Return the layer-input options of MethodConfig given on the command line."""
-    return {'act_bits': args.act_bits, 'rotation': args.rotation, 'act_clip': args.act_clip}
+    from qvla_ros.quant.methods import MethodConfig
+    search = args.act_clip == CLIP_SEARCH
+    return {'act_bits': args.act_bits, 'rotation': args.rotation, 'clip_search': search,
+            'act_clip': MethodConfig.act_clip if search else args.act_clip}
+
+
+def clip_option(text: str):
+    """Parse --act-clip: a ratio in (0, 1], or 'search' (each layer's chosen on the data)."""
+    if text == CLIP_SEARCH:
+        return text
+    try:
+        return float(text)  # its range is checked with the rest of the method's config
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a ratio in (0, 1] or '{CLIP_SEARCH}', got "
+                                         f'{text!r}') from None
 
 
 def add_quant_source(p) -> None:
@@ -218,8 +236,9 @@ def add_quant_source(p) -> None:
                    help='--method: quantize layer inputs per token too (W*A8, W*A4)')
     p.add_argument('--rotation', choices=list(ROTATIONS),
                    help='--method: rotate layer inputs (weights to match) before rounding')
-    p.add_argument('--act-clip', type=float, default=MethodConfig.act_clip,
-                   help="--method with --act-bits: fraction of a token's absmax its grid spans")
+    p.add_argument('--act-clip', type=clip_option, default=MethodConfig.act_clip,
+                   help="--method with --act-bits: fraction of a token's absmax its grid spans,"
+                   f" or '{CLIP_SEARCH}': each layer's chosen on the calibration data")
     p.add_argument('--dataset', help='calibration rollout dataset (--method, and --plan '
                    'with gptq rounding)')
     p.add_argument('--max-samples', type=int, default=MAX_SAMPLES,

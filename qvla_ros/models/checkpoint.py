@@ -11,7 +11,7 @@ its weights carry. Every loading failure is one CheckpointError naming the file 
 problem. Written atomically through :mod:`qvla_ros.storage.atomic`; no pickle.
 """
 
-from dataclasses import asdict
+from dataclasses import asdict, replace
 import json
 from pathlib import Path
 from typing import Optional
@@ -158,13 +158,33 @@ def save_quantized(policy: nn.Module, plan: QuantPlan, out: Path,
                                       'act_bits': act.bits if act else None,
                                       'activation': act.to_dict() if act else None,
                                       'achieved_bits_per_param': plan.achieved_bits(),
-                                      'layers': {k: {'in_features': plan.in_features[k],
-                                                     'out_features': int(b.numel())}
-                                                 for k, b in plan.bits.items()}}}
+                                      'layers': {k: _layer_entry(policy, plan, k, act)
+                                                 for k in plan.bits}}}
     state = {k: v.detach().contiguous() for k, v in policy.state_dict().items()}
     summary = plan.summary_text()
     write_folder(out, {**_files(policy, config, state),
                        'plan.json': lambda p: p.write_text(summary)}, overwrite)
+
+
+def _layer_entry(policy: nn.Module, plan: QuantPlan, name: str, act) -> dict:
+    """Return a quantized layer's config entry: its shape, and its searched clip ratio."""
+    entry = {'in_features': plan.in_features[name],
+             'out_features': int(plan.bits[name].numel())}
+    if act is not None and act.clip_search:
+        entry['act_clip'] = policy.get_submodule(name).act.clip_ratio
+    return entry
+
+
+def _layer_act(act, info: dict, name: str, where: Path):
+    """Return the activation spec of one layer: the model's, with its own searched clip."""
+    if act is None or not act.clip_search:
+        return act
+    try:
+        return replace(act, clip_ratio=float(info['act_clip']))
+    except (KeyError, TypeError, ValueError) as err:
+        raise CheckpointError(f'{where}: quantization_config.layers.{name}: expected act_clip, '
+                              f'a number in (0, 1] (activation.clip_search is set): '
+                              f'{type(err).__name__} {err}') from None
 
 
 def _shell(state: dict, name: str, info: dict, spec: QuantSpec, act) -> nn.Module:
@@ -331,4 +351,5 @@ def _install_packed(policy: nn.Module, state: dict, qc: dict, where: Path) -> No
     spec_q = QuantSpec.from_dict(qc['spec'])
     act = _act_spec(qc, where)
     for name, info in qc['layers'].items():
-        policy.set_submodule(name, _shell(state, name, info, spec_q, act))
+        policy.set_submodule(name, _shell(state, name, info, spec_q,
+                                          _layer_act(act, info, name, where)))

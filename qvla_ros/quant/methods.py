@@ -9,7 +9,7 @@ Mixed-width methods allocate against the budget in real packed bytes (scales and
 included), so their bytes match a uniform method's at the same nominal width.
 """
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 import time
 from typing import cast, ClassVar, Dict, Optional, Tuple, Type
@@ -19,6 +19,7 @@ from torch import nn
 
 from qvla_ros.core.layer_quant import LayerQuant
 from qvla_ros.core.spec import QuantSpec
+from qvla_ros.quant.act_clip import search_clips
 from qvla_ros.quant.activation import ActSpec
 from qvla_ros.quant.allocation import AllocationConfig, greedy_allocate
 from qvla_ros.quant.allocation import row_cost
@@ -32,7 +33,7 @@ from qvla_ros.quant.baselines.rtn import rtn
 from qvla_ros.quant.baselines.smoothquant import smoothquant_layer
 from qvla_ros.quant.calibration import LayerHessians, StreamedInputs
 from qvla_ros.quant.policy import Batch, QuantPolicy
-from qvla_ros.quant.prepared import prepare_
+from qvla_ros.quant.prepared import prepare_, PreparedLinear
 from qvla_ros.quant.rounding import layer_quant
 from qvla_ros.quant.sensitivity import Executor, measure, Method, SensitivityConfig
 from qvla_ros.quant.shard_store import fingerprint, ShardStore
@@ -47,7 +48,9 @@ class MethodConfig:
 
     act_bits: 8 or 4 quantizes every quantized layer's input per token too (W*A8, W*A4);
     rotation: 'hadamard' rotates those inputs (weights rotated to match) before rounding;
-    act_clip: the fraction of a token's absmax its activation grid spans.
+    act_clip: the fraction of a token's absmax its activation grid spans; clip_search: each
+    layer's fraction is chosen on the calibration data instead (act_clip is then where the
+    search starts: the ratio of the layers upstream while inputs are gathered).
     """
 
     method: str
@@ -55,6 +58,7 @@ class MethodConfig:
     act_bits: Optional[int] = None
     rotation: Optional[str] = None
     act_clip: float = 1.0
+    clip_search: bool = False
     candidates: Tuple[int, ...] = (0, 2, 4, 8, 16)
     max_prune_fraction: float = AllocationConfig.max_prune_fraction  # per layer
     projections: int = 8
@@ -68,6 +72,9 @@ class MethodConfig:
             raise ValueError(f'target_bits must be in [2, 16], got {self.target_bits}')
         if self.act_bits is None:
             object.__setattr__(self, 'act_bits', REGISTRY[self.method].act_bits)
+        if self.clip_search and not self.act_bits:
+            raise ValueError('an activation clip search needs quantized activations (act_bits '
+                             '4 or 8)')
         self.act  # raises ValueError naming a bad activation width, clip or rotation
 
     @property
@@ -75,7 +82,8 @@ class MethodConfig:
         """Return the layer-input spec, or None when inputs stay as they are (FP, unrotated)."""
         if self.act_bits is None and self.rotation is None:
             return None
-        return ActSpec(self.act_bits or 16, self.act_clip, self.rotation)
+        return ActSpec(self.act_bits or 16, self.act_clip, self.rotation,
+                       clip_search=self.clip_search)
 
     @property
     def uniform(self) -> bool:
@@ -149,14 +157,34 @@ def _sensitivity(policy, calib: Calibration, kind: str, cfg: MethodConfig):
     return calib.scores[key]
 
 
-def _inputs(policy, calib: Calibration, cfg: MethodConfig):
-    """Return the per-layer input statistics, gathered a byte-bounded group at a time."""
-    key = act_key(cfg)
+def _inputs(policy, calib: Calibration, cfg: MethodConfig, key: Optional[str] = None):
+    """Return the per-layer input statistics, gathered a byte-bounded group at a time.
+
+    key: the layer-input spec they are kept under (default: ``cfg``'s).
+    """
+    key = act_key(cfg) if key is None else key
     if key not in calib.inputs:
         calib.inputs[key] = StreamedInputs(policy, calib.batch, timings=calib.seconds)
     else:
         calib.inputs[key].bind(policy)  # an earlier method may have quantized its model
     return calib.inputs[key]
+
+
+def _search_clips(policy, calib: Calibration, cfg: MethodConfig,
+                  layers: Dict[str, PreparedLinear]) -> Dict[str, float]:
+    """Give each prepared layer the clip ratio its calibration inputs favour; return them.
+
+    The inputs are gathered on the model before the search (every layer at ``cfg.act_clip``),
+    all ratios are chosen, and only then set.
+    """
+    start = replace(cast(ActSpec, cfg.act), clip_search=False)
+    t0 = time.perf_counter()
+    stats = _inputs(policy, calib, cfg, start.label())
+    clips = search_clips({k: m.weight for k, m in layers.items()}, stats, start)
+    for k, m in layers.items():
+        m.act = replace(m.act, clip_ratio=clips[k])
+    calib.seconds[f'clip_search@{start.label()}'] = time.perf_counter() - t0
+    return clips
 
 
 def _hessians(policy, calib: Calibration, cfg: MethodConfig):
@@ -366,9 +394,11 @@ def plan_method(policy: QuantPolicy, calib: Calibration, cfg: MethodConfig):
     With an activation spec the policy is first prepared in place (``prepare_``): the plan
     is made on its rotated weights, with its inputs rotated and rounded as they will run.
     """
-    act = cfg.act
+    act, clips = cfg.act, None
     if act is not None:
-        prepare_(policy, act)
+        prepared = prepare_(policy, act)
+        if act.clip_search:
+            clips = _search_clips(policy, calib, cfg, prepared)
     layers = policy.quantizable_layers()
     in_features = {k: m.in_features for k, m in layers.items()}
     method, run = REGISTRY[cfg.method], Run(policy, layers, calib, cfg)
@@ -392,6 +422,9 @@ def plan_method(policy: QuantPolicy, calib: Calibration, cfg: MethodConfig):
                          'max_prune_fraction': cfg.max_prune_fraction}})
     if cfg.rounding != 'rtn':  # absent means RTN, as in plans written before the option
         plan.extra['rounding'] = cfg.rounding
+    if clips is not None:  # absent: one clip ratio for every layer (the plan id stays)
+        plan.extra['method_config']['clip_search'] = True
+        plan.extra['act_clips'] = clips
     return results, plan, act
 
 

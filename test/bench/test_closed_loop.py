@@ -105,7 +105,8 @@ def test_input_quantized_cells_rotate_where_it_applies_and_run_once():
     from types import SimpleNamespace
     args = SimpleNamespace(budgets=[], methods=[], w4a8=True, activations=[4, 8],
                            act_methods=['rtn', 'smoothquant', 'gptq', 'qvla', 'qvla-gptq'],
-                           act_episodes=100, episodes=30, samples=16, ablation=False)
+                           act_episodes=100, episodes=30, samples=16, ablation=False,
+                           a4_clip=0.9)
     every = list(cells(args))
     got = [(m, a, tag, rot) for m, bits, a, n, _, tag, _, rot in every if n == 100]
     assert ('qvla', 4, 'hadamard', 'hadamard') in got and ('qvla', 4, '', None) in got
@@ -115,6 +116,17 @@ def test_input_quantized_cells_rotate_where_it_applies_and_run_once():
     assert sorted(m for m, a, *_ in got if a == 8) == sorted(args.act_methods)
     keys = [cell_key(m, bits, a, tag) for m, bits, a, _, _, tag, _, _ in every]
     assert len(set(keys)) == len(keys) == len(got) + 3  # and the three --w4a8 cells
+
+
+def test_searched_clip_cells_are_tagged_apart_from_the_fixed_clip_ones():
+    from types import SimpleNamespace
+    args = SimpleNamespace(budgets=[], methods=[], w4a8=False, activations=[4, 8],
+                           act_methods=['rtn', 'qvla'], act_episodes=100, samples=16,
+                           ablation=False, a4_clip='search')
+    tags = {(m, a, tag) for m, _, a, _, _, tag, _, _ in cells(args)}
+    assert tags == {('rtn', 4, 'clip search'), ('rtn', 4, 'hadamard, clip search'),
+                    ('qvla', 4, 'clip search'), ('qvla', 4, 'hadamard, clip search'),
+                    ('rtn', 8, ''), ('qvla', 8, '')}  # A8 cells do not clip
 
 
 def test_the_plot_draws_weight_only_cells_per_method(tmp_path, monkeypatch):

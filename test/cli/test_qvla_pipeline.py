@@ -10,6 +10,7 @@ from qvla_ros.cli.qvla import main
 from qvla_ros.core.types import Observation
 from qvla_ros.data.rollouts import DatasetInfo, RolloutWriter
 from qvla_ros.models.checkpoint import load_policy
+from qvla_ros.quant.activation import CLIP_GRID
 from qvla_ros.quant.artifacts import QuantPlan
 
 
@@ -78,7 +79,8 @@ def test_errors_name_what_was_expected(tmp_path, capsys):
     assert 'does not match the model' in capsys.readouterr().err
     assert main(['quantize', '--model', 'toy', '--plan', str(tmp_path / 'p'), '--act-bits', '4',
                  '--out', str(tmp_path / 'c')]) == 2
-    assert '--act-bits and --rotation go with --method M' in capsys.readouterr().err
+    assert '--act-bits, --rotation and --act-clip search go with --method M' in \
+        capsys.readouterr().err
     assert not (tmp_path / 'c').exists()
 
 
@@ -126,3 +128,24 @@ def test_w4a4_with_a_rotation_from_the_command_line(tmp_path, capsys):
     b = load_policy('toy:1').predict(obs).actions
     assert np.abs(a - b).max() < 0.2 * np.abs(b).max() + 1e-6
     assert main(['inspect', str(ckpt)]) == 0 and 'packed bytes' in capsys.readouterr().out
+
+
+def test_w4a4_with_searched_clip_ratios_from_the_command_line(tmp_path, capsys):
+    data = _dataset(tmp_path / 'data')
+    ckpt = tmp_path / 'w4a4'
+    args = ['quantize', '--model', 'toy:1', '--method', 'rtn', '--bits', '4', '--dataset',
+            str(data), '--stride', '2', '--out', str(ckpt)]
+    with pytest.raises(SystemExit):
+        main(args + ['--act-bits', '4', '--act-clip', 'auto'])
+    assert "expected a ratio in (0, 1] or 'search', got 'auto'" in capsys.readouterr().err
+    assert main(args + ['--act-clip', 'search']) == 2  # no activation bits to search for
+    assert 'clip search needs quantized activations' in capsys.readouterr().err
+    assert main(args + ['--act-bits', '4', '--act-clip', 'search']) == 0
+    qc = json.loads((ckpt / 'config.json').read_text())['quantization_config']
+    assert qc['method'] == 'rtn-a4-clipsearch' and qc['activation']['clip_search']
+    clips = {e['act_clip'] for e in qc['layers'].values()}
+    assert clips <= set(CLIP_GRID) and len(clips) > 1, clips  # chosen per layer
+    obs = Observation({'front': np.zeros((48, 64, 3), np.uint8)}, 'push the red block')
+    a = load_policy(str(ckpt)).predict(obs).actions
+    b = load_policy('toy:1').predict(obs).actions
+    assert np.abs(a - b).max() < 0.2 * np.abs(b).max() + 1e-6

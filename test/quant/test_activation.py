@@ -42,3 +42,12 @@ def test_bad_specs_name_what_was_expected():
         ActSpec.from_dict({'bits': 4, 'groups': 2})
     spec = ActSpec(4, 0.9, 'hadamard', 2)
     assert ActSpec.from_dict(spec.to_dict()) == spec and spec.label() == 'a4-clip0.9-hadamard2'
+
+
+def test_a_clip_search_names_its_start_and_needs_rounded_inputs():
+    assert ActSpec(4, 0.9, clip_search=True).label() == 'a4-clipsearch0.9'
+    assert ActSpec(8, clip_search=True, rotation='hadamard').label() == 'a8-clipsearch-hadamard'
+    assert 'clip_search' not in ActSpec(4).to_dict()  # files older readers still read
+    assert ActSpec.from_dict(ActSpec(4, clip_search=True).to_dict()).clip_search
+    with pytest.raises(ValueError, match='clip search needs quantized activations'):
+        ActSpec(16, clip_search=True)

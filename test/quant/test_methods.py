@@ -51,6 +51,33 @@ def test_w4a4_with_a_rotation_packs_saves_and_loads_the_same_policy(method, cali
         assert packed <= plain * 1.005 + signs
 
 
+def test_searched_clip_ratios_are_chosen_per_layer_and_travel_with_the_checkpoint(
+        calib, tmp_path):
+    import json
+    from qvla_ros.models.checkpoint import CheckpointError, save_quantized
+    from qvla_ros.quant.activation import CLIP_GRID
+    policy = load_policy('ref-tiny:1')
+    cfg = MethodConfig('gptq', 4.0, 4, rotation='hadamard', act_clip=0.9, clip_search=True)
+    plan, act, _ = apply_method(policy, calib, cfg)
+    clips = plan.extra['act_clips']
+    assert plan.method == 'gptq-a4-clipsearch0.9-hadamard' and set(clips) == set(plan.bits)
+    assert set(clips.values()) <= set(CLIP_GRID) and len(set(clips.values())) > 1, clips
+    assert {k: policy.get_submodule(k).act.clip_ratio for k in plan.bits} == clips
+    assert 'a4-clip0.9-hadamard' in calib.inputs  # the search reads the unsearched model's
+    with torch.no_grad():
+        out = policy.action_tensor(calib.batch)
+    save_quantized(policy, plan, tmp_path / 'q', act)
+    again = load_policy(str(tmp_path / 'q'))
+    assert {k: again.get_submodule(k).act.clip_ratio for k in plan.bits} == clips
+    with torch.no_grad():
+        assert torch.equal(again.action_tensor(calib.batch), out)
+    config = json.loads((tmp_path / 'q' / 'config.json').read_text())
+    del next(iter(config['quantization_config']['layers'].values()))['act_clip']
+    (tmp_path / 'q' / 'config.json').write_text(json.dumps(config))
+    with pytest.raises(CheckpointError, match='expected act_clip, a number in'):
+        load_policy(str(tmp_path / 'q'))
+
+
 def test_input_statistics_and_scores_are_kept_per_input_spec(calib):
     _packed('qvla', 4.0, calib)
     _packed('gptq', 4.0, calib)
@@ -72,6 +99,8 @@ def test_uniform_bits_and_config_errors():
         MethodConfig('rtn', 4, 5)
     with pytest.raises(ValueError, match='activation rotation must be'):
         MethodConfig('rtn', 4, 4, rotation='givens')
+    with pytest.raises(ValueError, match='clip search needs quantized activations'):
+        MethodConfig('rtn', 4, rotation='hadamard', clip_search=True)
     assert MethodConfig('rtn', 4).act is None
     assert MethodConfig('rtn', 4, rotation='hadamard').act.bits == 16
 
