@@ -110,6 +110,11 @@ def cell_key(method: str, bits, act, tag: str = '') -> str:
     return f'{method}|{bits}|a{act or 16}|{tag}'
 
 
+def searches_clip(args, act) -> bool:
+    """Return True if a cell at activation width ``act`` searches its layers' clip ratios."""
+    return act == 4 and args.a4_clip == CLIP_SEARCH
+
+
 def run_cell(args, calib: Calibration, fp_params: int, method: str, bits: float,
              act=None, episodes: int = 50, refine: float = None, tag: str = '',
              rotation: str = None) -> dict:
@@ -119,7 +124,7 @@ def run_cell(args, calib: Calibration, fp_params: int, method: str, bits: float,
     ratio from A4_CLIP on ('search'); A8 cells do not clip.
     """
     policy = load_policy(args.checkpoint)
-    search = act == 4 and args.a4_clip == CLIP_SEARCH
+    search = searches_clip(args, act)
     cfg = MethodConfig(method, bits, act, rotation=rotation, clip_search=search,
                        act_clip=A4_CLIP if search else args.a4_clip if act == 4 else 1.0,
                        refine_fraction=refine if refine is not None else args.refine_fraction,
@@ -210,8 +215,8 @@ def cells(args):
     for act in args.activations:  # W4A4 (and W4A8) with and without rotation
         for method in args.act_methods:
             for rotation in ROTATED.get(method, (None,)) if act == 4 else (None,):
-                search = act == 4 and args.a4_clip == CLIP_SEARCH
-                tag = ', '.join(t for t in (rotation, 'clip search' if search else '') if t)
+                search = 'clip search' if searches_clip(args, act) else ''
+                tag = ', '.join(t for t in (rotation, search) if t)
                 yield method, 4.0, act, args.act_episodes, None, tag, args.samples, rotation
     if args.ablation:  # around the W3 qvla cell (args.samples, args.refine_fraction)
         for refine in args.ablation_refine:

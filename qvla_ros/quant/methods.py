@@ -72,15 +72,12 @@ class MethodConfig:
             raise ValueError(f'target_bits must be in [2, 16], got {self.target_bits}')
         if self.act_bits is None:
             object.__setattr__(self, 'act_bits', REGISTRY[self.method].act_bits)
-        if self.clip_search and not self.act_bits:
-            raise ValueError('an activation clip search needs quantized activations (act_bits '
-                             '4 or 8)')
-        self.act  # raises ValueError naming a bad activation width, clip or rotation
+        self.act  # raises ValueError naming a bad activation width, clip, rotation or search
 
     @property
     def act(self) -> Optional[ActSpec]:
         """Return the layer-input spec, or None when inputs stay as they are (FP, unrotated)."""
-        if self.act_bits is None and self.rotation is None:
+        if self.act_bits is None and self.rotation is None and not self.clip_search:
             return None
         return ActSpec(self.act_bits or 16, self.act_clip, self.rotation,
                        clip_search=self.clip_search)
