@@ -41,8 +41,9 @@ from qvla_ros.storage.atomic import write_file, write_text  # noqa: E402
 HEADLINE = {('qvla', 4.0), ('qvla', 3.0), ('qvla-gptq', 4.0), ('qvla-gptq', 3.0)}
 ALLOCATING = ('qvla', 'qvla-gptq', 'qvla-exact', 'layerwise')  # plans the prune cap shapes
 SAMPLING = 'spread'  # calibration steps spread over the dataset (data.rollouts.spread_steps)
-# W4A4 cells of each method: rotated and not (SmoothQuant is the unrotated A4 baseline)
-ROTATED = {m: (None, 'hadamard') for m in ('rtn', 'gptq', 'qvla', 'qvla-gptq')}
+# W4A4 cells of each method: unrotated, every input rotated online, and QuaRot's folded
+# residual rotation (SmoothQuant is the unrotated A4 baseline)
+ROTATED = {m: (None, 'hadamard', 'quarot') for m in ('rtn', 'gptq', 'qvla', 'qvla-gptq')}
 A4_CLIP = 0.9  # QuaRot's activation clip ratio at 4 bits
 FP_INPUTS = 'calibrated on FP inputs'
 
@@ -313,7 +314,7 @@ def main() -> None:
     p.add_argument('--w4a8', action='store_true')
     p.add_argument('--activations', default='',
                    help='activation widths of the input-quantized cells (comma list of 4, 8): '
-                   'W4A4 with and without a Hadamard rotation, W4A8 without')
+                   'W4A4 unrotated, hadamard and quarot rotated, W4A8 unrotated')
     p.add_argument('--act-methods', default='rtn,smoothquant,gptq,qvla,qvla-gptq',
                    help='methods of the --activations cells')
     p.add_argument('--act-episodes', type=int, default=100,

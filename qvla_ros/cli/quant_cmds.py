@@ -235,7 +235,9 @@ def add_quant_source(p) -> None:
     p.add_argument('--act-bits', type=int, choices=[4, 8],
                    help='--method: quantize layer inputs per token too (W*A8, W*A4)')
     p.add_argument('--rotation', choices=list(ROTATIONS),
-                   help='--method: rotate layer inputs (weights to match) before rounding')
+                   help='--method: rotate layer inputs (weights to match) before rounding: '
+                   'hadamard online in every layer, quarot: the residual stream folded '
+                   '(qvla-ref)')
     p.add_argument('--act-clip', type=clip_option, default=MethodConfig.act_clip,
                    help="--method with --act-bits: fraction of a token's absmax its grid spans,"
                    f" or '{CLIP_SEARCH}': each layer's chosen on the calibration data")

@@ -7,7 +7,7 @@ it may replace); the runtime, the simulator and the ROS node also need :class:`P
 the toy policy, qvla-ref and upstream OpenVLA / OFT; docs/extending.md shows how to add one.
 """
 
-from typing import Dict, Protocol, runtime_checkable
+from typing import Dict, FrozenSet, Protocol, runtime_checkable
 
 import torch
 from torch import nn
@@ -43,3 +43,11 @@ class Policy(QuantPolicy, Protocol):
 
     def metadata(self) -> dict:
         """Return sizes, cameras, control rate and config under ``METADATA_KEYS``."""
+
+
+@runtime_checkable
+class ResidualRotatable(Protocol):
+    """A policy whose transformer's residual stream can be rotated offline (QuaRot)."""
+
+    def rotate_residual_(self, seed: int = 0, fold: bool = True) -> FrozenSet[str]:
+        """Rotate the stream in place, same outputs; return the linears that now read it."""

@@ -20,6 +20,7 @@ from safetensors.torch import save_file
 import torch
 from torch import nn
 
+from qvla_ros.core.policy import ResidualRotatable
 from qvla_ros.core.spec import QuantSpec
 from qvla_ros.kernels.format import PackedLayout
 from qvla_ros.kernels.linear import MixedBitLinear
@@ -350,6 +351,12 @@ def _install_packed(policy: nn.Module, state: dict, qc: dict, where: Path) -> No
         raise CheckpointError(f'{where}: quantization_config.layers must be an object')
     spec_q = QuantSpec.from_dict(qc['spec'])
     act = _act_spec(qc, where)
+    if act is not None and act.rotation == 'quarot':  # the folded weights' final norm
+        if not isinstance(policy, ResidualRotatable):
+            raise CheckpointError(f'{where}: activation rotation quarot, but a '
+                                  f'{_model_name(policy)} model has no residual stream to '
+                                  'rotate; the file was not written by qvla quantize')
+        policy.rotate_residual_(act.seed, fold=False)
     for name, info in qc['layers'].items():
         policy.set_submodule(name, _shell(state, name, info, spec_q,
                                           _layer_act(act, info, name, where)))

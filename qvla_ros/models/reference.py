@@ -16,7 +16,7 @@ the Llama SentencePiece model.
 
 from dataclasses import asdict, dataclass
 import time
-from typing import Dict, Optional, Tuple
+from typing import Dict, FrozenSet, Optional, Tuple
 import zlib
 
 import numpy as np
@@ -26,6 +26,7 @@ from torch import nn
 from qvla_ros.core.types import ActionChunk, check_version, Observation
 from qvla_ros.models.inputs import dimension_names, image_tensor, images_tensor, proprio_tensor
 from qvla_ros.models.normalization import ActionNormalizer
+from qvla_ros.models.residual_rotation import rotate_llama_
 
 
 @dataclass(frozen=True)
@@ -136,6 +137,17 @@ class ReferenceVLA(nn.Module):
         """Return vision and language linears; projector and action head stay unquantized."""
         return {n: m for n, m in self.named_modules()
                 if isinstance(m, nn.Linear) and n.split('.')[0] in include}
+
+    def rotate_residual_(self, seed: int = 0, fold: bool = True) -> FrozenSet[str]:
+        """Rotate the language model's residual stream (QuaRot), in place; same actions.
+
+        The stream's producers (the projector's output, the token, proprio, camera and query
+        embeddings) are rotated with it. Return the names of the linears that now read it
+        (they need no online rotation). fold=False installs the structure only (loading).
+        """
+        writers = (self.projector[2], self.proprio_proj)
+        rows = [self.action_queries] + ([self.camera_embed] if self.config.cameras else [])
+        return rotate_llama_(self.language, seed, 'language', fold, writers, rows)[1]
 
     def action_tensor(self, batch: Dict[str, torch.Tensor]) -> torch.Tensor:
         """Return normalized actions (B, H, A), differentiable.

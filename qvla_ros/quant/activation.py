@@ -15,7 +15,7 @@ from typing import Optional
 import torch
 
 ACT_BITS = (4, 8, 16)  # 16: activations stay in floating point (a rotation alone)
-ROTATIONS = ('hadamard',)
+ROTATIONS = ('hadamard', 'quarot')
 CLIP_GRID = (1.0, 0.95, 0.9, 0.85, 0.8, 0.75, 0.7, 0.65, 0.6)  # clip_search's candidates
 
 
@@ -25,8 +25,10 @@ class ActSpec:
 
     bits: 4 or 8 (quantized), or 16 (not quantized, e.g. a rotation for the weights alone);
     clip_ratio: the fraction of a token's absmax its grid spans, in (0, 1];
-    rotation: None or 'hadamard' (a randomized Hadamard transform of every layer input, folded
-    into the weight columns); seed: the seed of the rotation's random signs;
+    rotation: None, 'hadamard' (a randomized Hadamard transform of every layer input, folded
+    into the weight columns) or 'quarot' (the backbone's residual stream rotated once and
+    folded into the model's weights; layers that do not read the stream rotate online as
+    with 'hadamard'); seed: the seed of the rotation's random signs;
     clip_search: each layer's clip_ratio was chosen on calibration data (``clip_ratio`` is
     then the ratio of the model as a whole only until the search has set each layer's).
     """

@@ -12,7 +12,8 @@ from typing import Callable, Iterable, List
 import torch
 from torch import nn
 
-from qvla_ros.core.policy import Batch, QuantPolicy  # noqa: F401 (quant's names for them)
+from qvla_ros.core.policy import (  # noqa: F401 (quant's names for them)
+    Batch, QuantPolicy, ResidualRotatable)
 
 
 def collate(batches: Iterable[Batch]) -> Batch:

@@ -8,14 +8,15 @@ per token. Methods then read and round the rotated weights, and the exact sensit
 the output change x_q . (Q(w_c) - w_c) with the input the weight really meets.
 """
 
-from typing import Dict, Optional
+from dataclasses import replace
+from typing import Dict, FrozenSet, Optional
 
 import torch
 from torch import nn
 from torch.nn import functional as F
 
 from qvla_ros.quant.activation import ActSpec, fake_quant_tokens
-from qvla_ros.quant.policy import QuantPolicy
+from qvla_ros.quant.policy import QuantPolicy, ResidualRotatable
 from qvla_ros.quant.rotation import Rotation
 
 
@@ -48,6 +49,27 @@ class PreparedLinear(nn.Linear):
         return F.linear(self.weight_input(x), self.weight, self.bias)
 
 
+def residual_readers(policy: QuantPolicy, act: ActSpec) -> FrozenSet[str]:
+    """Rotate the policy's residual stream if ``act`` asks for QuaRot; return its readers.
+
+    The readers' inputs are rotated by the folded weights upstream, so they take no online
+    rotation; with any other spec nothing is rotated here and no layer is a reader.
+    """
+    if act.rotation != 'quarot':
+        return frozenset()
+    if not isinstance(policy, ResidualRotatable):
+        raise ValueError(f'rotation quarot needs a model whose residual stream can be rotated '
+                         f'(qvla-ref); {type(policy).__name__} has none: use rotation hadamard')
+    return policy.rotate_residual_(act.seed)
+
+
+def layer_spec(act: ActSpec, name: str, readers: FrozenSet[str]) -> ActSpec:
+    """Return one layer's spec: QuaRot's readers rotate nothing online, the rest Hadamard."""
+    if act.rotation != 'quarot':
+        return act
+    return replace(act, rotation=None if name in readers else 'hadamard')
+
+
 def prepare_(policy: QuantPolicy, act: ActSpec) -> Dict[str, PreparedLinear]:
     """Replace every quantizable linear of ``policy`` by a PreparedLinear, in place.
 
@@ -58,9 +80,10 @@ def prepare_(policy: QuantPolicy, act: ActSpec) -> Dict[str, PreparedLinear]:
     done = [k for k, m in layers.items() if isinstance(m, PreparedLinear)]
     if done:
         raise ValueError(f'layers already prepared for activation quantization: {done[:3]}')
+    readers = residual_readers(policy, act)
     out = {}
     for name, lin in layers.items():
-        out[name] = PreparedLinear(lin, act)
+        out[name] = PreparedLinear(lin, layer_spec(act, name, readers))
         policy.set_submodule(name, out[name])  # type: ignore[attr-defined]
     return out
 

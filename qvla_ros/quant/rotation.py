@@ -136,6 +136,21 @@ class Rotation(nn.Module):
             x = torch.matmul(self.paley.to(x.dtype), x)  # H_m X: (..., K/n, m, 2^a)
         return (x.reshape(*lead, self.k) / n ** 0.5).to(dtype)
 
+    def inverse(self, y: torch.Tensor) -> torch.Tensor:
+        """Return y R (..., K): undo :meth:`forward` (R is orthogonal, so R^-1 = R^T).
+
+        Per block R^T = diag(d) H_n^T / sqrt(n) with H_n^T = H_m^T (x) H_2^(x a) (Sylvester
+        blocks are symmetric).
+        """
+        n, lead, dtype = self.block, y.shape[:-1], y.dtype
+        if dtype in (torch.float16, torch.bfloat16):
+            y = y.float()
+        y = _fwht(y.reshape(*lead, self.k // n, self.m, 1 << self.a))  # (..., K/n, m, 2^a)
+        if self.paley is not None:
+            y = torch.matmul(self.paley.t().to(y.dtype), y)  # H_m^T Y
+        y = y.reshape(*lead, self.k) / n ** 0.5
+        return (y * self.signs().to(y.dtype)).to(dtype)
+
     def extra_repr(self) -> str:
         """Describe the blocks."""
         return f'k={self.k}, block={self.block} (paley {self.m} x 2^{self.a})'

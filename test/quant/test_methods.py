@@ -28,16 +28,24 @@ def _packed(method, bits, calib, act=None):
     return plan, packed, out
 
 
-@pytest.mark.parametrize('method', ['rtn', 'gptq', 'smoothquant', 'qvla'])
-def test_w4a4_with_a_rotation_packs_saves_and_loads_the_same_policy(method, calib, tmp_path):
+@pytest.mark.parametrize('method,rotation', [
+    ('rtn', 'hadamard'), ('gptq', 'hadamard'), ('smoothquant', 'hadamard'),
+    ('qvla', 'hadamard'), ('rtn', 'quarot'), ('qvla', 'quarot')])
+def test_w4a4_with_a_rotation_packs_saves_and_loads_the_same_policy(method, rotation, calib,
+                                                                    tmp_path):
     from qvla_ros.models.checkpoint import save_quantized
+    from qvla_ros.models.residual_rotation import READERS
     from qvla_ros.quant.apply import QuantizedLinear
     policy = load_policy('ref-tiny:1')
-    cfg = MethodConfig(method, 4.0, 4, rotation='hadamard', act_clip=0.9)
+    cfg = MethodConfig(method, 4.0, 4, rotation=rotation, act_clip=0.9)
     plan, act, packed = apply_method(policy, calib, cfg)
-    assert plan.method == f'{method}-a4-clip0.9-hadamard' and act == cfg.act
-    layers = [policy.get_submodule(k) for k in plan.bits]
-    assert all(isinstance(m, QuantizedLinear) and m.rotation is not None for m in layers)
+    assert plan.method == f'{method}-a4-clip0.9-{rotation}' and act == cfg.act
+    layers = {k: policy.get_submodule(k) for k in plan.bits}
+    assert all(isinstance(m, QuantizedLinear) for m in layers.values())
+    online = {k for k, m in layers.items() if m.rotation is not None}
+    readers = {k for k in layers if k.startswith('language.') and k.endswith(READERS)}
+    # QuaRot: the readers of the folded residual stream rotate nothing online
+    assert online == set(layers) - (readers if rotation == 'quarot' else set()) and readers
     with torch.no_grad():
         out = policy.action_tensor(calib.batch)
     save_quantized(policy, plan, tmp_path / 'q', act)

@@ -54,3 +54,8 @@ def test_the_proxy_reaches_layers_upstream_of_4_bit_activations(tiny_policy, cal
     prepare_(policy, ActSpec(4, rotation='hadamard'))
     scores = proxy_sensitivity(policy, batch, SensitivityConfig(bits=(2,), method='proxy'))
     assert all(float(s.sum()) > 0 for s in scores.values())  # rounding passes gradients
+
+
+def test_quarot_needs_a_model_with_a_residual_stream(tiny_policy):
+    with pytest.raises(ValueError, match='rotation quarot needs a model whose residual stream'):
+        prepare_(tiny_policy(), ActSpec(4, rotation='quarot'))

@@ -39,6 +39,16 @@ def test_every_width_gets_an_orthonormal_rotation(k):
     assert torch.allclose(block, torch.full_like(block, rot.block ** -0.5))
 
 
+@pytest.mark.parametrize('k', [1, 7, 12, 96, 384, 1536])
+def test_the_inverse_is_the_transpose(k):
+    rot = Rotation(k, seed=5)
+    r = _matrix(rot)
+    y = torch.randn(3, 2, k, dtype=torch.float64, generator=torch.Generator().manual_seed(k))
+    assert torch.allclose(rot.inverse(y), y @ r, atol=1e-12)  # y R = R^T y per token
+    assert torch.allclose(rot.inverse(rot(y)), y, atol=1e-12)
+    assert rot.inverse(y.to(torch.bfloat16)).dtype == torch.bfloat16
+
+
 def test_block_orders_are_the_largest_hadamard_divisors():
     assert block_factors(384) == (12, 5)  # the reference model's hidden size: 12 x 32
     assert block_factors(4096) == (1, 12)  # a power of two needs no Paley factor
