@@ -7,8 +7,8 @@ width, clip ratio and rotation, and with only its weights at 4 bits (RTN), rotat
 Nothing is fitted to the frames, so they need not be held out. The deviation is the mean
 squared difference of the whole normalized action chunk (the closed-loop table's
 ``mean_deviation`` is the same quantity on the executed actions). It also times the policy
-step with the rotation alone (activations FP) against FP: the cost of the online transforms
-in plain torch on the CPU.
+step with each rotation alone (activations FP) against FP: the cost of the online transforms
+in plain torch on the CPU (``quarot`` folds the residual stream's and runs fewer online).
 
     python bench/activations.py --checkpoint checkpoints/tabletop-small \\
         --dataset build/reference-tabletop/calib
@@ -33,7 +33,7 @@ from qvla_ros.quant.calibration_batch import calibration_batch  # noqa: E402
 from qvla_ros.quant.methods import apply_method, Calibration, MethodConfig  # noqa: E402
 from qvla_ros.quant.prepared import prepare_  # noqa: E402
 
-ROTATIONS = (None, 'hadamard')
+ROTATIONS = (None, 'hadamard', 'quarot')
 
 
 @torch.no_grad()
@@ -81,11 +81,11 @@ def main() -> int:
         apply_method(policy, Calibration({}), MethodConfig('rtn', 4.0, rotation=rotation))
         rows.append({'weights': 4, 'act_bits': 16, 'clip': 1.0, 'rotation': rotation,
                      'deviation': deviation(policy, batch, reference)})
-    rotated = load_policy(args.checkpoint)
-    prepare_(rotated, ActSpec(16, rotation='hadamard'))
-    timing = {'fp_ms': step_ms(fp, batch, args.repeats),
-              'rotated_ms': step_ms(rotated, batch, args.repeats),
-              'threads': torch.get_num_threads()}
+    timing = {'fp_ms': step_ms(fp, batch, args.repeats), 'threads': torch.get_num_threads()}
+    for rotation in ROTATIONS[1:]:  # the online transforms alone (activations FP)
+        rotated = load_policy(args.checkpoint)
+        prepare_(rotated, ActSpec(16, rotation=rotation))
+        timing[f'{rotation}_ms'] = step_ms(rotated, batch, args.repeats)
     name = args.suite or Path(args.checkpoint).name.split('-')[0]
     write_json(RESULTS / f'activations_{name}.json', {
         'meta': {'command': command_line(), 'checkpoint': args.checkpoint,
@@ -96,7 +96,8 @@ def main() -> int:
     for r in rows:
         print(f'W{r["weights"]}A{r["act_bits"]} clip {r["clip"]:g} {r["rotation"] or "-"}: '
               f'{r["deviation"]:.6f}')
-    print(f'step: fp {timing["fp_ms"]:.1f} ms, rotated {timing["rotated_ms"]:.1f} ms')
+    print('step: ' + ', '.join(f'{k[:-3]} {v:.1f} ms' for k, v in timing.items()
+                               if k.endswith('_ms')))
     return 0
 
 

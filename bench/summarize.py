@@ -450,14 +450,20 @@ def activations_block() -> Optional[str]:
         cells = {(r['weights'], r['act_bits'], r['rotation'], r['clip']): r['deviation']
                  for r in d['rows']}
         for w, a in sorted({(r['weights'], r['act_bits']) for r in d['rows']}, reverse=True):
-            for rot in (None, 'hadamard'):
+            for rot in sorted({r['rotation'] for r in d['rows']}, key=lambda r: (r or '', )):
+                if (w, a, rot) not in {k[:3] for k in cells}:
+                    continue
                 vals = [cells.get((w, a, rot, c)) for c in clips]
                 lines.append(f'| W{w}A{a} | {rot or "none"} | ' + ' | '.join(
                     '-' if v is None else f'{1e6 * v:.0f}' for v in vals) + ' |')
         t = d['timing']
-        lines += ['', f'One policy step on {t["threads"]} thread(s): FP {t["fp_ms"]:.1f} ms, '
-                  f'with every quantized layer\'s input rotated online {t["rotated_ms"]:.1f} ms '
-                  f'({t["rotated_ms"] / t["fp_ms"]:.2f} x).']
+        online = {'rotated': "every quantized layer's input rotated online",
+                  'hadamard': "every quantized layer's input rotated online",
+                  'quarot': 'the residual rotation folded (o_proj, down_proj and the vision '
+                  'layers rotate online)'}
+        lines += ['', f'One policy step on {t["threads"]} thread(s): FP {t["fp_ms"]:.1f} ms; ' +
+                  '; '.join(f'{text} {t[k + "_ms"]:.1f} ms ({t[k + "_ms"] / t["fp_ms"]:.2f} x)'
+                            for k, text in online.items() if k + '_ms' in t) + '.']
         out.append('\n'.join(lines))
     return '\n\n'.join(out) or None
 
