@@ -145,7 +145,7 @@ def run_cell(args, calib: Calibration, fp_params: int, method: str, bits: float,
             'max_prune_fraction': cfg.max_prune_fraction, 'calibration_sampling': SAMPLING,
             'plan_bits_per_param': plan.achieved_bits(), 'packed_bytes': packed,
             'real_bits_per_param': 8.0 * packed / fp_params, 'quantize_s': seconds,
-            'histogram': plan.histogram(), **{k: res[k] for k in (
+            'histogram': plan.histogram(), 'device': device_name(), **{k: res[k] for k in (
                 'episodes', 'successes', 'success_rate', 'wilson95', 'mean_deviation',
                 'final_step_deviation', 'policy_latency_ms', 'by_task')}}
 

@@ -139,7 +139,8 @@ def closed_loop_block(suite: str) -> Optional[str]:
     table = (RESULTS / f'closed_loop_{suite}.md').read_text().rstrip()
     return (f'`{meta["checkpoint"]}` (weights sha256 {meta["checkpoint_sha256"]}), seeds '
             f'{meta["eval_seeds"][0]}-{meta["eval_seeds"][1] - 1}, '
-            f'{recorded_schedule(meta)} actions executed per chunk, {meta["device"]}; rows '
+            f'{recorded_schedule(meta)} actions executed per chunk, last run on '
+            f'{meta["device"]}; rows '
             'from ' + ', then '.join(f'`{c}`' for c in runs) + refreshed + '.\n\n' + table
             + _sensitivity_seconds(meta))
 

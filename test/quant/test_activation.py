@@ -36,7 +36,7 @@ def test_bad_specs_name_what_was_expected():
         ActSpec(3)
     with pytest.raises(ValueError, match=r'clip_ratio must be in \(0, 1\]'):
         ActSpec(4, 1.5)
-    with pytest.raises(ValueError, match="one of \\('hadamard',\\)"):
+    with pytest.raises(ValueError, match="one of \\('hadamard', 'quarot'\\)"):
         ActSpec(4, rotation='random')
     with pytest.raises(ValueError, match='unknown activation spec fields'):
         ActSpec.from_dict({'bits': 4, 'groups': 2})
