@@ -110,9 +110,10 @@ def test_input_quantized_cells_rotate_where_it_applies_and_run_once():
     every = list(cells(args))
     got = [(m, a, tag, rot) for m, bits, a, n, _, tag, _, rot in every if n == 100]
     assert ('qvla', 4, 'hadamard', 'hadamard') in got and ('qvla', 4, '', None) in got
+    assert ('gptq', 4, 'quarot', 'quarot') in got
     assert ('smoothquant', 4, '', None) in got
     assert not any(m == 'smoothquant' and rot for m, _, _, rot in got)  # unrotated baseline
-    assert sum(1 for m, a, *_ in got if a == 4) == 9  # 4 methods x 2 rotations + SmoothQuant
+    assert sum(1 for m, a, *_ in got if a == 4) == 13  # 4 methods x 3 rotations + SmoothQuant
     assert sorted(m for m, a, *_ in got if a == 8) == sorted(args.act_methods)
     keys = [cell_key(m, bits, a, tag) for m, bits, a, _, _, tag, _, _ in every]
     assert len(set(keys)) == len(keys) == len(got) + 3  # and the three --w4a8 cells
@@ -125,7 +126,9 @@ def test_searched_clip_cells_are_tagged_apart_from_the_fixed_clip_ones():
                            ablation=False, a4_clip='search')
     tags = {(m, a, tag) for m, _, a, _, _, tag, _, _ in cells(args)}
     assert tags == {('rtn', 4, 'clip search'), ('rtn', 4, 'hadamard, clip search'),
+                    ('rtn', 4, 'quarot, clip search'),
                     ('qvla', 4, 'clip search'), ('qvla', 4, 'hadamard, clip search'),
+                    ('qvla', 4, 'quarot, clip search'),
                     ('rtn', 8, ''), ('qvla', 8, '')}  # A8 cells do not clip
 
 
