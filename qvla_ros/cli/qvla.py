@@ -58,11 +58,16 @@ def cmd_train(args) -> int:
                  init=args.init, widen_init=args.widen_init)
     config = CONFIGS[args.config]
     cameras = tuple(c.strip() for c in (args.cameras or '').split(',') if c.strip())
-    if args.cameras is None and args.init:  # a warm start keeps its cameras
+    initial = {}
+    if args.init:  # a warm start keeps its cameras and proprio unless told otherwise
         from qvla_ros.storage.errors import read_json_object
-        cameras = tuple((read_json_object(Path(args.init) / 'config.json', 'a checkpoint config')
-                         .get('config') or {}).get('cameras', ()))
+        initial = read_json_object(Path(args.init) / 'config.json',
+                                   'a checkpoint config').get('config') or {}
+    if args.cameras is None:
+        cameras = tuple(initial.get('cameras', ()))
     config = replace(config, cameras=cameras)
+    if args.proprio_dim is None and isinstance(initial.get('proprio_dim'), int):
+        config = replace(config, proprio_dim=initial['proprio_dim'])
     if args.proprio_dim is not None:
         if args.proprio_dim < 0:
             raise ValueError(f'--proprio-dim must be >= 0, got {args.proprio_dim}')
@@ -203,8 +208,8 @@ def add_train_command(sub) -> None:
     p.add_argument('--cameras', help='comma-separated dataset cameras the model reads, in order '
                    '(default: as --init, else the first camera only, a single-camera model)')
     p.add_argument('--proprio-dim', type=int,
-                   help='proprio values the model takes (default: as the config preset); it '
-                   'reads the first ones of each sample')
+                   help='proprio values the model takes (default: as --init, else the config '
+                   'preset); it reads the first ones of each sample')
     p.add_argument('--init', help='warm-start from this float qvla-ref checkpoint folder (same '
                    'config, except that --proprio-dim may add inputs and --cameras cameras; its '
                    'action and proprio normalization are kept)')

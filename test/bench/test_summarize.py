@@ -49,17 +49,24 @@ def test_w4a4_goals_judge_the_rotated_qvla_cell_against_every_w4a4_cell(tmp_path
         return {**_cell(method, 4.0, successes), 'act_bits': 4, 'tag': tag,
                 'mean_deviation': dev}
     rows = [_cell('qvla', 4.0, 88), a4('qvla', 87, 0.004, 'hadamard'), a4('qvla', 70, 0.02),
-            a4('rtn', 40, 0.05), a4('smoothquant', 60, 0.03), a4('gptq', 80, 0.003, 'hadamard')]
+            a4('rtn', 40, 0.05), a4('smoothquant', 60, 0.03), a4('gptq', 80, 0.003, 'hadamard'),
+            a4('qvla', 86, 0.001, 'quarot')]
     (tmp_path / 'closed_loop_tabletop.json').write_text(json.dumps(
         {'meta': {}, 'fp': fp, 'rows': rows}))
     monkeypatch.setattr(summarize, 'RESULTS', tmp_path)
     lines = [x for x in summarize.goals_block().splitlines() if 'W4A4' in x]
-    assert lines[0].startswith('* tabletop qvla W4A4 (rotated) keeps >= 95 % of FP: 87/100')
+    assert lines[0].startswith('* tabletop qvla W4A4 (hadamard) keeps >= 95 % of FP: 87/100')
     assert '96.67 %, **met**' in lines[0]  # 87 of FP's 90
-    assert lines[0].endswith('lowest gptq rotated 0.0030): **missed**')  # of the 5 cells
-    assert lines[1].startswith('* tabletop W4A4 with Wilson 95 % intervals: qvla rotated 87/100')
-    assert 'smoothquant 60/100' in lines[1] and 'rtn 40/100' in lines[1]
-    assert 'not rotated 70/100' in lines[2]
+    assert 'of the 6 W4A4 cells' in lines[0]  # the W4A16 cell is not one
+    assert lines[0].endswith('lowest qvla (quarot) 0.0010): **missed**')
+    assert lines[1].startswith('* tabletop qvla W4A4 (quarot) keeps >= 95 % of FP: 86/100')
+    assert lines[1].endswith('**met**; lowest action deviation of the 6 W4A4 cells (0.0010; '
+                             'lowest qvla (quarot) 0.0010): **met**')
+    assert lines[2].startswith('* tabletop W4A4 with Wilson 95 % intervals: qvla hadamard 87/100')
+    assert 'qvla quarot 86/100' in lines[2]
+    assert 'smoothquant 60/100' in lines[2] and 'rtn 40/100' in lines[2]
+    assert 'quarot 86/100' in lines[3] and 'not rotated 70/100' in lines[3]
+    assert len(lines) == 4  # no qvla-gptq W4A4 cells, no lines for them
     assert '88/100' not in '\n'.join(lines)  # the W4A16 qvla cell is another cell
 
 

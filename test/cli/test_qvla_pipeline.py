@@ -149,3 +149,26 @@ def test_w4a4_with_searched_clip_ratios_from_the_command_line(tmp_path, capsys):
     a = load_policy(str(ckpt)).predict(obs).actions
     b = load_policy('toy:1').predict(obs).actions
     assert np.abs(a - b).max() < 0.2 * np.abs(b).max() + 1e-6
+
+
+def test_a_warm_start_keeps_the_init_models_proprio_when_it_gains_cameras(tmp_path, capsys):
+    root = tmp_path / 'two'
+    rng = np.random.default_rng(0)
+    with RolloutWriter(root, DatasetInfo(7, 8, 10.0, ('agentview', 'wrist'))) as w:
+        for e in range(3):
+            w.add_episode({c: rng.integers(0, 256, (5, 64, 64, 3), np.uint8)
+                           for c in ('agentview', 'wrist')},
+                          rng.standard_normal((5, 8)).astype(np.float32),
+                          rng.standard_normal((5, 7)).astype(np.float32),
+                          np.arange(5, dtype=np.int64) * 100_000_000, 'go', True, 'sim', 'expert')
+    common = ['train', '--dataset', str(root), '--config', 'tiny', '--steps', '2',
+              '--batch-size', '2', '--fp32']
+    assert main([*common, '--out', str(tmp_path / 'one'), '--proprio-dim', '6']) == 0
+    # no --proprio-dim: the warm start reads 6 values, as its --init model does
+    assert main([*common, '--out', str(tmp_path / 'both'), '--init', str(tmp_path / 'one'),
+                 '--cameras', 'agentview,wrist']) == 0
+    both = load_policy(str(tmp_path / 'both'))
+    assert both.config.proprio_dim == 6 and both.config.cameras == ('agentview', 'wrist')
+    assert main([*common, '--out', str(tmp_path / 'x'), '--init', str(tmp_path / 'one'),
+                 '--proprio-dim', '4']) == 2  # a narrower proprio is refused in one line
+    assert 'only proprio_dim may grow' in capsys.readouterr().err
