@@ -110,9 +110,22 @@ class MetaWorldEnv:
         images = None
         if self._render:
             env = self._env(self.task)
+            self._make_current(env)
             images = {'agentview': env.render()[::-1].copy(), 'wrist': self._wrist_image(env)}
         state = np.concatenate([self._obs[:4], self._obs[GOAL_SLICE]])  # hand, grip, goal
         return {'images': images, 'proprio': state.astype(np.float32)}
+
+    @staticmethod
+    def _make_current(env) -> None:
+        """Make the GL context of ``env``'s renderer current before it draws.
+
+        Each task's environment renders in its own offscreen context, and gymnasium makes a
+        context current only when it creates it: drawing one task after another task's
+        environment was created used the other's GL objects and drew garbage.
+        """
+        viewer = env.unwrapped.mujoco_renderer._viewers.get('rgb_array')
+        if viewer is not None:  # the first render creates it, current
+            viewer.make_context_current()
 
     @staticmethod
     def _wrist_image(env) -> np.ndarray:

@@ -58,6 +58,25 @@ def test_reach_counts_success_at_the_fingers_not_at_the_hand_point_of_the_state(
         env.close()
 
 
+def test_each_task_draws_its_own_scene_after_another_task_drew():
+    # Every task's environment renders in its own GL context; one drawn in another's context
+    # comes out as garbage geometry, the same state giving another image.
+    env = MetaWorldEnv(tasks=('reach-v3', 'drawer-close-v3'))
+    other = MetaWorldEnv(tasks=('window-open-v3',))  # a scene unlike reach's (push shares it)
+    try:
+        first, _ = env.reset(100047, 'reach-v3')
+        before = {camera: image.copy() for camera, image in first['images'].items()}
+        env.reset(100048, 'drawer-close-v3')
+        env.step(np.zeros(7))
+        other.reset(100049)
+        again, _ = env.reset(100047, 'reach-v3')
+        for camera, image in before.items():
+            np.testing.assert_array_equal(again['images'][camera], image, err_msg=camera)
+    finally:
+        env.close()
+        other.close()
+
+
 def test_unknown_task():
     with pytest.raises(ValueError, match='unknown Meta-World tasks'):
         MetaWorldEnv(tasks=('fly-v3',))
