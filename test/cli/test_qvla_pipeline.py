@@ -14,11 +14,12 @@ from qvla_ros.quant.activation import CLIP_GRID
 from qvla_ros.quant.artifacts import QuantPlan
 
 
-def _dataset(root, episodes=2, steps=6):
-    writer = RolloutWriter(root, DatasetInfo(7, 8, 10.0, ('front',)))
+def _dataset(root, episodes=2, steps=6, cameras=('front',), size=(48, 64)):
+    writer = RolloutWriter(root, DatasetInfo(7, 8, 10.0, cameras))
     rng = np.random.default_rng(0)
     for e in range(episodes):
-        writer.add_episode({'front': rng.integers(0, 256, (steps, 48, 64, 3), dtype=np.uint8)},
+        writer.add_episode({c: rng.integers(0, 256, (steps, *size, 3), dtype=np.uint8)
+                            for c in cameras},
                            rng.standard_normal((steps, 8)).astype(np.float32),
                            rng.standard_normal((steps, 7)).astype(np.float32),
                            np.arange(steps, dtype=np.int64) * 100_000_000,
@@ -152,15 +153,7 @@ def test_w4a4_with_searched_clip_ratios_from_the_command_line(tmp_path, capsys):
 
 
 def test_a_warm_start_keeps_the_init_models_proprio_when_it_gains_cameras(tmp_path, capsys):
-    root = tmp_path / 'two'
-    rng = np.random.default_rng(0)
-    with RolloutWriter(root, DatasetInfo(7, 8, 10.0, ('agentview', 'wrist'))) as w:
-        for e in range(3):
-            w.add_episode({c: rng.integers(0, 256, (5, 64, 64, 3), np.uint8)
-                           for c in ('agentview', 'wrist')},
-                          rng.standard_normal((5, 8)).astype(np.float32),
-                          rng.standard_normal((5, 7)).astype(np.float32),
-                          np.arange(5, dtype=np.int64) * 100_000_000, 'go', True, 'sim', 'expert')
+    root = _dataset(tmp_path / 'two', 3, 5, ('agentview', 'wrist'), (64, 64))
     common = ['train', '--dataset', str(root), '--config', 'tiny', '--steps', '2',
               '--batch-size', '2', '--fp32']
     assert main([*common, '--out', str(tmp_path / 'one'), '--proprio-dim', '6']) == 0
