@@ -123,7 +123,7 @@ class MetaWorldEnv:
         context current only when it creates it: drawing one task after another task's
         environment was created used the other's GL objects and drew garbage.
         """
-        viewer = env.unwrapped.mujoco_renderer._viewers.get('rgb_array')
+        viewer = env.unwrapped.mujoco_renderer.viewer  # the rgb_array one, the only mode used
         if viewer is not None:  # the first render creates it, current
             viewer.make_context_current()
 
