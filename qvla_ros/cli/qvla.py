@@ -56,22 +56,19 @@ def cmd_train(args) -> int:
                  save_every=args.save_every, crop_scale=args.crop_scale, jitter=args.jitter,
                  loss=args.loss, aux_weight=args.aux_weight, pos_init=args.pos_init,
                  init=args.init, widen_init=args.widen_init)
+    if args.proprio_dim is not None and args.proprio_dim < 0:
+        raise ValueError(f'--proprio-dim must be >= 0, got {args.proprio_dim}')
     config = CONFIGS[args.config]
-    cameras = tuple(c.strip() for c in (args.cameras or '').split(',') if c.strip())
     initial = {}
     if args.init:  # a warm start keeps its cameras and proprio unless told otherwise
         from qvla_ros.storage.errors import read_json_object
         initial = read_json_object(Path(args.init) / 'config.json',
                                    'a checkpoint config').get('config') or {}
-    if args.cameras is None:
-        cameras = tuple(initial.get('cameras', ()))
-    config = replace(config, cameras=cameras)
-    if args.proprio_dim is None and isinstance(initial.get('proprio_dim'), int):
-        config = replace(config, proprio_dim=initial['proprio_dim'])
-    if args.proprio_dim is not None:
-        if args.proprio_dim < 0:
-            raise ValueError(f'--proprio-dim must be >= 0, got {args.proprio_dim}')
-        config = replace(config, proprio_dim=args.proprio_dim)
+    cameras = (tuple(initial.get('cameras', ())) if args.cameras is None else
+               tuple(c.strip() for c in args.cameras.split(',') if c.strip()))
+    proprio = initial.get('proprio_dim') if args.proprio_dim is None else args.proprio_dim
+    config = replace(config, cameras=cameras,
+                     proprio_dim=proprio if isinstance(proprio, int) else config.proprio_dim)
     from qvla_ros.models.training import STATE
     from qvla_ros.storage.atomic import check_output
     out = Path(args.out)
