@@ -4,13 +4,15 @@
 #      TRITON_INTERPRET tests are CPU checks of `make test` and are left out here;
 #   2. the kernel benchmark against fp16 cuBLAS, eager and CUDA-graph replayed, every Triton
 #      path and the measured choice (bench/kernel_speed.py --device cuda);
-#   3. the Llama-2-7B-shaped forward (600 tokens, and 1 token), bf16 vs QVLA-like 4.0 bits
+#   3. the fused online rotation + A4/A8 token rounding against the torch path
+#      (bench/rotation_speed.py; at most 35 s);
+#   4. the Llama-2-7B-shaped forward (600 tokens, and 1 token), bf16 vs QVLA-like 4.0 bits
 #      (bench/gpu_model.py), then again with CUDA-graph replays in a separate process.
-# Writes gpu-tests-<dev>.json, gpu-kernels-<dev>.json, gpu-model-<dev>.json and
-# gpu-model-graph-<dev>.json to
+# Writes gpu-tests-<dev>.json, gpu-kernels-<dev>.json, gpu-rotation-<dev>.json,
+# gpu-model-<dev>.json and gpu-model-graph-<dev>.json to
 # ${RESULTS_DIR:-bench/results}. Needs torch with CUDA, triton and transformers; no install.
 # Knobs for a shorter run: KERNEL_SHAPES (comma list of bench/kernel_speed.py shape names, default
-# all), KERNEL_BUDGET_S (default 90), TEST_TIMEOUT_S (default 150).
+# all), KERNEL_BUDGET_S (default 80), TEST_TIMEOUT_S (default 130).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1
@@ -23,7 +25,7 @@ $PY -c "import torch, triton, transformers; print('torch', torch.__version__, 't
 status=0
 
 start=$(date +%s)
-timeout "${TEST_TIMEOUT_S:-150}" $PY -m pytest -q test/kernels/test_triton_gpu.py test/kernels \
+timeout "${TEST_TIMEOUT_S:-130}" $PY -m pytest -q test/kernels/test_triton_gpu.py test/kernels \
   test/quant -k "not interpret" \
   --junitxml="$RES/gpu-tests-$dev.xml" 2>&1 | tail -n 25 || status=1
 $PY - "$RES/gpu-tests-$dev.xml" "$RES/gpu-tests-$dev.json" "$dev" <<'PYEOF'
@@ -41,10 +43,14 @@ PYEOF
 echo "tests took $(( $(date +%s) - start )) s"
 
 start=$(date +%s)
-timeout $(( ${KERNEL_BUDGET_S:-90} + 50 )) $PY bench/kernel_speed.py --device cuda \
-  --budget-s "${KERNEL_BUDGET_S:-90}" --shapes "${KERNEL_SHAPES:-all}" \
+timeout $(( ${KERNEL_BUDGET_S:-80} + 50 )) $PY bench/kernel_speed.py --device cuda \
+  --budget-s "${KERNEL_BUDGET_S:-80}" --shapes "${KERNEL_SHAPES:-all}" \
   --out "$RES/gpu-kernels-$dev.json" || status=1
 echo "kernel bench took $(( $(date +%s) - start )) s"
+
+start=$(date +%s)
+timeout 35 $PY bench/rotation_speed.py --out "$RES/gpu-rotation-$dev.json" || status=1
+echo "rotation bench took $(( $(date +%s) - start )) s"
 
 start=$(date +%s)
 timeout 90 $PY bench/gpu_model.py --out "$RES/gpu-model-$dev.json" || status=1

@@ -328,6 +328,19 @@ def activations_block() -> Optional[str]:
     return '\n\n'.join(out) or None
 
 
+def rotation_ptx_block() -> Optional[str]:
+    """Return one sentence per target about bench/results/ptx-rotation.json."""
+    d = _load('ptx-rotation.json')
+    if d is None:
+        return None
+    parts = [f'block {c["block"]} on {c["arch"]} (tile {c["tile"][0]}x{c["tile"][1]}, '
+             f'{c["num_warps"]} warps): {c["registers"]} registers, '
+             f'{c["spill_store_bytes"]} B spilled, {c["shared_bytes"] // 1024} KiB shared'
+             for c in d['cases']]
+    return (f'`{d["command"]}` (commit {d["commit"]}, triton {d["triton"]}, compiled on a CPU): '
+            + '; '.join(parts) + '.')
+
+
 BLOCKS: Dict[str, Callable[[], Optional[str]]] = {
     'headline': lambda: headline_block(RESULTS),
     'goals': lambda: goals_block(RESULTS),
@@ -344,6 +357,7 @@ BLOCKS: Dict[str, Callable[[], Optional[str]]] = {
     'models': models_block,
     'input_use': input_use_block,
     'activations': activations_block,
+    'rotation_ptx': rotation_ptx_block,
     'faults': lambda: faults_table(_load('faults.json')),
     'upstream_load': lambda: upstream_load_line(_load('upstream_load.json')),
 }

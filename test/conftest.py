@@ -76,3 +76,22 @@ def up():
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+@pytest.fixture(scope='session')
+def interpreted():
+    """Run a Python script in a subprocess under TRITON_INTERPRET=1; return its stdout.
+
+    A subprocess because the flag must be set before triton is first imported.
+    """
+    import os
+    import subprocess
+    import sys
+
+    def run(script: str) -> str:
+        env = dict(os.environ, TRITON_INTERPRET='1')
+        out = subprocess.run([sys.executable, '-c', script], env=env, capture_output=True,
+                             text=True, timeout=600)
+        assert out.returncode == 0, out.stdout + out.stderr
+        return out.stdout
+    return run

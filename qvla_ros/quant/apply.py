@@ -10,7 +10,8 @@ Every method (QVLA plans and all baselines) arrives as {layer: LayerQuant}. Two 
 An input rotation R (layers of a model prepared by ``qvla_ros.quant.prepared``), an input
 scale s (SmoothQuant/AWQ) and activation fake quantization (A8, A4) wrap the layer in a
 :class:`QuantizedLinear` that computes inner(Q_a(R x / s)); s (fp16) and R's signs (bits)
-are stored and counted.
+are stored and counted. On a GPU, rotations of Sylvester blocks run with s and Q_a in one
+Triton launch (:mod:`qvla_ros.kernels.triton_hadamard`); elsewhere in plain torch.
 """
 
 from typing import cast, Dict, Mapping, Optional
@@ -21,6 +22,7 @@ from torch import nn
 from qvla_ros.core.layer_quant import LayerQuant
 from qvla_ros.core.primitives import fake_quant_rows
 from qvla_ros.core.spec import QuantSpec
+from qvla_ros.kernels.dispatch import Backend, choose_backend
 from qvla_ros.kernels.format import PackedLayout
 from qvla_ros.kernels.linear import MixedBitLinear
 from qvla_ros.quant.activation import ActSpec, fake_quant_tokens
@@ -43,11 +45,25 @@ class QuantizedLinear(nn.Module):
         self.rotation = rotation
         self.register_buffer('inv_scale', None if inv_scale is None else inv_scale.half())
 
+    def fused(self, x: torch.Tensor) -> bool:
+        """Return True when one Triton launch rotates and rounds x (GPU, Sylvester blocks)."""
+        rot = self.rotation
+        if rot is None or rot.m != 1 or choose_backend(x.device.type) is not Backend.TRITON:
+            return False
+        from qvla_ros.kernels.triton_hadamard import supports
+        return supports(rot.block)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Return the quantized layer's output for x (..., K)."""
+        inv = cast(Optional[torch.Tensor], self.inv_scale)  # a buffer, or None
+        if self.fused(x):
+            from qvla_ros.kernels.triton_hadamard import rotate_quant_tokens
+            act, rot = self.act, cast(Rotation, self.rotation)
+            x = rotate_quant_tokens(x, rot.signs(), rot.block, inv, act.bits if act else 16,
+                                    act.clip_ratio if act else 1.0)
+            return self.inner(x)
         if self.rotation is not None:
             x = self.rotation(x)
-        inv = cast(Optional[torch.Tensor], self.inv_scale)  # a buffer, or None
         if inv is not None:
             x = x * inv.to(x.dtype)
         if self.act is not None:

@@ -110,10 +110,20 @@ class Rotation(nn.Module):
         self.register_buffer('sign_bits', pack_signs(bits))
         self.register_buffer('paley', paley_matrix(self.m) if self.m > 1 else None,
                              persistent=False)
+        self._signs_key: Optional[tuple] = None  # (device, storage, version) of _signs
+        self._signs = torch.empty(0, dtype=torch.int8)
 
     def signs(self) -> torch.Tensor:
-        """Return the signs d (K,) as +-1 (int8)."""
-        return unpack_signs(self.sign_bits, self.k)
+        """Return the signs d (K,) as +-1 (int8), unpacked again only when ``sign_bits`` change.
+
+        Every forward needs them; a load or ``.to()`` replaces or rewrites the buffer, which
+        changes the key.
+        """
+        bits = self.sign_bits
+        key = (bits.device, bits.data_ptr(), bits._version)
+        if self._signs_key != key:
+            self._signs, self._signs_key = unpack_signs(bits, self.k), key
+        return self._signs
 
     @property
     def block(self) -> int:

@@ -5,9 +5,6 @@ Each case runs in a subprocess because the interpreter flag must be set before t
 On a GPU, bench/gpu_check.sh runs the same checks in bf16 and fp16.
 """
 
-import os
-import subprocess
-import sys
 import textwrap
 
 import pytest
@@ -48,12 +45,8 @@ SCRIPT = textwrap.dedent('''
 
 
 @pytest.mark.slow
-def test_triton_kernel_under_interpreter():
-    env = dict(os.environ, TRITON_INTERPRET='1')
-    out = subprocess.run([sys.executable, '-c', SCRIPT], env=env, capture_output=True,
-                         text=True, timeout=600)
-    assert out.returncode == 0, out.stdout + out.stderr
-    assert 'worst relative error' in out.stdout
+def test_triton_kernel_under_interpreter(interpreted):
+    assert 'worst relative error' in interpreted(SCRIPT)
 
 
 PATHS_SCRIPT = textwrap.dedent('''
@@ -115,9 +108,5 @@ PATHS_SCRIPT = textwrap.dedent('''
 
 
 @pytest.mark.slow
-def test_gemv_and_dequant_paths_under_interpreter():
-    env = dict(os.environ, TRITON_INTERPRET='1')
-    out = subprocess.run([sys.executable, '-c', PATHS_SCRIPT], env=env, capture_output=True,
-                         text=True, timeout=600)
-    assert out.returncode == 0, out.stdout + out.stderr
-    assert 'worst relative error' in out.stdout
+def test_gemv_and_dequant_paths_under_interpreter(interpreted):
+    assert 'worst relative error' in interpreted(PATHS_SCRIPT)

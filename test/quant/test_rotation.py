@@ -66,6 +66,16 @@ def test_signs_pack_to_bits_and_back():
     assert not torch.equal(Rotation(64, 0).signs(), Rotation(64, 1).signs())
 
 
+def test_cached_signs_follow_a_loaded_state():
+    rot, other = Rotation(40, seed=0), Rotation(40, seed=5)
+    x = torch.randn(3, 40, dtype=torch.float64)
+    before = rot(x)  # the seed-0 signs are unpacked and kept
+    assert not torch.equal(rot.signs(), other.signs())
+    rot.load_state_dict(other.state_dict())
+    assert torch.equal(rot.signs(), other.signs())
+    assert torch.allclose(rot(x), other(x)) and not torch.allclose(rot(x), before)
+
+
 def test_a_folded_rotation_leaves_the_product_unchanged():
     gen = torch.Generator().manual_seed(1)
     x, w = torch.randn(5, 3, 384, generator=gen), torch.randn(16, 384, generator=gen)
