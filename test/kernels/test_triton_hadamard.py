@@ -51,6 +51,13 @@ SCRIPT = textwrap.dedent('''
                 err = (((q - r).abs() - ulp).clamp(min=0) / step).max().item()
                 assert err <= 1e-3, (n, bits, dtype, err)
                 assert torch.all(q[1, 2] == 0)
+    # The rotation QuantizedLinear holds: its signs, its block order and its block layout.
+    from qvla_ros.quant.rotation import Rotation
+    for k in (64, 512, 2048):
+        rot, x = Rotation(k, seed=3), torch.randn(4, k)
+        assert rot.m == 1
+        y = rotate_quant_tokens(x, rot.signs(), rot.block)
+        assert torch.allclose(y, rot(x), atol=1e-5), k
     try:
         rotate_quant_tokens(torch.randn(2, 96), torch.ones(96), 96)
     except ValueError as e:
