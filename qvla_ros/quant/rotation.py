@@ -117,9 +117,11 @@ class Rotation(nn.Module):
         """Return the signs d (K,) as +-1 (int8), unpacked again only when ``sign_bits`` change.
 
         Every forward needs them; a load or ``.to()`` replaces or rewrites the buffer, which
-        changes the key.
+        changes the key. Inference-mode tensors keep no version counter: never cached.
         """
         bits = self.sign_bits
+        if bits.is_inference():
+            return unpack_signs(bits, self.k)
         key = (bits.device, bits.data_ptr(), bits._version)
         if self._signs_key != key:
             self._signs, self._signs_key = unpack_signs(bits, self.k), key

@@ -74,6 +74,11 @@ def test_cached_signs_follow_a_loaded_state():
     rot.load_state_dict(other.state_dict())
     assert torch.equal(rot.signs(), other.signs())
     assert torch.allclose(rot(x), other(x)) and not torch.allclose(rot(x), before)
+    with torch.inference_mode():  # a model built or loaded there: no version counter
+        fresh = Rotation(40, seed=5)
+        fresh.load_state_dict(rot.state_dict())
+        assert torch.equal(fresh.signs(), other.signs())
+    assert torch.equal(fresh.signs(), other.signs())
 
 
 def test_a_folded_rotation_leaves_the_product_unchanged():
