@@ -6,13 +6,15 @@
 #      path and the measured choice (bench/kernel_speed.py --device cuda);
 #   3. the fused online rotation + A4/A8 token rounding against the torch path
 #      (bench/rotation_speed.py; at most 35 s);
-#   4. the Llama-2-7B-shaped forward (600 tokens, and 1 token), bf16 vs QVLA-like 4.0 bits
+#   4. a W4A8 layer: int8 tokens on int8 tensor cores vs fake-quantized bf16 tokens vs bf16
+#      cuBLAS (bench/w4a8_speed.py; at most 45 s);
+#   5. the Llama-2-7B-shaped forward (600 tokens, and 1 token), bf16 vs QVLA-like 4.0 bits
 #      (bench/gpu_model.py), then again with CUDA-graph replays in a separate process.
 # Writes gpu-tests-<dev>.json, gpu-kernels-<dev>.json, gpu-rotation-<dev>.json,
-# gpu-model-<dev>.json and gpu-model-graph-<dev>.json to
+# gpu-w4a8-<dev>.json, gpu-model-<dev>.json and gpu-model-graph-<dev>.json to
 # ${RESULTS_DIR:-bench/results}. Needs torch with CUDA, triton and transformers; no install.
 # Knobs for a shorter run: KERNEL_SHAPES (comma list of bench/kernel_speed.py shape names, default
-# all), KERNEL_BUDGET_S (default 80), TEST_TIMEOUT_S (default 130).
+# all), KERNEL_BUDGET_S (default 60), TEST_TIMEOUT_S (default 130).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1
@@ -43,8 +45,8 @@ PYEOF
 echo "tests took $(( $(date +%s) - start )) s"
 
 start=$(date +%s)
-timeout $(( ${KERNEL_BUDGET_S:-80} + 50 )) $PY bench/kernel_speed.py --device cuda \
-  --budget-s "${KERNEL_BUDGET_S:-80}" --shapes "${KERNEL_SHAPES:-all}" \
+timeout $(( ${KERNEL_BUDGET_S:-60} + 50 )) $PY bench/kernel_speed.py --device cuda \
+  --budget-s "${KERNEL_BUDGET_S:-60}" --shapes "${KERNEL_SHAPES:-all}" \
   --out "$RES/gpu-kernels-$dev.json" || status=1
 echo "kernel bench took $(( $(date +%s) - start )) s"
 
@@ -53,11 +55,15 @@ timeout 35 $PY bench/rotation_speed.py --out "$RES/gpu-rotation-$dev.json" || st
 echo "rotation bench took $(( $(date +%s) - start )) s"
 
 start=$(date +%s)
-timeout 90 $PY bench/gpu_model.py --out "$RES/gpu-model-$dev.json" || status=1
+timeout 45 $PY bench/w4a8_speed.py --out "$RES/gpu-w4a8-$dev.json" || status=1
+echo "w4a8 bench took $(( $(date +%s) - start )) s"
+
+start=$(date +%s)
+timeout 80 $PY bench/gpu_model.py --out "$RES/gpu-model-$dev.json" || status=1
 echo "model bench took $(( $(date +%s) - start )) s"
 
 start=$(date +%s)
-timeout 90 $PY bench/gpu_model.py --graph --out "$RES/gpu-model-graph-$dev.json" || status=1
+timeout 80 $PY bench/gpu_model.py --graph --out "$RES/gpu-model-graph-$dev.json" || status=1
 echo "graphed model bench took $(( $(date +%s) - start )) s"
 rm -f "$RES/gpu-tests-$dev.xml"
 exit $status

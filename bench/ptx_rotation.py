@@ -23,9 +23,10 @@ from bench.common import command_line, git_commit, RESULTS, write_json  # noqa: 
 TARGETS = ((90, 'sm_90a'), (87, 'sm_87'))
 BLOCKS = (64, 256, 1024, 2048, 4096)
 SIGNATURE = {'x_ptr': '*bf16', 'out_ptr': '*bf16', 's_ptr': '*i8', 'inv_ptr': '*fp16',
-             'h1_ptr': '*fp32', 'h2_ptr': '*fp32', 'K': 'i32', 'norm': 'fp32', 'clip': 'fp32',
-             'qmax': 'fp32', 'R': 'constexpr', 'N1': 'constexpr', 'KRON': 'constexpr',
-             'HAS_INV': 'constexpr', 'QUANT': 'constexpr'}
+             'h1_ptr': '*fp32', 'h2_ptr': '*fp32', 'sc_ptr': '*fp32', 'K': 'i32', 'norm': 'fp32',
+             'clip': 'fp32', 'qmax': 'fp32', 'R': 'constexpr', 'N1': 'constexpr',
+             'KRON': 'constexpr',
+             'HAS_INV': 'constexpr', 'QUANT': 'constexpr', 'CODES': 'constexpr'}
 
 
 def ptxas_info(ptxas: str, ptx: str, arch: str) -> dict:
@@ -58,7 +59,8 @@ def main() -> int:
     for block in BLOCKS:
         rows, n2, n1 = factors(block)
         src = ASTSource(fn=_rotate_quant_kernel, signature=SIGNATURE, constexprs={
-            'R': rows, 'N1': n1, 'KRON': n2 > 1, 'HAS_INV': True, 'QUANT': True})
+            'R': rows, 'N1': n1, 'KRON': n2 > 1, 'HAS_INV': True, 'QUANT': True,
+            'CODES': False})
         for cap, arch in TARGETS:
             warps = num_warps(rows, n1)
             kernel = triton.compile(src, target=GPUTarget('cuda', cap, 32),

@@ -154,3 +154,17 @@ def fake_quant_rows(w: torch.Tensor, bits_per_row: torch.Tensor,
         grid = None if qparams is None else (qparams[0][rows], qparams[1][rows])
         out[rows] = dequantize_rows(quantize_rows(w[rows], b, spec, grid)).to(w.dtype)
     return out
+
+
+def token_codes(x: torch.Tensor, bits: int,
+                clip_ratio: float = 1.0) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Return per-token symmetric codes (..., K) and scales (..., 1) of x (..., K), in x's dtype.
+
+    Each token (last dim) gets its own grid spanning ``clip_ratio`` x its absmax:
+    s = clip absmax / (2^(b-1) - 1), q = clamp(round(x / s), -2^(b-1), 2^(b-1) - 1), read back
+    as q s. Codes of b <= 8 are integers of at most 8 bits: exact in fp16 and bf16, and what
+    the int8 tensor-core kernels take.
+    """
+    qmax = 2 ** (bits - 1) - 1
+    scale = (x.detach().abs().amax(-1, keepdim=True) * clip_ratio).clamp(min=_EPS) / qmax
+    return torch.round(x.detach() / scale).clamp(-qmax - 1, qmax), scale

@@ -81,6 +81,19 @@ class MixedBitLinear(nn.Module):
             return cpu_linear(x, self.layout)
         return reference_linear(x, self.layout)
 
+    def forward_codes(self, codes: torch.Tensor, scale: torch.Tensor,
+                      out_dtype: torch.dtype) -> torch.Tensor:
+        """Return the layer's output for per-token codes (..., K) with scales (...,).
+
+        The input is codes x scale (``token_codes``); on CUDA the int8 codes go straight into
+        int8 tensor-core MMAs (W4A8), elsewhere they are dequantized to ``out_dtype`` first.
+        """
+        if choose_backend(codes.device.type, self.backend) is Backend.TRITON:
+            from qvla_ros.kernels.triton_mixed import mixed_linear
+            return mixed_linear(codes.to(torch.int8), self.layout, x_scale=scale,
+                                out_dtype=out_dtype)
+        return self.forward((codes.float() * scale.float()[..., None]).to(out_dtype))
+
     def dequantize(self) -> torch.Tensor:
         """Return the float32 (out, in) weight this layer computes with (the reference)."""
         return self.layout.dequantize()

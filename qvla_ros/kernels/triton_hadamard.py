@@ -97,9 +97,10 @@ def _rotated_tile(x_ptr, s_ptr, inv_ptr, h1_ptr, h2_ptr, row, k0, K, norm,
 
 
 @triton.jit
-def _rotate_quant_kernel(x_ptr, out_ptr, s_ptr, inv_ptr, h1_ptr, h2_ptr, K, norm, clip, qmax,
-                         R: tl.constexpr, N1: tl.constexpr, KRON: tl.constexpr,
-                         HAS_INV: tl.constexpr, QUANT: tl.constexpr):
+def _rotate_quant_kernel(x_ptr, out_ptr, s_ptr, inv_ptr, h1_ptr, h2_ptr, sc_ptr, K, norm, clip,
+                         qmax, R: tl.constexpr, N1: tl.constexpr, KRON: tl.constexpr,
+                         HAS_INV: tl.constexpr, QUANT: tl.constexpr, CODES: tl.constexpr):
+    # CODES: write the int8 codes and the token's scale to sc_ptr (M,) instead of codes x scale.
     row = tl.program_id(0)
     step = R * N1
     scale = 1.0
@@ -110,38 +111,49 @@ def _rotate_quant_kernel(x_ptr, out_ptr, s_ptr, inv_ptr, h1_ptr, h2_ptr, K, norm
                                           norm, R, N1, KRON, HAS_INV)
             amax = tl.maximum(amax, tl.max(tl.max(tl.abs(t), 1), 0))
         scale = tl.maximum(amax * clip, 1e-8) / qmax
+        if CODES:
+            tl.store(sc_ptr + row, scale)
     for k0 in range(0, K, step):
         t, offs, mask = _rotated_tile(x_ptr, s_ptr, inv_ptr, h1_ptr, h2_ptr, row, k0, K,
                                       norm, R, N1, KRON, HAS_INV)
         if QUANT:  # per-token symmetric grid, as fake_quant_tokens
-            t = tl.minimum(tl.maximum(_round_half_even(t / scale), -qmax - 1.0), qmax) * scale
+            t = tl.minimum(tl.maximum(_round_half_even(t / scale), -qmax - 1.0), qmax)
+            if not CODES:
+                t = t * scale
         tl.store(out_ptr + row * K + offs, t.to(out_ptr.dtype.element_ty), mask=mask)
 
 
 def rotate_quant_tokens(x: torch.Tensor, signs: torch.Tensor, block: int,
                         inv_scale: Optional[torch.Tensor] = None, bits: int = 16,
-                        clip: float = 1.0) -> torch.Tensor:
+                        clip: float = 1.0, codes: bool = False):
     """Return Q_a(R x * inv_scale) (..., K) in x's dtype: rotation, scale, per-token rounding.
 
     x (..., K) float32 / float16 / bfloat16; signs (K,) the rotation's +-1 signs (any dtype,
     e.g. ``Rotation.signs()``'s int8); block the order n of its Sylvester blocks
     (``supports``; n divides K); inv_scale (K,) or None; bits 4 or 8 round each token on its
-    own grid, 16 leaves the rotated values as they are.
+    own grid, 16 leaves the rotated values as they are. ``codes`` (bits 4 or 8) returns the
+    tuple (int8 codes (..., K), float32 scales (...,)) instead, for the int8 tensor-core GEMM.
     """
     k = x.shape[-1]
     if not supports(block) or k % block:
         raise ValueError(f'the fused rotation takes Sylvester blocks of order 16..{MAX_BLOCK} '
                          f'dividing K, got {block} for K = {k}')
+    if codes and bits >= 16:
+        raise ValueError(f'int8 codes need bits 4 or 8, got {bits}')
     rows, n2, n1 = factors(block)
     x2 = x.reshape(-1, k).contiguous()                                       # (M, K)
-    out = torch.empty_like(x2)
+    out = torch.empty(x2.shape, dtype=torch.int8 if codes else x.dtype, device=x.device)
+    scales = torch.empty(x2.shape[0], dtype=torch.float32, device=x.device)  # (M,)
     dev = str(x.device)
     h1 = _sylvester(n1, dev)
     h2 = _left(rows, n2, dev) if n2 > 1 else h1
     inv = inv_scale.contiguous() if inv_scale is not None else signs  # unread when None
     if x2.shape[0]:
         _rotate_quant_kernel[(x2.shape[0],)](
-            x2, out, signs.contiguous(), inv, h1, h2, k, math.sqrt(block), clip,
+            x2, out, signs.contiguous(), inv, h1, h2, scales, k, math.sqrt(block), clip,
             float(2 ** (bits - 1) - 1), R=rows, N1=n1, KRON=n2 > 1,
-            HAS_INV=inv_scale is not None, QUANT=bits < 16, num_warps=num_warps(rows, n1))
+            HAS_INV=inv_scale is not None, QUANT=bits < 16, CODES=codes,
+            num_warps=num_warps(rows, n1))
+    if codes:
+        return out.reshape(x.shape), scales.reshape(x.shape[:-1])
     return out.reshape(x.shape)

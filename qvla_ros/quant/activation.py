@@ -14,6 +14,8 @@ from typing import Optional
 
 import torch
 
+from qvla_ros.core.primitives import token_codes
+
 ACT_BITS = (4, 8, 16)  # 16: activations stay in floating point (a rotation alone)
 ROTATIONS = ('hadamard', 'quarot')
 CLIP_GRID = (1.0, 0.95, 0.9, 0.85, 0.8, 0.75, 0.7, 0.65, 0.6)  # clip_search's candidates
@@ -89,8 +91,6 @@ def fake_quant_tokens(x: torch.Tensor, spec: ActSpec) -> torch.Tensor:
     """
     if not spec.quantized:
         return x
-    qmax = 2 ** (spec.bits - 1) - 1
-    span = x.detach().abs().amax(-1, keepdim=True) * spec.clip_ratio  # (..., 1)
-    scale = span.clamp(min=1e-8) / qmax
-    q = torch.round(x.detach() / scale).clamp(-qmax - 1, qmax) * scale
+    codes, scale = token_codes(x, spec.bits, spec.clip_ratio)  # (..., K), (..., 1)
+    q = codes * scale
     return x + (q - x.detach()) if x.requires_grad else q

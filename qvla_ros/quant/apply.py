@@ -11,7 +11,8 @@ An input rotation R (layers of a model prepared by ``qvla_ros.quant.prepared``),
 scale s (SmoothQuant/AWQ) and activation fake quantization (A8, A4) wrap the layer in a
 :class:`QuantizedLinear` that computes inner(Q_a(R x / s)); s (fp16) and R's signs (bits)
 are stored and counted. On a GPU, rotations of Sylvester blocks run with s and Q_a in one
-Triton launch (:mod:`qvla_ros.kernels.triton_hadamard`); elsewhere in plain torch.
+Triton launch (:mod:`qvla_ros.kernels.triton_hadamard`), and rounded tokens of a packed layer
+enter it as int8 codes for its int8 tensor-core path; elsewhere all of it runs in plain torch.
 """
 
 from typing import cast, Dict, Mapping, Optional
@@ -20,7 +21,7 @@ import torch
 from torch import nn
 
 from qvla_ros.core.layer_quant import LayerQuant
-from qvla_ros.core.primitives import fake_quant_rows
+from qvla_ros.core.primitives import fake_quant_rows, token_codes
 from qvla_ros.core.spec import QuantSpec
 from qvla_ros.kernels.dispatch import Backend, choose_backend
 from qvla_ros.kernels.format import PackedLayout
@@ -53,12 +54,22 @@ class QuantizedLinear(nn.Module):
         from qvla_ros.kernels.triton_hadamard import supports
         return supports(rot.block)
 
+    def int8_tokens(self, x: torch.Tensor) -> bool:
+        """Return True when rounded tokens enter the packed layer as int8 codes (GPU, W4A8)."""
+        return (self.act is not None and isinstance(self.inner, MixedBitLinear)
+                and choose_backend(x.device.type, self.inner.backend) is Backend.TRITON)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Return the quantized layer's output for x (..., K)."""
         inv = cast(Optional[torch.Tensor], self.inv_scale)  # a buffer, or None
+        act = self.act
         if self.fused(x):
             from qvla_ros.kernels.triton_hadamard import rotate_quant_tokens
-            act, rot = self.act, cast(Rotation, self.rotation)
+            rot = cast(Rotation, self.rotation)
+            if act is not None and self.int8_tokens(x):
+                codes, scale = rotate_quant_tokens(x, rot.signs(), rot.block, inv, act.bits,
+                                                   act.clip_ratio, codes=True)
+                return cast(MixedBitLinear, self.inner).forward_codes(codes, scale, x.dtype)
             x = rotate_quant_tokens(x, rot.signs(), rot.block, inv, act.bits if act else 16,
                                     act.clip_ratio if act else 1.0)
             return self.inner(x)
@@ -66,8 +77,11 @@ class QuantizedLinear(nn.Module):
             x = self.rotation(x)
         if inv is not None:
             x = x * inv.to(x.dtype)
-        if self.act is not None:
-            x = fake_quant_tokens(x, self.act)
+        if act is not None and self.int8_tokens(x):
+            codes, scale = token_codes(x, act.bits, act.clip_ratio)  # (..., K), (..., 1)
+            return cast(MixedBitLinear, self.inner).forward_codes(codes, scale[..., 0], x.dtype)
+        if act is not None:
+            x = fake_quant_tokens(x, act)
         return self.inner(x)
 
 

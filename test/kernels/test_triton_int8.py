@@ -1,0 +1,118 @@
+# Copyright 2026 qvla_ros authors. Apache-2.0.
+"""The int8-token (W4A8) path of the fused kernel: interpreter on CPU, real GPU when present.
+
+The reference dequantizes the tokens (codes x scale) and runs ``reference_linear`` in float32;
+the codes come from ``token_codes``, the grid every activation quantizer here shares.
+"""
+
+import textwrap
+
+import pytest
+import torch
+
+SCRIPT = textwrap.dedent('''
+    import torch
+    from qvla_ros.core.primitives import token_codes
+    from qvla_ros.core.spec import QuantSpec, Scheme
+    from qvla_ros.kernels.format import PackedLayout, reference_linear
+    from qvla_ros.kernels.triton_mixed import mixed_linear
+    torch.manual_seed(0)
+    worst = 0.0
+    # Per-row and grouped scales (groups of 16 shrink the K block), both schemes, bias or not,
+    # the GEMV (m = 1) and dot tiles with masked edges, A8 and A4 codes, fp32 and fp16 out.
+    for gs, k in ((None, 40), (None, 96), (32, 96), (16, 64)):
+        for scheme in (Scheme.ASYMMETRIC, Scheme.SYMMETRIC):
+            n = 70
+            bits = torch.tensor([16, 8, 4, 3, 2, 0, 4] * 10)
+            bias = torch.randn(n) if scheme is Scheme.ASYMMETRIC else None
+            layout = PackedLayout.from_float(torch.randn(n, k), bits,
+                                             QuantSpec(scheme, group_size=gs), bias=bias)
+            for m in (1, 7, 33):
+                for a_bits, dtype in ((8, torch.float32), (4, torch.float16)):
+                    codes, scale = token_codes(torch.randn(m, k) * 3, a_bits)
+                    ref = reference_linear(codes * scale, layout)
+                    y = mixed_linear(codes.to(torch.int8), layout, x_scale=scale[:, 0],
+                                     out_dtype=dtype)
+                    assert y.dtype == dtype and y.shape == (m, n)
+                    rel = ((y.float() - ref).abs().max() / ref.abs().max()).item()
+                    tol = 1e-5 if dtype == torch.float32 else 2e-3
+                    assert rel <= tol, (gs, k, scheme, m, a_bits, rel)
+                    worst = max(worst, rel)
+    # Float tokens are refused where int8 codes are due.
+    try:
+        mixed_linear(torch.randn(2, k), layout, x_scale=torch.ones(2))
+    except ValueError as exc:
+        assert 'int8 tokens expected' in str(exc)
+    else:
+        raise AssertionError('float tokens accepted as codes')
+    print('worst relative error', worst)
+''')
+
+LAYER_SCRIPT = textwrap.dedent('''
+    import torch
+    from qvla_ros.kernels.dispatch import Backend
+    from qvla_ros.kernels.linear import MixedBitLinear
+    from qvla_ros.kernels.triton_hadamard import rotate_quant_tokens
+    from qvla_ros.quant.activation import ActSpec
+    from qvla_ros.quant.apply import QuantizedLinear
+    from qvla_ros.quant.rotation import Rotation
+    torch.manual_seed(0)
+    # The fused rotation's codes times its scales are its rounded values, bit for bit.
+    x, rot = torch.randn(5, 256), Rotation(256, seed=2)
+    for bits in (8, 4):
+        codes, scale = rotate_quant_tokens(x, rot.signs(), rot.block, None, bits, 0.9,
+                                           codes=True)
+        assert codes.dtype == torch.int8 and scale.shape == (5,)
+        assert int(codes.abs().max()) <= 2 ** (bits - 1)
+        fake = rotate_quant_tokens(x, rot.signs(), rot.block, None, bits, 0.9)
+        assert torch.equal(codes.float() * scale[:, None], fake), bits
+    # A QuantizedLinear whose packed layer runs on Triton sends it int8 codes; the same layer
+    # on the reference backend takes fake-quantized floats: the outputs agree.
+    lin = torch.nn.Linear(256, 48)
+    bits = torch.tensor([16, 8, 4, 2] * 12)
+    for rotation in (None, rot):
+        for act in (ActSpec(8), ActSpec(4, 0.9)):
+            tri = MixedBitLinear.from_float(lin, bits, backend=Backend.TRITON,
+                                            dense_dtype=torch.float32)
+            ref = MixedBitLinear.from_float(lin, bits, backend=Backend.REFERENCE,
+                                            dense_dtype=torch.float32)
+            inv = torch.rand(256) + 0.5
+            a = QuantizedLinear(tri, inv, act, rotation)
+            b = QuantizedLinear(ref, inv, act, rotation)
+            assert a.int8_tokens(x) and not b.int8_tokens(x)
+            got, want = a(x), b(x)
+            rel = ((got - want).abs().max() / want.abs().max()).item()
+            assert rel <= 1e-5, (rotation is None, act, rel)
+    print('layer ok')
+''')
+
+
+@pytest.mark.slow
+def test_int8_tokens_under_interpreter(interpreted):
+    assert 'worst relative error' in interpreted(SCRIPT)
+
+
+@pytest.mark.slow
+def test_quantized_linear_sends_int8_codes_under_interpreter(interpreted):
+    assert 'layer ok' in interpreted(LAYER_SCRIPT)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason='needs CUDA')
+@pytest.mark.parametrize('m', [1, 16, 300])
+@pytest.mark.parametrize('gs', [None, 128])
+@pytest.mark.parametrize('dtype', [torch.bfloat16, torch.float16])
+def test_int8_tokens_on_a_gpu(m, gs, dtype):
+    from qvla_ros.core.primitives import token_codes
+    from qvla_ros.core.spec import QuantSpec
+    from qvla_ros.kernels.format import PackedLayout, reference_linear
+    from qvla_ros.kernels.triton_mixed import mixed_linear
+    n, k = 1536, 1024
+    bits = torch.tensor([16, 8, 4, 4, 4, 2, 0, 4])[torch.randint(0, 8, (n,))]
+    layout = PackedLayout.from_float(torch.randn(n, k, device='cuda') * 0.02, bits,
+                                     QuantSpec(group_size=gs), bias=torch.randn(n, device='cuda'),
+                                     dense_dtype=dtype)
+    codes, scale = token_codes(torch.randn(m, k, device='cuda'), 8)
+    ref = reference_linear(codes * scale, layout)
+    got = mixed_linear(codes.to(torch.int8), layout, x_scale=scale[:, 0], out_dtype=dtype)
+    assert ((got.float() - ref).abs().max() / ref.abs().max()).item() < 1e-2
