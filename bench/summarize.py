@@ -341,6 +341,24 @@ def rotation_ptx_block() -> Optional[str]:
             + '; '.join(parts) + '.')
 
 
+def mixed_ptx_block() -> Optional[str]:
+    """Return one sentence per (target, tokens) about bench/results/ptx-mixed.json."""
+    d = _load('ptx-mixed.json')
+    if d is None:
+        return None
+    parts = []
+    for arch in dict.fromkeys(c['arch'] for c in d['cases']):
+        for tokens, label in (('fp16', 'fp16 tokens'), ('i8', 'int8 tokens')):
+            cases = [c for c in d['cases'] if c['arch'] == arch and c['tokens'] == tokens]
+            spilled = [c['spill_store_bytes'] for c in cases if c['spill_store_bytes']]
+            kinds = sorted({m.split('.')[-2] for c in cases for m in c['mma']})
+            parts.append(f'{arch}, {label}: MMA operands {"/".join(kinds) or "none"}, '
+                         f'{len(spilled)} of {len(cases)} tiles spill (at most '
+                         f'{max(spilled, default=0)} B)')
+    return (f'`{d["command"]}` (commit {d["commit"]}, triton {d["triton"]}, compiled on a CPU): '
+            + '; '.join(parts) + '.')
+
+
 BLOCKS: Dict[str, Callable[[], Optional[str]]] = {
     'headline': lambda: headline_block(RESULTS),
     'goals': lambda: goals_block(RESULTS),
@@ -358,6 +376,7 @@ BLOCKS: Dict[str, Callable[[], Optional[str]]] = {
     'input_use': input_use_block,
     'activations': activations_block,
     'rotation_ptx': rotation_ptx_block,
+    'mixed_ptx': mixed_ptx_block,
     'faults': lambda: faults_table(_load('faults.json')),
     'upstream_load': lambda: upstream_load_line(_load('upstream_load.json')),
 }
