@@ -9,6 +9,7 @@ import statistics
 import subprocess
 import sys
 import time
+from typing import Optional, Tuple
 
 import torch
 
@@ -163,3 +164,23 @@ def write_json(path: Path, data: dict) -> None:
 def slug(name: str) -> str:
     """Return a file-name-safe lower-case version of ``name``."""
     return ''.join(c if c.isalnum() else '-' for c in name.lower()).strip('-')
+
+
+def cuda_bench_setup(doc: str, stem: str, **header) -> Optional[Tuple[Path, dict]]:
+    """Parse a GPU benchmark's ``--out``; return (results path, results header) or None.
+
+    None (after one line on stderr) when there is no CUDA device. The default path is
+    bench/results/<stem>-<device>.json; the header holds command, commit, device, torch and
+    ``header``, with an empty ``cases`` list.
+    """
+    import argparse
+    ap = argparse.ArgumentParser(description=doc.splitlines()[0])
+    ap.add_argument('--out', type=Path, default=None)
+    args = ap.parse_args()
+    if not torch.cuda.is_available():
+        print(f'{Path(sys.argv[0]).name} needs a CUDA device', file=sys.stderr)
+        return None
+    dev = device_name()
+    data = {'command': command_line(), 'commit': git_commit(), 'device': dev,
+            'torch': torch.__version__, **header, 'cases': []}
+    return args.out or RESULTS / f'{stem}-{slug(dev)}.json', data

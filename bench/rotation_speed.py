@@ -10,7 +10,6 @@ Llama-2-7B layer input (4096; 11008 before ``down_proj``). Writes
 bench/results/gpu-rotation-<device>.json; ratios are torch time / fused time.
 """
 
-import argparse
 from pathlib import Path
 import sys
 
@@ -18,8 +17,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import (command_line, device_name, git_commit, RESULTS,  # noqa: E402
-                          slug, time_cuda, time_cuda_graph, write_json)
+from bench.common import (cuda_bench_setup, time_cuda, time_cuda_graph,  # noqa: E402
+                          write_json)
 from qvla_ros.quant.activation import ActSpec, fake_quant_tokens  # noqa: E402
 from qvla_ros.quant.rotation import Rotation  # noqa: E402
 
@@ -56,16 +55,10 @@ def case(k: int, m: int, bits: int) -> dict:
 
 def main() -> int:
     """Run every case and write the results file."""
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument('--out', type=Path, default=None)
-    args = ap.parse_args()
-    if not torch.cuda.is_available():
-        print('bench/rotation_speed.py needs a CUDA device', file=sys.stderr)
+    setup = cuda_bench_setup(__doc__, 'gpu-rotation')
+    if setup is None:
         return 2
-    dev = device_name()
-    out = args.out or RESULTS / f'gpu-rotation-{slug(dev)}.json'
-    data = {'command': command_line(), 'commit': git_commit(), 'device': dev,
-            'torch': torch.__version__, 'cases': []}
+    out, data = setup
     for k in WIDTHS:
         for m in TOKENS:
             for bits in BITS:

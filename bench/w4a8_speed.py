@@ -16,7 +16,6 @@ CUDA events in one run, eager and from CUDA-graph replays:
 Writes bench/results/gpu-w4a8-<device>.json; ratios are other time / w4a8_int8 time.
 """
 
-import argparse
 from pathlib import Path
 import sys
 
@@ -25,8 +24,8 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import (bits_for_mix, command_line, device_name, git_commit,  # noqa: E402
-                          MIXES, RESULTS, slug, time_cuda, time_cuda_graph, write_json)
+from bench.common import (bits_for_mix, cuda_bench_setup, MIXES, time_cuda,  # noqa: E402
+                          time_cuda_graph, write_json)
 from qvla_ros.kernels.format import PackedLayout, reference_linear  # noqa: E402
 from qvla_ros.kernels.linear import MixedBitLinear  # noqa: E402
 from qvla_ros.quant.activation import ActSpec, fake_quant_tokens  # noqa: E402
@@ -67,16 +66,10 @@ def case(name: str, n: int, k: int, m: int) -> dict:
 
 def main() -> int:
     """Run every case and write the results file."""
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument('--out', type=Path, default=None)
-    args = ap.parse_args()
-    if not torch.cuda.is_available():
-        print('bench/w4a8_speed.py needs a CUDA device', file=sys.stderr)
+    setup = cuda_bench_setup(__doc__, 'gpu-w4a8', mix='qvla4.0', act_bits=8)
+    if setup is None:
         return 2
-    dev = device_name()
-    out = args.out or RESULTS / f'gpu-w4a8-{slug(dev)}.json'
-    data = {'command': command_line(), 'commit': git_commit(), 'device': dev,
-            'torch': torch.__version__, 'mix': 'qvla4.0', 'act_bits': 8, 'cases': []}
+    out, data = setup
     for name, n, k in SHAPES:
         for m in TOKENS:
             data['cases'].append(case(name, n, k, m))
