@@ -86,12 +86,14 @@ class MixedBitLinear(nn.Module):
         """Return the layer's output for per-token codes (..., K) with scales (...,).
 
         The input is codes x scale (``token_codes``); on CUDA the int8 codes go straight into
-        int8 tensor-core MMAs (W4A8), elsewhere they are dequantized to ``out_dtype`` first.
+        int8 tensor-core MMAs (W4A8) where the layer's scale groups allow, elsewhere they are
+        dequantized to ``out_dtype`` first.
         """
         if choose_backend(codes.device.type, self.backend) is Backend.TRITON:
-            from qvla_ros.kernels.triton_mixed import mixed_linear
-            return mixed_linear(codes.to(torch.int8), self.layout, x_scale=scale,
-                                out_dtype=out_dtype)
+            from qvla_ros.kernels.triton_mixed import int8_supported, mixed_linear
+            if int8_supported(self.group_size, self.in_features):
+                return mixed_linear(codes.to(torch.int8), self.layout, x_scale=scale,
+                                    out_dtype=out_dtype)
         return self.forward((codes.float() * scale.float()[..., None]).to(out_dtype))
 
     def dequantize(self) -> torch.Tensor:

@@ -30,6 +30,8 @@ import triton.language as tl
 
 from qvla_ros.kernels.format import KERNEL_SIZES, PackedLayout
 
+INT8_MIN_BLOCK_K = 32  # an int8 MMA's K step (m16n8k32, wgmma k32)
+
 
 @triton.jit
 def _load_x(x_ptr, stride_xm, offs_m, offs_k, M, K):
@@ -219,9 +221,7 @@ def prune_configs(configs, named_args, **kwargs):
     With int8 tokens (``INT8_X``) a K block must also lie inside one scale group.
     """
     if kwargs.get('INT8_X'):
-        configs = [c for c in configs
-                   if int8_block_k(c.kwargs['BLOCK_K'], named_args['GS'], named_args['K'])
-                   == c.kwargs['BLOCK_K']]
+        configs = _inside_groups(configs, named_args['GS'], named_args['K'])
     m = named_args['M']
     if m == 1:
         return [c for c in configs if c.kwargs['BLOCK_M'] == 1]
@@ -236,6 +236,25 @@ def int8_block_k(block_k: int, group_size: int, k: int) -> int:
     while group_size % block_k:
         block_k //= 2
     return block_k
+
+
+def int8_supported(group_size: int, k: int) -> bool:
+    """Return True when int8 tokens fit the layer: per-row scales, or groups of 32n columns.
+
+    A K block must lie inside one group and an int8 MMA takes K in steps of 32.
+    """
+    return group_size >= k or group_size % INT8_MIN_BLOCK_K == 0
+
+
+def _inside_groups(configs, group_size: int, k: int):
+    """Return ``configs`` with each K block shrunk to fit a scale group, duplicates dropped."""
+    out: dict = {}
+    for c in configs:
+        bk = int8_block_k(c.kwargs['BLOCK_K'], group_size, k)
+        key = (c.kwargs['BLOCK_M'], c.kwargs['BLOCK_N'], bk, c.num_warps, c.num_stages)
+        out.setdefault(key, triton.Config({**c.kwargs, 'BLOCK_K': bk}, num_warps=c.num_warps,
+                                          num_stages=c.num_stages))
+    return list(out.values())
 
 
 def interpreting() -> bool:
@@ -270,6 +289,9 @@ def mixed_linear(x: torch.Tensor, layout: PackedLayout, block=None,
     int8 = x_scale is not None
     if int8 and x2.dtype != torch.int8:
         raise ValueError(f'int8 tokens expected with x_scale, got {x2.dtype}')
+    if int8 and not int8_supported(layout.group_size, k):
+        raise ValueError(f'int8 tokens need per-row scales or groups of a multiple of '
+                         f'{INT8_MIN_BLOCK_K} columns, got groups of {layout.group_size}')
     dtype = (out_dtype or torch.float16) if int8 else x.dtype
     xs = layout.scales if x_scale is None else x_scale.reshape(-1).float().contiguous()
     counts = layout.host_counts

@@ -18,9 +18,9 @@ SCRIPT = textwrap.dedent('''
     from qvla_ros.kernels.triton_mixed import mixed_linear
     torch.manual_seed(0)
     worst = 0.0
-    # Per-row and grouped scales (groups of 16 shrink the K block), both schemes, bias or not,
-    # the GEMV (m = 1) and dot tiles with masked edges, A8 and A4 codes, fp32 and fp16 out.
-    for gs, k in ((None, 40), (None, 96), (32, 96), (16, 64)):
+    # Per-row and grouped scales, both schemes, bias or not, the GEMV (m = 1) and dot tiles
+    # with masked edges, A8 and A4 codes, fp32 and fp16 out.
+    for gs, k in ((None, 40), (None, 96), (32, 96), (64, 128)):
         for scheme in (Scheme.ASYMMETRIC, Scheme.SYMMETRIC):
             n = 70
             bits = torch.tensor([16, 8, 4, 3, 2, 0, 4] * 10)
@@ -38,13 +38,17 @@ SCRIPT = textwrap.dedent('''
                     tol = 1e-5 if dtype == torch.float32 else 2e-3
                     assert rel <= tol, (gs, k, scheme, m, a_bits, rel)
                     worst = max(worst, rel)
-    # Float tokens are refused where int8 codes are due.
-    try:
-        mixed_linear(torch.randn(2, k), layout, x_scale=torch.ones(2))
-    except ValueError as exc:
-        assert 'int8 tokens expected' in str(exc)
-    else:
-        raise AssertionError('float tokens accepted as codes')
+    # Float tokens, and groups an int8 MMA cannot step through, are refused.
+    small = PackedLayout.from_float(torch.randn(8, 64), torch.full((8,), 4),
+                                    QuantSpec(group_size=16))
+    for tokens, lay, why in ((torch.randn(2, k), layout, 'int8 tokens expected'),
+                             (torch.ones(2, 64, dtype=torch.int8), small, 'groups of 16')):
+        try:
+            mixed_linear(tokens, lay, x_scale=torch.ones(2))
+        except ValueError as exc:
+            assert why in str(exc), exc
+        else:
+            raise AssertionError(why)
     print('worst relative error', worst)
 ''')
 
@@ -68,13 +72,16 @@ LAYER_SCRIPT = textwrap.dedent('''
         assert torch.equal(codes.float() * scale[:, None], fake), bits
     # A QuantizedLinear whose packed layer runs on Triton sends it int8 codes; the same layer
     # on the reference backend takes fake-quantized floats: the outputs agree.
+    # Groups of 16 columns take the dequantized fallback.
+    from qvla_ros.core.spec import QuantSpec
     lin = torch.nn.Linear(256, 48)
     bits = torch.tensor([16, 8, 4, 2] * 12)
-    for rotation in (None, rot):
+    for rotation, spec in ((None, QuantSpec()), (rot, QuantSpec()),
+                           (None, QuantSpec(group_size=16))):
         for act in (ActSpec(8), ActSpec(4, 0.9)):
-            tri = MixedBitLinear.from_float(lin, bits, backend=Backend.TRITON,
+            tri = MixedBitLinear.from_float(lin, bits, spec, backend=Backend.TRITON,
                                             dense_dtype=torch.float32)
-            ref = MixedBitLinear.from_float(lin, bits, backend=Backend.REFERENCE,
+            ref = MixedBitLinear.from_float(lin, bits, spec, backend=Backend.REFERENCE,
                                             dense_dtype=torch.float32)
             inv = torch.rand(256) + 0.5
             a = QuantizedLinear(tri, inv, act, rotation)
@@ -85,6 +92,19 @@ LAYER_SCRIPT = textwrap.dedent('''
             assert rel <= 1e-5, (rotation is None, act, rel)
     print('layer ok')
 ''')
+
+
+@pytest.mark.parametrize('gs,k', [(32, 4096), (64, 11008), (128, 4096), (4096, 4096)])
+@pytest.mark.parametrize('m', [1, 7, 600])
+def test_autotuning_keeps_int8_blocks_inside_scale_groups(gs, k, m):
+    pytest.importorskip('triton')
+    from qvla_ros.kernels.triton_mixed import _configs, prune_configs
+    kept = prune_configs(_configs(), {'M': m, 'GS': gs, 'K': k}, INT8_X=True)
+    assert kept, 'no config left'
+    assert all(gs % c.kwargs['BLOCK_K'] == 0 or gs >= k for c in kept)
+    assert all((c.kwargs['BLOCK_M'] == 1) == (m == 1) for c in kept)
+    assert len({(tuple(sorted(c.kwargs.items())), c.num_warps, c.num_stages)
+                for c in kept}) == len(kept)
 
 
 @pytest.mark.slow
