@@ -341,6 +341,11 @@ def rotation_ptx_block() -> Optional[str]:
             + '; '.join(parts) + '.')
 
 
+def _spills(cases: list) -> str:
+    spilled = [c['spill_store_bytes'] for c in cases if c['spill_store_bytes']]
+    return f'{len(spilled)} of {len(cases)} spill (at most {max(spilled, default=0)} B)'
+
+
 def mixed_ptx_block() -> Optional[str]:
     """Return one sentence per (target, tokens) about bench/results/ptx-mixed.json."""
     d = _load('ptx-mixed.json')
@@ -350,11 +355,17 @@ def mixed_ptx_block() -> Optional[str]:
     for arch in dict.fromkeys(c['arch'] for c in d['cases']):
         for tokens, label in (('fp16', 'fp16 tokens'), ('i8', 'int8 tokens')):
             cases = [c for c in d['cases'] if c['arch'] == arch and c['tokens'] == tokens]
-            spilled = [c['spill_store_bytes'] for c in cases if c['spill_store_bytes']]
-            kinds = sorted({m.split('.')[-2] for c in cases for m in c['mma']})
-            parts.append(f'{arch}, {label}: MMA operands {"/".join(kinds) or "none"}, '
-                         f'{len(spilled)} of {len(cases)} tiles spill (at most '
-                         f'{max(spilled, default=0)} B)')
+            one = [c for c in cases if not c.get('width')]
+            split = [c for c in cases if c.get('width')]
+            quant = [c for c in split if c['width'] != 16]
+            kinds = sorted({m.split('.')[-2] for c in quant or cases for m in c['mma']})
+            text = (f"{arch}, {label}: quantized groups' MMA operands "
+                    f'{"/".join(kinds) or "none"}; one launch for all groups: {len(one)} '
+                    f'tiles, {_spills(one)}')
+            if split:
+                text += f'; a launch per group: {len(split)} (tile, width) kernels, ' + \
+                    _spills(split)
+            parts.append(text)
     return (f'`{d["command"]}` (commit {d["commit"]}, triton {d["triton"]}, compiled on a CPU): '
             + '; '.join(parts) + '.')
 

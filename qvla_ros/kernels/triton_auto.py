@@ -4,19 +4,22 @@
 Paths (all equal to ``reference_linear`` up to accumulation order):
 
 * ``gemv``    M = 1 decode kernel (:mod:`qvla_ros.kernels.triton_gemv`);
-* ``fused``   tiled dequantize-matmul, one launch (:mod:`qvla_ros.kernels.triton_mixed`);
+* ``fused``   tiled dequantize-matmul, one launch per bit group
+  (:mod:`qvla_ros.kernels.triton_mixed`);
+* ``fused1``  the same kernel with every group in one launch (fewer launches, more registers);
 * ``dequant`` transient dense weight + cuBLAS (:mod:`qvla_ros.kernels.triton_dequant`).
 
 The first call for a (layer shape, group size, dtype, M bucket) times every applicable
 path with ``triton.testing.do_bench`` and keeps the fastest, as Triton's autotuner does for
-tile sizes: the choice changes speed only, never results. M = 1 tries gemv and fused; M > 1
-tries fused and dequant. Under TRITON_INTERPRET (no timing) M = 1 uses gemv and M > 1 fused.
-The cache is per process (``clear_choices`` empties it); a CUDA-graph capture must follow a
-warm-up call, as with any autotuned kernel.
+tile sizes: the choice changes speed only, never results. M = 1 tries gemv, fused and fused1;
+M > 1 tries fused, fused1 and dequant. Under TRITON_INTERPRET (no timing) M = 1 uses gemv and
+M > 1 fused. The cache is per process (``clear_choices`` empties it); a CUDA-graph capture
+must follow a warm-up call, as with any autotuned kernel.
 
 This module imports triton at import; import it only through ``qvla_ros.kernels.dispatch``.
 """
 
+import functools
 from typing import Callable, Dict, Optional, Tuple
 
 import torch
@@ -28,7 +31,8 @@ from qvla_ros.kernels.triton_gemv import mixed_gemv, supports
 from qvla_ros.kernels.triton_mixed import interpreting, mixed_linear
 
 PATHS: Dict[str, Callable[[torch.Tensor, PackedLayout], torch.Tensor]] = {
-    'gemv': mixed_gemv, 'fused': mixed_linear, 'dequant': dequant_linear}
+    'gemv': mixed_gemv, 'fused': mixed_linear,
+    'fused1': functools.partial(mixed_linear, split=False), 'dequant': dequant_linear}
 _CHOICES: Dict[Tuple, str] = {}
 
 
@@ -40,9 +44,10 @@ def _key(x: torch.Tensor, layout: PackedLayout, m: int) -> Tuple:
 
 def candidates(layout: PackedLayout, m: int) -> Tuple[str, ...]:
     """Return the paths worth timing for ``m`` rows of input."""
+    fused = ('fused', 'fused1')
     if not supports(layout):
-        return ('fused',)
-    return ('gemv', 'fused') if m == 1 else ('fused', 'dequant')
+        return fused
+    return ('gemv', *fused) if m == 1 else (*fused, 'dequant')
 
 
 def choose(x: torch.Tensor, layout: PackedLayout) -> str:

@@ -1,5 +1,5 @@
 # Copyright 2026 qvla_ros authors. Apache-2.0.
-"""Fused dequantize-matmul over all bit groups of a packed layer, in one Triton launch.
+"""Fused dequantize-matmul over the bit groups of a packed layer, one launch per group.
 
 Contract: ``mixed_linear(x, layout)`` == ``reference_linear(x, layout)`` up to fp32
 accumulation order, for x (M, K) fp16/bf16 (fp32 too under TRITON_INTERPRET).
@@ -9,7 +9,10 @@ one bit group: tiles never straddle groups, so the program branches once on its 
 runs a K loop specialised for that width (BITS is a constexpr in each branch). Codes are
 expanded in registers as (q - zero) * scale, multiplied with ``tl.dot`` into an fp32
 accumulator, and the epilogue adds the bias and writes column ``perm[row]``, undoing the
-row permutation. Pruned columns are pre-filled with the bias on the host.
+row permutation. Pruned columns are pre-filled with the bias on the host. By default each
+non-empty group gets its own launch, compiled for its width alone (constexpr WIDTH): a kernel
+holding all five branches is register-allocated for them together and spills at most tiles
+(``bench/ptx_mixed.py``); ``split=False`` keeps the single launch.
 
 W4A8 (``x_scale`` given): x holds int8 per-token codes q_x with scales s_x. A quantized row's
 codes shift to q - 2^(b-1), which fit int8, so each K block is one exact int8 tensor-core
@@ -28,7 +31,7 @@ import torch
 import triton
 import triton.language as tl
 
-from qvla_ros.kernels.format import KERNEL_SIZES, PackedLayout
+from qvla_ros.kernels.format import GROUP_BITS, KERNEL_SIZES, PackedLayout
 
 INT8_MIN_BLOCK_K = 32  # an int8 MMA's K step (m16n8k32, wgmma k32)
 
@@ -168,10 +171,13 @@ def _mixed_kernel(x_ptr, out_ptr, w16_ptr, qw_ptr, s_ptr, z_ptr, perm_ptr, bias_
                   n16, n8, n4, n3, n2, wpr8, wpr4, wpr3, wpr2,
                   r8, q8, w8, r4, q4, w4, r3, q3, w3, r2, q2, w2, N_OUT,
                   HAS_BIAS: tl.constexpr, PER_ROW: tl.constexpr, INT8_X: tl.constexpr,
+                  WIDTH: tl.constexpr,
                   BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr):
     # N_OUT (out_features) is unused here: it is the autotuning key, so that layers of one
     # shape share a tuned tile whatever their bit-group sizes. INT8_X: x holds int8 token
     # codes and xs_ptr their (M,) scales (W4A8 on int8 tensor cores); else xs_ptr is unread.
+    # WIDTH 0 compiles every group's branch; WIDTH b compiles group b's alone (the host zeroes
+    # the other counts), so registers are allocated for one K loop and do not spill.
     pid_n = tl.program_id(0)
     offs_m = tl.program_id(1) * BLOCK_M + tl.arange(0, BLOCK_M)
     t16 = tl.cdiv(n16, BLOCK_N)
@@ -182,23 +188,28 @@ def _mixed_kernel(x_ptr, out_ptr, w16_ptr, qw_ptr, s_ptr, z_ptr, perm_ptr, bias_
     args = (x_ptr, out_ptr, qw_ptr, s_ptr, z_ptr, perm_ptr, bias_ptr, xs_ptr, M, K, G, GS,
             stride_xm, stride_om, offs_m)
     if pid_n < t16:
-        rows = pid_n * BLOCK_N + local
-        acc = _tile_dense(x_ptr, w16_ptr, stride_xm, M, K, offs_m, rows, n16, INT8_X,
-                          BLOCK_M, BLOCK_N, BLOCK_K)
-        _store(out_ptr, acc, perm_ptr, bias_ptr, xs_ptr, stride_om, M, offs_m, rows, rows,
-               n16, HAS_BIAS, INT8_X)
+        if WIDTH == 0 or WIDTH == 16:
+            rows = pid_n * BLOCK_N + local
+            acc = _tile_dense(x_ptr, w16_ptr, stride_xm, M, K, offs_m, rows, n16, INT8_X,
+                              BLOCK_M, BLOCK_N, BLOCK_K)
+            _store(out_ptr, acc, perm_ptr, bias_ptr, xs_ptr, stride_om, M, offs_m, rows, rows,
+                   n16, HAS_BIAS, INT8_X)
     elif pid_n < t8:
-        _quant_group(*args, (pid_n - t16) * BLOCK_N + local, n8, r8, q8, w8, wpr8, 8,
-                     HAS_BIAS, PER_ROW, INT8_X, BLOCK_M, BLOCK_N, BLOCK_K)
+        if WIDTH == 0 or WIDTH == 8:
+            _quant_group(*args, (pid_n - t16) * BLOCK_N + local, n8, r8, q8, w8, wpr8, 8,
+                         HAS_BIAS, PER_ROW, INT8_X, BLOCK_M, BLOCK_N, BLOCK_K)
     elif pid_n < t4:
-        _quant_group(*args, (pid_n - t8) * BLOCK_N + local, n4, r4, q4, w4, wpr4, 4,
-                     HAS_BIAS, PER_ROW, INT8_X, BLOCK_M, BLOCK_N, BLOCK_K)
+        if WIDTH == 0 or WIDTH == 4:
+            _quant_group(*args, (pid_n - t8) * BLOCK_N + local, n4, r4, q4, w4, wpr4, 4,
+                         HAS_BIAS, PER_ROW, INT8_X, BLOCK_M, BLOCK_N, BLOCK_K)
     elif pid_n < t3:
-        _quant_group(*args, (pid_n - t4) * BLOCK_N + local, n3, r3, q3, w3, wpr3, 3,
-                     HAS_BIAS, PER_ROW, INT8_X, BLOCK_M, BLOCK_N, BLOCK_K)
+        if WIDTH == 0 or WIDTH == 3:
+            _quant_group(*args, (pid_n - t4) * BLOCK_N + local, n3, r3, q3, w3, wpr3, 3,
+                         HAS_BIAS, PER_ROW, INT8_X, BLOCK_M, BLOCK_N, BLOCK_K)
     else:
-        _quant_group(*args, (pid_n - t3) * BLOCK_N + local, n2, r2, q2, w2, wpr2, 2,
-                     HAS_BIAS, PER_ROW, INT8_X, BLOCK_M, BLOCK_N, BLOCK_K)
+        if WIDTH == 0 or WIDTH == 2:
+            _quant_group(*args, (pid_n - t3) * BLOCK_N + local, n2, r2, q2, w2, wpr2, 2,
+                         HAS_BIAS, PER_ROW, INT8_X, BLOCK_M, BLOCK_N, BLOCK_K)
 
 
 def _configs():
@@ -269,19 +280,34 @@ def quick_bench(fn, quantiles=None, **kwargs):
 
 @functools.lru_cache(maxsize=1)
 def _autotuned():
-    return triton.autotune(configs=_configs(), key=['M', 'K', 'N_OUT', 'GS'],
+    return triton.autotune(configs=_configs(), key=['M', 'K', 'N_OUT', 'GS', 'WIDTH'],
                            prune_configs_by={'early_config_prune': prune_configs},
                            do_bench=quick_bench)(_mixed_kernel)
 
 
+def _launches(layout: PackedLayout, split: bool):
+    """Yield (WIDTH, kernel sizes, row count) per launch: one per non-empty group, or one."""
+    sizes = layout.kernel_sizes
+    counts = layout.host_counts
+    if not split:
+        yield 0, sizes, counts
+        return
+    for i, (bits, count) in enumerate(zip(GROUP_BITS, counts)):
+        if count:  # the other groups' counts zeroed: every tile of this launch is group i's
+            only = tuple(c if j == i else 0 for j, c in enumerate(counts))
+            yield bits, (*only, *sizes[len(counts):]), (count,)
+
+
 def mixed_linear(x: torch.Tensor, layout: PackedLayout, block=None,
                  x_scale: Optional[torch.Tensor] = None,
-                 out_dtype: Optional[torch.dtype] = None) -> torch.Tensor:
-    """Return x (..., K) through the packed layer with one fused launch.
+                 out_dtype: Optional[torch.dtype] = None, split: bool = True) -> torch.Tensor:
+    """Return x (..., K) through the packed layer with fused launches.
 
     ``block`` = (BLOCK_M, BLOCK_N, BLOCK_K) fixes the tile (always used when interpreting).
     With ``x_scale`` (...,) x holds int8 per-token codes and the layer computes
     W (x * x_scale) on int8 tensor cores, returned in ``out_dtype`` (default float16).
+    ``split`` launches the kernel once per bit group, each compiled for its width alone (no
+    register spills in ptxas, docs/kernels.md); ``split=False`` is one launch for all groups.
     """
     lead = x.shape[:-1]
     x2 = x.reshape(-1, layout.in_features).contiguous()
@@ -294,24 +320,26 @@ def mixed_linear(x: torch.Tensor, layout: PackedLayout, block=None,
                          f'{INT8_MIN_BLOCK_K} columns, got groups of {layout.group_size}')
     dtype = (out_dtype or torch.float16) if int8 else x.dtype
     xs = layout.scales if x_scale is None else x_scale.reshape(-1).float().contiguous()
-    counts = layout.host_counts
     has_bias = layout.bias is not None
     out = layout.output_buffer(m, dtype, x.device)
-    args = (x2, out, layout.weight16, layout.qweight, layout.scales, layout.zeros, layout.perm,
+    head = (x2, out, layout.weight16, layout.qweight, layout.scales, layout.zeros, layout.perm,
             layout.bias if has_bias else layout.scales, xs, m, k, k // layout.group_size,
-            layout.group_size, x2.stride(0), out.stride(0), *layout.kernel_sizes, n)
+            layout.group_size, x2.stride(0), out.stride(0))
     flags = dict(HAS_BIAS=has_bias, PER_ROW=layout.group_size == k, INT8_X=int8)
     if block is None and interpreting():
         block = (1 if m == 1 else 16, 32, 32)
-    if block is not None:
-        bm, bn, bk = block
-        if int8:
-            bk = int8_block_k(bk, layout.group_size, k)
-        fixed = (sum(triton.cdiv(c, bn) for c in counts), triton.cdiv(m, bm))
-        _mixed_kernel[fixed](*args, **flags, BLOCK_M=bm, BLOCK_N=bn, BLOCK_K=bk)
-    else:
-        def grid(meta):
-            return (sum(triton.cdiv(c, meta['BLOCK_N']) for c in counts),
-                    triton.cdiv(m, meta['BLOCK_M']))
-        _autotuned()[grid](*args, **flags)
+    for width, sizes, counts in _launches(layout, split):
+        args = (*head, *sizes, n)
+        if block is not None:
+            bm, bn, bk = block
+            if int8:
+                bk = int8_block_k(bk, layout.group_size, k)
+            fixed = (sum(triton.cdiv(c, bn) for c in counts), triton.cdiv(m, bm))
+            _mixed_kernel[fixed](*args, **flags, WIDTH=width, BLOCK_M=bm, BLOCK_N=bn,
+                                 BLOCK_K=bk)
+        else:
+            def grid(meta, counts=counts):
+                return (sum(triton.cdiv(c, meta['BLOCK_N']) for c in counts),
+                        triton.cdiv(m, meta['BLOCK_M']))
+            _autotuned()[grid](*args, **flags, WIDTH=width)
     return out.reshape(*lead, n)

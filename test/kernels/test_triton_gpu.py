@@ -41,6 +41,8 @@ def test_kernel_matches_reference(dtype, tol, m, shape, gs):
     # exercise the autotuned kernels.
     runs = {'fused': lambda: mixed_linear(x, layout, block=(1, 64, 64) if m == 1
                                           else (64, 64, 64)),
+            'fused1': lambda: mixed_linear(x, layout, block=(1, 64, 64) if m == 1
+                                           else (64, 64, 64), split=False),
             'dequant': lambda: dequant_linear(x, layout)}
     if m == 1:
         runs['gemv'] = lambda: mixed_gemv(x, layout, block=(4, 256))

@@ -38,6 +38,10 @@ SCRIPT = textwrap.dedent('''
                     tol = 1e-5 if dtype == torch.float32 else 2e-3
                     assert rel <= tol, (gs, k, scheme, m, a_bits, rel)
                     worst = max(worst, rel)
+    # The single launch for every group computes the same (last layout and codes).
+    one, split = (mixed_linear(codes.to(torch.int8), layout, x_scale=scale[:, 0],
+                               out_dtype=torch.float32, split=s) for s in (False, True))
+    assert torch.allclose(one, split, rtol=1e-5, atol=1e-4)
     # Float tokens, and groups an int8 MMA cannot step through, are refused.
     small = PackedLayout.from_float(torch.randn(8, 64), torch.full((8,), 4),
                                     QuantSpec(group_size=16))

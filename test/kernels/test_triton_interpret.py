@@ -25,14 +25,15 @@ SCRIPT = textwrap.dedent('''
                                                  QuantSpec(group_size=gs), bias=torch.randn(n))
                 x = torch.randn(m, k).to(dtype)
                 bias_before = layout.bias.clone()
-                y = mixed_linear(x, layout)
-                assert y.dtype == dtype and y.shape == (m, n)
-                assert torch.equal(layout.bias, bias_before), 'kernel wrote into the bias'
                 ref = reference_linear(x.float(), layout)
-                rel = ((y.float() - ref).abs().max() / ref.abs().max()).item()
-                tol = 1e-5 if dtype == torch.float32 else 2e-3
-                assert rel <= tol, (gs, m, dtype, rel)
-                worst = max(worst, rel)
+                for split in (True, False):  # a launch per bit group, or one for all
+                    y = mixed_linear(x, layout, split=split)
+                    assert y.dtype == dtype and y.shape == (m, n)
+                    assert torch.equal(layout.bias, bias_before), 'kernel wrote into the bias'
+                    rel = ((y.float() - ref).abs().max() / ref.abs().max()).item()
+                    tol = 1e-5 if dtype == torch.float32 else 2e-3
+                    assert rel <= tol, (gs, m, dtype, split, rel)
+                    worst = max(worst, rel)
     # An odd shape with masked edges and no bias, and a layer with a single bit group.
     for bits in (torch.tensor([3, 2, 16] * 5), torch.full((13,), 4)):
         layout = PackedLayout.from_float(torch.randn(bits.numel(), 40), bits)
@@ -71,7 +72,8 @@ PATHS_SCRIPT = textwrap.dedent('''
                 w = dequantize_packed(layout, torch.float32, block=(8, 32))
                 ref_w = layout.dequantize()[layout.perm.long()]
                 assert torch.allclose(w, ref_w, atol=1e-6), (gs, k)
-                for m, path in ((1, 'gemv'), (1, 'fused'), (1, 'dequant'), (6, 'dequant')):
+                for m, path in ((1, 'gemv'), (1, 'fused'), (1, 'fused1'), (1, 'dequant'),
+                                (6, 'dequant')):
                     x = torch.randn(m, k).to(dtype)
                     y = auto_linear(x, layout, path)
                     assert y.dtype == dtype and y.shape == (m, n), (path, y.shape)
