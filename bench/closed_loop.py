@@ -200,6 +200,13 @@ def percent_of_fp(row: dict, fp: dict) -> float:
     return 100.0 * row['successes'] / ref if ref else 0.0
 
 
+def rotations(args, method: str, act: int) -> tuple:
+    """Return the rotations of a method's A``act`` cells: W4A4 rotates, if asked, W4A8 not."""
+    if act != 4 or method not in ROTATED:
+        return (None,)
+    return tuple(r for r in ROTATED[method] if (r or 'none') in args.rotations)
+
+
 def cells(args):
     """Yield the cells in run order.
 
@@ -215,7 +222,7 @@ def cells(args):
             yield method, 4.0, 8, args.episodes, None, 'w4a8', args.samples, None
     for act in args.activations:  # W4A4 (and W4A8) with and without rotation
         for method in args.act_methods:
-            for rotation in ROTATED.get(method, (None,)) if act == 4 else (None,):
+            for rotation in rotations(args, method, act):
                 search = 'clip search' if searches_clip(args, act) else ''
                 tag = ', '.join(t for t in (rotation, search) if t)
                 yield method, 4.0, act, args.act_episodes, None, tag, args.samples, rotation
@@ -317,6 +324,8 @@ def main() -> None:
                    'W4A4 unrotated, hadamard and quarot rotated, W4A8 unrotated')
     p.add_argument('--act-methods', default='rtn,smoothquant,gptq,qvla,qvla-gptq',
                    help='methods of the --activations cells')
+    p.add_argument('--rotations', default='none,hadamard,quarot',
+                   help='rotations of the W4A4 cells of methods that rotate (comma list)')
     p.add_argument('--act-episodes', type=int, default=100,
                    help='episodes of each --activations cell')
     p.add_argument('--a4-clip', type=clip_option, default=A4_CLIP,
@@ -338,6 +347,7 @@ def main() -> None:
     args.methods = args.methods.split(',')
     args.activations = [int(v) for v in args.activations.split(',') if v]
     args.act_methods = args.act_methods.split(',')
+    args.rotations = args.rotations.split(',')
     args.ablation_refine = [float(v) for v in args.ablation_refine.split(',') if v]
     args.ablation_samples = [int(v) for v in args.ablation_samples.split(',') if v]
     # Calibration and quantization run in this process on every core (torch's default); the

@@ -106,7 +106,7 @@ def test_input_quantized_cells_rotate_where_it_applies_and_run_once():
     args = SimpleNamespace(budgets=[], methods=[], w4a8=True, activations=[4, 8],
                            act_methods=['rtn', 'smoothquant', 'gptq', 'qvla', 'qvla-gptq'],
                            act_episodes=100, episodes=30, samples=16, ablation=False,
-                           a4_clip=0.9)
+                           a4_clip=0.9, rotations=['none', 'hadamard', 'quarot'])
     every = list(cells(args))
     got = [(m, a, tag, rot) for m, bits, a, n, _, tag, _, rot in every if n == 100]
     assert ('qvla', 4, 'hadamard', 'hadamard') in got and ('qvla', 4, '', None) in got
@@ -119,11 +119,22 @@ def test_input_quantized_cells_rotate_where_it_applies_and_run_once():
     assert len(set(keys)) == len(keys) == len(got) + 3  # and the three --w4a8 cells
 
 
+def test_rotations_pick_the_rotated_cells_and_keep_the_unrotated_baseline():
+    from types import SimpleNamespace
+    args = SimpleNamespace(budgets=[], methods=[], w4a8=False, activations=[4, 8],
+                           act_methods=['smoothquant', 'qvla'], act_episodes=100, samples=16,
+                           ablation=False, a4_clip=0.9, rotations=['hadamard'])
+    got = {(m, a, rot) for m, _, a, _, _, _, _, rot in cells(args)}
+    assert got == {('smoothquant', 4, None), ('qvla', 4, 'hadamard'),
+                   ('smoothquant', 8, None), ('qvla', 8, None)}
+
+
 def test_searched_clip_cells_are_tagged_apart_from_the_fixed_clip_ones():
     from types import SimpleNamespace
     args = SimpleNamespace(budgets=[], methods=[], w4a8=False, activations=[4, 8],
                            act_methods=['rtn', 'qvla'], act_episodes=100, samples=16,
-                           ablation=False, a4_clip='search')
+                           ablation=False, a4_clip='search',
+                           rotations=['none', 'hadamard', 'quarot'])
     tags = {(m, a, tag) for m, _, a, _, _, tag, _, _ in cells(args)}
     assert tags == {('rtn', 4, 'clip search'), ('rtn', 4, 'hadamard, clip search'),
                     ('rtn', 4, 'quarot, clip search'),
