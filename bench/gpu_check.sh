@@ -59,11 +59,11 @@ timeout 45 $PY bench/w4a8_speed.py --out "$RES/gpu-w4a8-$dev.json" || status=1
 echo "w4a8 bench took $(( $(date +%s) - start )) s"
 
 start=$(date +%s)
-timeout 80 $PY bench/gpu_model.py --out "$RES/gpu-model-$dev.json" || status=1
+timeout 100 $PY bench/gpu_model.py --out "$RES/gpu-model-$dev.json" || status=1
 echo "model bench took $(( $(date +%s) - start )) s"
 
 start=$(date +%s)
-timeout 80 $PY bench/gpu_model.py --graph --out "$RES/gpu-model-graph-$dev.json" || status=1
+timeout 60 $PY bench/gpu_model.py --graph --out "$RES/gpu-model-graph-$dev.json" || status=1
 echo "graphed model bench took $(( $(date +%s) - start )) s"
 rm -f "$RES/gpu-tests-$dev.xml"
 exit $status

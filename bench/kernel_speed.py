@@ -81,7 +81,9 @@ def bench_cuda(layout, w, bias, m) -> dict:
     w16, b16 = w.half(), bias.half()
     ref = reference_linear(x.float(), layout).float()
     row = {'dense_fp16_ms': time_cuda(lambda: F.linear(x, w16, b16))}
-    for path in triton_auto.candidates(layout, m):  # each autotunes on its first call
+    # each autotunes on its first call; fused1 (one launch for all bit groups) is timed beside
+    # the per-group launches of fused though the path choice does not try it
+    for path in dict.fromkeys((*triton_auto.candidates(layout, m), 'fused', 'fused1')):
         y = triton_auto.auto_linear(x, layout, path)
         row[f'{path}_max_rel_err'] = _rel_err(y, ref)
         row[f'{path}_ms'] = time_cuda(lambda: triton_auto.auto_linear(x, layout, path))
@@ -95,6 +97,9 @@ def bench_cuda(layout, w, bias, m) -> dict:
         row['mixed_graph_ms'] = time_cuda_graph(lambda: triton_auto.auto_linear(x, layout))
         row['graph_speedup_vs_fp16'] = (row['dense_fp16_graph_ms']
                                         / max(row['mixed_graph_ms'], 1e-6))
+        for path in ('fused', 'fused1'):
+            row[f'{path}_graph_ms'] = time_cuda_graph(
+                lambda path=path: triton_auto.auto_linear(x, layout, path))
     except RuntimeError as err:  # a capture failure is a result too; keep the eager numbers
         row['graph_error'] = str(err)[:300]
     return row

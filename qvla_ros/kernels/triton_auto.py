@@ -6,13 +6,15 @@ Paths (all equal to ``reference_linear`` up to accumulation order):
 * ``gemv``    M = 1 decode kernel (:mod:`qvla_ros.kernels.triton_gemv`);
 * ``fused``   tiled dequantize-matmul, one launch per bit group
   (:mod:`qvla_ros.kernels.triton_mixed`);
-* ``fused1``  the same kernel with every group in one launch (fewer launches, more registers);
+* ``fused1``  the same kernel with every group in one launch (fewer launches, more registers
+  and spills); run only when asked by name, since timing it too would compile every tile
+  once more on first use.
 * ``dequant`` transient dense weight + cuBLAS (:mod:`qvla_ros.kernels.triton_dequant`).
 
 The first call for a (layer shape, group size, dtype, M bucket) times every applicable
 path with ``triton.testing.do_bench`` and keeps the fastest, as Triton's autotuner does for
-tile sizes: the choice changes speed only, never results. M = 1 tries gemv, fused and fused1;
-M > 1 tries fused, fused1 and dequant. Under TRITON_INTERPRET (no timing) M = 1 uses gemv and
+tile sizes: the choice changes speed only, never results. M = 1 tries gemv and fused; M > 1
+tries fused and dequant. Under TRITON_INTERPRET (no timing) M = 1 uses gemv and
 M > 1 fused. The cache is per process (``clear_choices`` empties it); a CUDA-graph capture
 must follow a warm-up call, as with any autotuned kernel.
 
@@ -44,10 +46,9 @@ def _key(x: torch.Tensor, layout: PackedLayout, m: int) -> Tuple:
 
 def candidates(layout: PackedLayout, m: int) -> Tuple[str, ...]:
     """Return the paths worth timing for ``m`` rows of input."""
-    fused = ('fused', 'fused1')
     if not supports(layout):
-        return fused
-    return ('gemv', *fused) if m == 1 else (*fused, 'dequant')
+        return ('fused',)
+    return ('gemv', 'fused') if m == 1 else ('fused', 'dequant')
 
 
 def choose(x: torch.Tensor, layout: PackedLayout) -> str:
