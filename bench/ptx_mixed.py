@@ -5,12 +5,15 @@
 
 Compiles ``qvla_ros.kernels.triton_mixed._mixed_kernel`` at every autotuning tile
 (``_configs``) for sm_90a (H100) and sm_87 (Jetson Orin), with fp16 tokens and with int8
-tokens (per-row scales, bias), as the single launch for all bit groups (``width`` 0) and as
-each group's own launch (``width`` 16, 8, 4, 3, 2: what ``mixed_linear`` runs by default), and
-records the tensor-core instructions in its PTX (int8 tokens must reach ``.s8`` MMAs) and the
-registers, spills and shared memory ``ptxas -v`` reports. Writes bench/results/ptx-mixed.json.
+tokens (per-row scales, bias, specialized as a launch on a Llama-shaped layer is), as the
+single launch for all bit groups (``width`` 0) and as each group's own launch (``width`` 16,
+8, 4, 3, 2: what ``mixed_linear`` runs by default), and records the tensor-core instructions
+in its PTX (int8 tokens must reach ``.s8`` MMAs), its global loads and stores by width, and
+the registers, spills and shared memory ``ptxas -v`` reports. Writes
+bench/results/ptx-mixed.json.
 """
 
+from collections import Counter
 import itertools
 import os
 from pathlib import Path
@@ -20,12 +23,14 @@ import sys
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import command_line, git_commit, RESULTS, write_json  # noqa: E402
-from bench.ptx_rotation import ptxas_info, TARGETS  # noqa: E402
+from bench.ptx_rotation import ptxas_info, runtime_attrs, TARGETS  # noqa: E402
 from qvla_ros.kernels.format import GROUP_BITS, KERNEL_SIZES  # noqa: E402
 
 CONSTEXPRS = ('HAS_BIAS', 'PER_ROW', 'INT8_X', 'WIDTH', 'BLOCK_M', 'BLOCK_N', 'BLOCK_K')
 WIDTHS = (0, *GROUP_BITS)  # 0: one launch for every group
+INTS = ('K', 'stride_xm', 'stride_om')  # the ints the kernel lets the JIT specialize
 MMA = re.compile(r'(wgmma\.mma_async[.\w]*|mma\.sync[.\w]*)')
+GLOBAL_OPS = re.compile(r'\b((?:ld|st)\.global[.\w]*)')
 
 
 def signature(tokens: str) -> dict:
@@ -53,7 +58,7 @@ def main() -> int:
         for tokens, width in itertools.product(('fp16', 'i8'), WIDTHS):
             src = ASTSource(fn=_mixed_kernel, signature=signature(tokens), constexprs={
                 'HAS_BIAS': True, 'PER_ROW': True, 'INT8_X': tokens == 'i8', 'WIDTH': width,
-                **config.kwargs})
+                **config.kwargs}, attrs=runtime_attrs(_mixed_kernel, signature(tokens), INTS))
             for cap, arch in TARGETS:
                 kernel = triton.compile(src, target=GPUTarget('cuda', cap, 32), options={
                     'num_warps': config.num_warps, 'num_stages': config.num_stages})
@@ -63,6 +68,7 @@ def main() -> int:
                     'num_stages': config.num_stages, 'tokens': tokens, 'width': width,
                     'arch': arch,
                     'mma': sorted({m.split('.sync.aligned.')[-1] for m in MMA.findall(ptx)}),
+                    'global_ops': dict(sorted(Counter(GLOBAL_OPS.findall(ptx)).items())),
                     'shared_bytes': kernel.metadata.shared, **ptxas_info(ptxas, ptx, arch)})
             write_json(RESULTS / 'ptx-mixed.json', data)
     return 0

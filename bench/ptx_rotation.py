@@ -5,7 +5,8 @@
 
 Compiles ``qvla_ros.kernels.triton_hadamard`` for sm_90a (H100) and sm_87 (Jetson Orin) at
 every tile shape its block orders use (bf16 inputs, A4 rounding, a SmoothQuant scale) with
-the warps the wrapper launches, and reads ``ptxas -v``. Writes
+the warps the wrapper launches and the specialization a launch gives (``runtime_attrs``),
+and reads ``ptxas -v``. Writes
 bench/results/ptx-rotation.json.
 """
 
@@ -47,6 +48,18 @@ def ptxas_info(ptxas: str, ptx: str, arch: str) -> dict:
             'spill_load_bytes': number(r'(\d+) bytes spill loads')}
 
 
+def runtime_attrs(fn, signature: dict, ints=()) -> dict:
+    """Return the specialization a launch gives: 16-divisible pointers and ``ints``.
+
+    Triton's JIT marks a pointer argument 16-byte aligned, and an int argument that it may
+    specialize a multiple of 16, as ``tt.divisibility`` 16 (vector loads and stores hang on
+    it); torch's allocations are aligned and the named ints are multiples of 16 in every
+    model shape here, so the kernels are compiled as a launch compiles them.
+    """
+    return {(fn.arg_names.index(name),): [['tt.divisibility', 16]]
+            for name, kind in signature.items() if kind.startswith('*') or name in ints}
+
+
 def main() -> int:
     """Compile every case and write the results file."""
     import triton
@@ -60,7 +73,7 @@ def main() -> int:
         rows, n2, n1 = factors(block)
         src = ASTSource(fn=_rotate_quant_kernel, signature=SIGNATURE, constexprs={
             'R': rows, 'N1': n1, 'KRON': n2 > 1, 'HAS_INV': True, 'QUANT': True,
-            'CODES': False})
+            'CODES': False}, attrs=runtime_attrs(_rotate_quant_kernel, SIGNATURE, ('K',)))
         for cap, arch in TARGETS:
             warps = num_warps(rows, n1)
             kernel = triton.compile(src, target=GPUTarget('cuda', cap, 32),
