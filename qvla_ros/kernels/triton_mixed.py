@@ -306,8 +306,8 @@ def mixed_linear(x: torch.Tensor, layout: PackedLayout, block=None,
     ``block`` = (BLOCK_M, BLOCK_N, BLOCK_K) fixes the tile (always used when interpreting).
     With ``x_scale`` (...,) x holds int8 per-token codes and the layer computes
     W (x * x_scale) on int8 tensor cores, returned in ``out_dtype`` (default float16).
-    ``split`` launches the kernel once per bit group, each compiled for its width alone (no
-    register spills in ptxas, docs/kernels.md); ``split=False`` is one launch for all groups.
+    ``split`` launches the kernel once per bit group, each compiled for its width alone (fewer
+    register spills, docs/kernels.md); ``split=False`` is one launch for all groups.
     """
     lead = x.shape[:-1]
     x2 = x.reshape(-1, layout.in_features).contiguous()
