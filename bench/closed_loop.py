@@ -370,7 +370,6 @@ def main() -> None:
     if fp.get('seed0', args.seed0) != args.seed0:
         raise SystemExit(f'{out} holds cells evaluated from seed {fp["seed0"]}; this run starts '
                          f'at {args.seed0}. Pass --fresh or --name NAME')
-    write_json(out, {**done, 'fp': fp, 'rows': done.get('rows', [])})
     fp_policy = load_policy(args.checkpoint)
     fp_params = sum(m.weight.numel() for m in fp_policy.quantizable_layers().values())
     calibs = {}
@@ -390,6 +389,7 @@ def main() -> None:
             'not_run': {} if any(r['method'] == 'qvla-exact' for r in rows) else {
                 'qvla-exact': 'exact sensitivity for all rows x 4 widths needs ~10^5 perturbed '
                 'forwards of the calibration batch: hours on 2 CPU cores'}}
+    write_json(out, {**done, 'meta': meta, 'fp': fp, 'rows': rows})  # FP kept before any cell
     executor = None
     if args.ray:
         from qvla_ros.quant.ray_exec import RayExecutor

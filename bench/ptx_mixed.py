@@ -30,7 +30,8 @@ CONSTEXPRS = ('HAS_BIAS', 'PER_ROW', 'INT8_X', 'WIDTH', 'BLOCK_M', 'BLOCK_N', 'B
 WIDTHS = (0, *GROUP_BITS)  # 0: one launch for every group
 INTS = ('K', 'stride_xm', 'stride_om')  # the ints the kernel lets the JIT specialize
 MMA = re.compile(r'(wgmma\.mma_async[.\w]*|mma\.sync[.\w]*)')
-GLOBAL_OPS = re.compile(r'\b((?:ld|st)\.global[.\w]*)')
+# global loads and stores, and the asynchronous copies that stage tensor-core operands
+GLOBAL_OPS = re.compile(r'\b((?:ld|st)\.global[.\w]*|cp\.async\.c[ag]\.shared\.global)')
 
 
 def signature(tokens: str) -> dict:

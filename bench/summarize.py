@@ -343,7 +343,8 @@ def rotation_ptx_block() -> Optional[str]:
 
 def _spills(cases: list) -> str:
     spilled = [c['spill_store_bytes'] for c in cases if c['spill_store_bytes']]
-    return f'{len(spilled)} of {len(cases)} spill (at most {max(spilled, default=0)} B)'
+    most = f' (at most {max(spilled)} B)' if spilled else ''
+    return f'{len(spilled)}/{len(cases)}{most}'
 
 
 def mixed_ptx_block() -> Optional[str]:
@@ -355,17 +356,16 @@ def mixed_ptx_block() -> Optional[str]:
     for arch in dict.fromkeys(c['arch'] for c in d['cases']):
         for tokens, label in (('fp16', 'fp16 tokens'), ('i8', 'int8 tokens')):
             cases = [c for c in d['cases'] if c['arch'] == arch and c['tokens'] == tokens]
-            one = [c for c in cases if not c.get('width')]
-            split = [c for c in cases if c.get('width')]
-            quant = [c for c in split if c['width'] != 16]
+            widths = list(dict.fromkeys(c.get('width', 0) for c in cases))
+            quant = [c for c in cases if c.get('width') not in (0, 16, None)]
             kinds = sorted({m.split('.')[-2] for c in quant or cases for m in c['mma']})
+            per = ', '.join(f'{w}-bit {_spills([c for c in cases if c.get("width") == w])}'
+                            for w in widths if w)
+            one = [c for c in cases if not c.get('width')]
             text = (f"{arch}, {label}: quantized groups' MMA operands "
-                    f'{"/".join(kinds) or "none"}; one launch for all groups: {len(one)} '
-                    f'tiles, {_spills(one)}')
-            if split:
-                text += f'; a launch per group: {len(split)} (tile, width) kernels, ' + \
-                    _spills(split)
-            parts.append(text)
+                    f'{"/".join(kinds) or "none"}; tiles that spill, one launch for all groups '
+                    f'{_spills(one)}')
+            parts.append(text + (f', a launch per group {per}' if per else ''))
     return (f'`{d["command"]}` (commit {d["commit"]}, triton {d["triton"]}, compiled on a CPU): '
             + '; '.join(parts) + '.')
 
