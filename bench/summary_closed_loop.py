@@ -5,6 +5,7 @@ Each function reads the closed_loop_<suite>.json (and .md) files of a results fo
 goals' met / missed are computed from the committed results, never typed.
 """
 
+import itertools
 import json
 from pathlib import Path
 import re
@@ -156,12 +157,12 @@ def goals_block(results: Path) -> Optional[str]:
             met = all(s >= PRECISE_GOAL * n for s, n in tasks.values())
             lines.append(f'* metaworld FP on each precise-point task >= '
                          f'{100 * PRECISE_GOAL:.0f} %: {each}, **{"met" if met else "missed"}**')
-        for bits, keep in KEEP_GOALS.items():
-            r = _cell(data, 'qvla-gptq', bits)
+        for (bits, keep), method in itertools.product(KEEP_GOALS.items(), ('qvla-gptq', 'qvla')):
+            r = _cell(data, method, bits)
             if r is None:
                 continue
             kept = percent_of_fp(r, fp)
-            lines.append(f'* {suite} QVLA-GPTQ W{bits:g} keeps >= {keep} % of FP: '
+            lines.append(f'* {suite} {method} W{bits:g} keeps >= {keep} % of FP: '
                          f'{r["successes"]}/{r["episodes"]} against FP\'s '
                          f'{fp_successes_on(fp, r["episodes"]):.0f} on the same seeds, '
                          f'{kept:.2f} %, **{"met" if kept >= keep else "missed"}**')

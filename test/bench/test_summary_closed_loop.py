@@ -19,7 +19,7 @@ def _cell(method, bits, successes, episodes=100):
 def test_goals_are_met_or_missed_by_the_numbers(tmp_path):
     fp = {**_cell('fp', 16, 90), 'seed0': 0, 'solved_seeds': list(range(90)),
           'by_task': {t: [3, 5] for t in summary.PRECISE_TASKS}}
-    rows = [_cell('qvla-gptq', 4.0, 89), _cell('qvla-gptq', 3.0, 80)]
+    rows = [_cell('qvla-gptq', 4.0, 89), _cell('qvla-gptq', 3.0, 80), _cell('qvla', 4.0, 90)]
     meta = {'execute_steps': 8}
     for suite in ('tabletop', 'metaworld'):
         (tmp_path / f'closed_loop_{suite}.json').write_text(json.dumps(
@@ -27,10 +27,12 @@ def test_goals_are_met_or_missed_by_the_numbers(tmp_path):
     lines = summary.goals_block(tmp_path).splitlines()
     assert lines[0] == '* tabletop FP success >= 95 %: 90/100, **missed**'
     assert lines[1].endswith("89/100 against FP's 90 on the same seeds, 98.89 %, **missed**")
-    assert lines[2].endswith("80/100 against FP's 90 on the same seeds, 88.89 %, **missed**")
-    assert lines[3] == '* metaworld FP success >= 85 %: 90/100, **met**'
-    assert lines[4].startswith('* metaworld FP on each precise-point task >= 50 %: reach-v3 3/5')
-    assert lines[4].endswith('**met**')
+    assert lines[2].startswith('* tabletop qvla W4 keeps >= 98.9 % of FP: 90/100')  # plain qvla
+    assert lines[2].endswith('100.00 %, **met**')
+    assert lines[3].endswith("80/100 against FP's 90 on the same seeds, 88.89 %, **missed**")
+    assert lines[4] == '* metaworld FP success >= 85 %: 90/100, **met**'
+    assert lines[5].startswith('* metaworld FP on each precise-point task >= 50 %: reach-v3 3/5')
+    assert lines[5].endswith('**met**')
     headline = summary.headline_block(tmp_path)
     assert '| tabletop | 90/100 | 89/100 (99 % of FP; 4.17 bits) |' in headline
 
