@@ -87,17 +87,20 @@ def a4_goal_lines(suite: str, data: dict) -> List[str]:
     best = min(a4, key=lambda r: r['mean_deviation'], default=None)
     rotated = [(m, t, _cell(data, m, 4.0, 4, t)) for m in ('qvla', 'qvla-gptq')
                for t in A4_ROTATIONS]
+    others = [r for r in a4 if not r['method'].startswith('qvla')]
     for method, tag, r in rotated:
         if r is None or best is None:
             continue
         kept = percent_of_fp(r, fp)
+        # the deviation goal is judged only against other methods' cells
+        verdict = ('**met**' if best is r else '**missed**') if others else \
+            'not judged: no other method has a W4A4 cell yet'
         out.append(f'* {suite} {method} W4A4 ({tag}) keeps >= {A4_KEEP:g} % of FP: '
                    f'{r["successes"]}/{r["episodes"]} against FP\'s '
                    f'{fp_successes_on(fp, r["episodes"]):.0f}, {kept:.2f} %, '
                    f'**{"met" if kept >= A4_KEEP else "missed"}**; lowest action deviation '
                    f'of the {len(a4)} W4A4 cells ({r["mean_deviation"]:.4f}; lowest '
-                   f'{_label(best)} {best["mean_deviation"]:.4f}): '
-                   f'**{"met" if best is r else "missed"}**')
+                   f'{_label(best)} {best["mean_deviation"]:.4f}): {verdict}')
     ours = [(t, r) for m, t, r in rotated if m == 'qvla' and r is not None]
     baselines = [(m, _cell(data, m, 4.0, 4)) for m in ('smoothquant', 'rtn')]
     if ours and all(r for _, r in baselines):

@@ -71,3 +71,12 @@ def test_sensitivity_seconds_name_every_step_largest_calibration_first():
     line = summary._sensitivity_seconds(meta)
     assert line.endswith('hybrid@refine=0.01 on 16 samples 500 s; exact on 2 samples 3346 s.')
     assert 'inputs' not in line and summary._sensitivity_seconds({}) == ''
+
+
+def test_the_deviation_goal_waits_for_another_methods_w4a4_cell(tmp_path):
+    fp = {**_cell('fp', 16, 90), 'seed0': 0, 'solved_seeds': list(range(90))}
+    rows = [{**_cell('qvla', 4.0, 88), 'act_bits': 4, 'tag': 'hadamard', 'mean_deviation': 0.01}]
+    (tmp_path / 'closed_loop_metaworld.json').write_text(json.dumps(
+        {'meta': {}, 'fp': fp, 'rows': rows}))
+    line = [x for x in summary.goals_block(tmp_path).splitlines() if 'W4A4' in x][0]
+    assert line.endswith('not judged: no other method has a W4A4 cell yet')
