@@ -4,11 +4,14 @@
 Nothing dense is cached. Each call walks the bit groups in chunks of about
 ``CHUNK_ELEMENTS`` weights: the chunk's int32 words are split into codes with SWAR masks (one
 mask per code position of a byte, so 2-, 4- and 8-bit need no per-code shifts), dequantized
-in float32 as (q - zero) * scale, cast to the compute dtype (bf16: this CPU has AVX512-BF16
-GEMMs), and multiplied. Chunking keeps the transient weight small enough to stay in cache
-and avoids page-faulting a fresh large buffer on every call. 3-bit codes straddle bytes and
-go through plain int32 shifts.
+in float32 as (q - zero) * scale, cast to the compute dtype (``gemm_dtype``: bf16 where the
+CPU multiplies bf16 natively, else float32), and multiplied. Chunking keeps the transient
+weight small enough to stay in cache and avoids page-faulting a fresh large buffer on every
+call. 3-bit codes straddle bytes and go through plain int32 shifts.
 """
+
+import functools
+from typing import Optional
 
 import torch
 import torch.nn.functional as F
@@ -53,20 +56,42 @@ def dequantize_rows_of(layout: PackedLayout, g: Group, start: int, stop: int,
     return torch.addcmul(-z * s, q, s).view(n, layout.in_features).to(dtype)
 
 
+def cpu_flags() -> frozenset:
+    """Return the CPU feature flags Linux reports (empty elsewhere)."""
+    try:
+        with open('/proc/cpuinfo') as f:
+            return frozenset(next((line.split(':', 1)[1].split() for line in f
+                                   if line.startswith('flags')), []))
+    except OSError:
+        return frozenset()
+
+
+@functools.lru_cache(maxsize=1)
+def gemm_dtype() -> torch.dtype:
+    """Return the GEMM dtype of the CPU path: bf16 with native bf16 units, else float32.
+
+    Without AVX512-BF16 or AMX (AMD Zen 2/3, most ARM cores) torch emulates bf16 GEMMs at a
+    fraction of float32's speed; float32 is then both faster and exact.
+    """
+    native = {'avx512_bf16', 'amx_bf16'} & cpu_flags()
+    return torch.bfloat16 if native else torch.float32
+
+
 SMALL_M = 16  # at or below this many tokens the fused extension GEMV wins (bench/kernels.py)
 
 
 def cpu_linear(x: torch.Tensor, layout: PackedLayout,
-               compute_dtype: torch.dtype = torch.bfloat16,
+               compute_dtype: Optional[torch.dtype] = None,
                chunk_elements: int = CHUNK_ELEMENTS, use_ext: bool = True) -> torch.Tensor:
     """Return x (..., K) through the packed layer, computing in ``compute_dtype``.
 
     With the compiled extension (``cpu_ext``): M <= SMALL_M runs one fused decode-and-dot
     pass in float32; larger M decodes the layer (small layers whole, in output order; large
-    ones chunk by chunk) to ``compute_dtype`` (bf16 by default: this CPU has bf16 GEMMs;
-    float32 for results within 1e-5 of the reference) in C++ and runs one GEMM per piece.
+    ones chunk by chunk) to ``compute_dtype`` (default ``gemm_dtype()``; float32 gives results
+    within 1e-5 of the reference) in C++ and runs one GEMM per piece.
     Without it, or for other compute dtypes, the pure-torch decode below is used.
     """
+    compute_dtype = compute_dtype or gemm_dtype()
     lead = x.shape[:-1]
     x2 = x.reshape(-1, layout.in_features)
     ext = _extension() if use_ext else None

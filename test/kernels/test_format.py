@@ -82,14 +82,28 @@ def test_cpu_path_matches_reference(m, gs, use_ext, dense):
     ref = reference_linear(x, layout)
     out = cpu_linear(x, layout, compute_dtype=torch.float32, use_ext=use_ext)
     assert torch.allclose(out, ref, rtol=1e-4, atol=1e-4)
-    bf = cpu_linear(x, layout, use_ext=use_ext)  # default bf16 compute at large M
+    bf = cpu_linear(x, layout, compute_dtype=torch.bfloat16, use_ext=use_ext)
     assert ((bf - ref).abs().max() / ref.abs().max()) < 2e-2
     # Large M through the per-group chunks as well as the whole-layer decode.
-    chunked = cpu_linear(x, layout, chunk_elements=16 * 104, use_ext=use_ext)
+    chunked = cpu_linear(x, layout, compute_dtype=torch.bfloat16, chunk_elements=16 * 104,
+                         use_ext=use_ext)
     assert ((chunked - ref).abs().max() / ref.abs().max()) < 2e-2
     pruned = layout.bits_per_row() == 0
     assert pruned.any()
     assert torch.allclose(bf[:, pruned], layout.bias[pruned].float().expand(m, -1))
+
+
+@pytest.mark.parametrize('flags, dtype', [
+    ({'avx2', 'avx512_bf16'}, torch.bfloat16), ({'avx2', 'amx_bf16'}, torch.bfloat16),
+    ({'avx2', 'fma'}, torch.float32), (set(), torch.float32)])
+def test_the_cpu_gemm_dtype_is_bf16_only_with_native_bf16_units(monkeypatch, flags, dtype):
+    from qvla_ros.kernels import cpu
+    monkeypatch.setattr(cpu, 'cpu_flags', lambda: frozenset(flags))
+    cpu.gemm_dtype.cache_clear()
+    try:
+        assert cpu.gemm_dtype() == dtype
+    finally:
+        cpu.gemm_dtype.cache_clear()
 
 
 def test_module_roundtrip_and_validation(tmp_path):
