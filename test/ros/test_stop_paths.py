@@ -87,7 +87,8 @@ def test_a_second_node_of_the_same_name_refuses_to_activate(probe, domain_id):
     second = None
     try:
         probe.drive()
-        second = _policy(domain_id)
+        # on a loaded 2-core machine discovery of the first node took over the 1 s default
+        second = _policy(domain_id, 'discovery_wait:=5.0')
         assert probe.wait_status(lambda s: s.state_name in ('INACTIVE', 'UNCONFIGURED')
                                  and 'another node named /policy_node' in s.last_error, 30), \
             sorted({(s.state_name, s.last_error) for s in probe.status})
