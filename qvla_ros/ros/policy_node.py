@@ -80,7 +80,7 @@ class PolicyNode(LifecycleNode):
         self._enabled = False
         self._out_lock = threading.Lock()  # every command publish, and every stop, takes it
         self._health = PolicyStatus.UNCONFIGURED
-        self._last_error = ''
+        self._last_error, self._clashing = '', False
         self._latencies, self._ticks = [], []
         self._loop_timers, self._pubs = [], {}
         self._status_pub = self.create_publisher(PolicyStatus, '~/policy_status',
@@ -349,11 +349,15 @@ class PolicyNode(LifecycleNode):
 
     # -- status ------------------------------------------------------------------------------
     def _publish_status(self):
-        clash = self._name_clash() if self._enabled else ''
-        if clash:
+        # An enabled node stops; any other reports the clash, as ~/enable now refuses it.
+        clash = self._name_clash()
+        if clash and self._enabled:
             self.stop_actuation('name clash')
-            self._health, self._last_error = PolicyStatus.ERROR, clash
+            self._health = PolicyStatus.ERROR
+        if clash and not self._clashing:
             self.get_logger().error(clash)
+        self._clashing = bool(clash)
+        self._last_error = clash or self._last_error
         status = policy_status(self._health, self._model_id, self._plan_id, self._latencies,
                                control_rate(self._ticks[-50:]), self._dropped(),
                                self._last_error)

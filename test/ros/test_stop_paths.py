@@ -100,6 +100,24 @@ def test_a_second_node_of_the_same_name_refuses_to_activate(probe, domain_id):
 
 
 @pytest.mark.ros
+def test_a_dry_running_node_reports_a_namesake_and_refuses_enable(probe, domain_id):
+    first = _policy(domain_id)
+    second = None
+    try:
+        probe.wait_running()
+        probe.text.publish(probe._String(data='push the red block to the left'))
+        second = _policy(domain_id, 'autostart:=false')
+        assert probe.wait_status(lambda s: s.state_name == 'DRY_RUN'
+                                 and 'another node named /policy_node' in s.last_error, 30), \
+            sorted({(s.state_name, s.last_error) for s in probe.status})
+        assert not probe.set_enabled(True).success, 'a node with a namesake accepted enable'
+    finally:
+        for launch in (first, second):
+            if launch is not None:
+                launch.stop()
+
+
+@pytest.mark.ros
 def test_an_inference_error_ends_with_a_zero_twist(probe):
     import threading
     import rclpy
