@@ -193,7 +193,8 @@ def add_train_command(sub) -> None:
     p.add_argument('--seed', type=int)
     p.add_argument('--val-every', type=int)
     p.add_argument('--save-every', type=int)
-    p.add_argument('--fp32', action='store_true', help='disable bf16 autocast')
+    p.add_argument('--fp32', action='store_true',
+                   help='never autocast to bf16 (by default on where the CPU has native bf16)')
     p.add_argument('--crop-scale', type=float, help='random-crop area fraction (1.0: no crop)')
     p.add_argument('--jitter', type=float, help='colour jitter strength')
     p.add_argument('--loss', choices=['l1', 'mse'],

@@ -27,6 +27,7 @@ class TrainConfig:
     pos_init: 'sincos' fixes the vision position embeddings' start (from scratch only).
     init: float checkpoint folder to warm-start from ('' = from scratch).
     widen_init: weights of the proprio inputs a warm start adds (WIDEN_INITS).
+    bf16: autocast to bf16 where the CPU has native bf16 units (else float32 is faster).
     """
 
     steps: int = 3000

@@ -2,14 +2,15 @@
 """Behaviour cloning of qvla-ref on a rollout dataset: L1 or MSE on normalized action chunks.
 
 Image augmentation (random crop and colour jitter), AdamW with linear warm-up and cosine
-decay, bf16 autocast on CPU, periodic validation on held-out episodes. Optional helpers for
-training from scratch: fixed 2D sine-cosine initialisation of the vision position embeddings
-(``pos_init='sincos'``) and an auxiliary colour-localization loss (``aux_weight``, with
-``aux_counterfactual`` extra frames per batch read with other samples' instructions; see
-``aux_targets``) through a training-only head. ``init`` warm-starts from a float checkpoint
-of the same config and keeps its action and proprio normalization (fine-tuning on a larger
-dataset without re-learning from scratch); a config that only adds proprio inputs widens it
-(``widen_proprio``: the new inputs start with zero weight, so the policy starts unchanged).
+decay, bf16 autocast on CPUs with native bf16 units (``uses_bf16``), periodic validation on
+held-out episodes. Optional helpers for training from scratch: fixed 2D sine-cosine
+initialisation of the vision position embeddings (``pos_init='sincos'``) and an auxiliary
+colour-localization loss (``aux_weight``, with ``aux_counterfactual`` extra frames per batch
+read with other samples' instructions; see ``aux_targets``) through a training-only head.
+``init`` warm-starts from a float checkpoint of the same config and keeps its action and
+proprio normalization (fine-tuning on a larger dataset without re-learning from scratch); a
+config that only adds proprio inputs widens it (``widen_proprio``: the new inputs start with
+zero weight, so the policy starts unchanged).
 Deterministic given the seed: the batch of step s is drawn from a generator seeded by
 (seed, s), so a run resumed from its last saved state (every ``save_every`` steps, written
 atomically, no pickle) continues exactly as if it had never stopped.
@@ -28,6 +29,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from qvla_ros.data.rollouts import episodes, read_episode, read_info
+from qvla_ros.kernels.cpu import gemm_dtype
 from qvla_ros.models import aux_targets
 from qvla_ros.models.checkpoint import save_policy
 from qvla_ros.models.image_store import EpisodeImages
@@ -198,6 +200,15 @@ def _load_state(out: Path, modules: Dict[str, torch.nn.Module], opt):
     return meta['step'], meta['log']
 
 
+def uses_bf16(cfg: TrainConfig) -> bool:
+    """Return whether training autocasts to bf16: asked for, and native on this CPU.
+
+    Without native bf16 units torch emulates bf16, and a training step of qvla-ref small
+    became about 20 times slower than in float32.
+    """
+    return cfg.bf16 and gemm_dtype() == torch.bfloat16
+
+
 def train(root: Path, config: RefConfig, out: Path, cfg: TrainConfig,
           progress: bool = False) -> Dict:
     """Train qvla-ref on the dataset at ``root``; write the checkpoint to ``out``."""
@@ -232,6 +243,7 @@ def train(root: Path, config: RefConfig, out: Path, cfg: TrainConfig,
     if (out / STATE / 'meta.json').is_file():
         step, log = _load_state(out, modules, opt)
         sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(cfg), last_epoch=step - 1)
+    bf16 = uses_bf16(cfg)
     bar = tqdm(total=cfg.steps, initial=step, desc='train', disable=not progress)
     while step < cfg.steps:
         gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + step)
@@ -241,7 +253,7 @@ def train(root: Path, config: RefConfig, out: Path, cfg: TrainConfig,
             extra = torch.randint(0, len(data), (2, cfg.aux_counterfactual), generator=gen)
             idx, text_idx = torch.cat([idx, extra[0]]), torch.cat([idx, extra[1]])
         batch, target = data.batch(idx, gen, cfg, text_idx)
-        with torch.autocast('cpu', dtype=torch.bfloat16, enabled=cfg.bf16):
+        with torch.autocast('cpu', dtype=torch.bfloat16, enabled=bf16):
             hidden = model.features(batch)  # (B + extra, N, D)
             pred = model.head(hidden[:cfg.batch_size])
         loss = LOSSES[cfg.loss](pred.float(), target[:cfg.batch_size])
@@ -271,7 +283,7 @@ def train(root: Path, config: RefConfig, out: Path, cfg: TrainConfig,
     bar.close()
     model.eval()
     save_policy(model, out)
-    write_json(out / 'train_log.json', {'train_config': asdict(cfg),
+    write_json(out / 'train_log.json', {'train_config': asdict(cfg), 'bf16_autocast': bf16,
                                         'model_config': asdict(config), 'log': log})
     return {'steps': step, 'final_loss': log[-1]['loss'] if log else None,
             'val_loss': next((e['val_loss'] for e in reversed(log) if 'val_loss' in e), None)}
@@ -293,7 +305,7 @@ def evaluate(model, data: ChunkDataset, cfg: TrainConfig, max_samples: int = 256
     losses = []
     for part in idx.split(cfg.batch_size):
         batch, target = data.batch(part, None, cfg)
-        with torch.autocast('cpu', dtype=torch.bfloat16, enabled=cfg.bf16):
+        with torch.autocast('cpu', dtype=torch.bfloat16, enabled=uses_bf16(cfg)):
             pred = model.action_tensor(batch)
         losses.append(F.l1_loss(pred.float(), target, reduction='sum').item())
     model.train(was_training)

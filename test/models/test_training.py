@@ -259,3 +259,21 @@ def test_a_single_camera_model_gains_named_cameras(tmp_path):
     with pytest.raises(ValueError, match='only proprio_dim may grow'):
         train(root, dataclasses.replace(TINY, cameras=('wrist',)), tmp_path / 'x',
               dataclasses.replace(cfg, init=str(tmp_path / 'both')))
+
+
+@pytest.mark.parametrize('native', [True, False])
+def test_training_autocasts_to_bf16_only_where_the_cpu_has_native_bf16(
+        dataset, tmp_path, monkeypatch, native):
+    from qvla_ros.models import training
+    monkeypatch.setattr(training, 'gemm_dtype',
+                        lambda: torch.bfloat16 if native else torch.float32)
+    assert training.uses_bf16(TrainConfig()) is native
+    assert training.uses_bf16(TrainConfig(bf16=False)) is False
+    calls = []
+    real = torch.autocast
+    monkeypatch.setattr(torch, 'autocast', lambda *a, **k: calls.append(k['enabled'])
+                        or real(*a, **k))
+    train(dataset, TINY, tmp_path / 'ck', TrainConfig(steps=2, batch_size=4, val_every=2))
+    assert calls and set(calls) == {native}
+    log = json.loads((tmp_path / 'ck' / 'train_log.json').read_text())
+    assert log['bf16_autocast'] is native
