@@ -1,6 +1,7 @@
 # Copyright 2026 qvla_ros authors. Apache-2.0.
 """Every way actuation stops ends with a zero twist seen by another process."""
 
+import contextlib
 import signal
 import time
 
@@ -81,40 +82,43 @@ def test_cleanup_after_deactivate_sends_no_motion(probe, domain_id):
         launch.stop()
 
 
+@contextlib.contextmanager
+def _policies(domain_id):
+    """Yield a function that starts a policy node; stop every one started on the way out."""
+    started = []
+    try:
+        yield lambda *overrides: started.append(_policy(domain_id, *overrides)) or started[-1]
+    finally:
+        for launch in started:
+            launch.stop()
+
+
+def _clash_reported(probe, states):
+    assert probe.wait_status(lambda s: s.state_name in states
+                             and 'another node named /policy_node' in s.last_error, 30), \
+        sorted({(s.state_name, s.last_error) for s in probe.status})
+
+
 @pytest.mark.ros
 def test_a_second_node_of_the_same_name_refuses_to_activate(probe, domain_id):
-    first = _policy(domain_id)
-    second = None
-    try:
+    with _policies(domain_id) as start:
+        start()
         probe.drive()
         # on a loaded 2-core machine discovery of the first node took over the 1 s default
-        second = _policy(domain_id, 'discovery_wait:=5.0')
-        assert probe.wait_status(lambda s: s.state_name in ('INACTIVE', 'UNCONFIGURED')
-                                 and 'another node named /policy_node' in s.last_error, 30), \
-            sorted({(s.state_name, s.last_error) for s in probe.status})
+        second = start('discovery_wait:=5.0')
+        _clash_reported(probe, ('INACTIVE', 'UNCONFIGURED'))
         assert second.poll() is None, 'the second node died instead of reporting the clash'
-    finally:
-        for launch in (first, second):
-            if launch is not None:
-                launch.stop()
 
 
 @pytest.mark.ros
 def test_a_dry_running_node_reports_a_namesake_and_refuses_enable(probe, domain_id):
-    first = _policy(domain_id)
-    second = None
-    try:
+    with _policies(domain_id) as start:
+        start()
         probe.wait_running()
         probe.text.publish(probe._String(data='push the red block to the left'))
-        second = _policy(domain_id, 'autostart:=false')
-        assert probe.wait_status(lambda s: s.state_name == 'DRY_RUN'
-                                 and 'another node named /policy_node' in s.last_error, 30), \
-            sorted({(s.state_name, s.last_error) for s in probe.status})
+        start('autostart:=false')
+        _clash_reported(probe, ('DRY_RUN',))
         assert not probe.set_enabled(True).success, 'a node with a namesake accepted enable'
-    finally:
-        for launch in (first, second):
-            if launch is not None:
-                launch.stop()
 
 
 @pytest.mark.ros
