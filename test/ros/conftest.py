@@ -109,10 +109,14 @@ class Probe:
         assert self.wait_status(lambda s: s.state_name in running, seconds), \
             sorted({(s.state_name, s.last_error) for s in self.status})
 
+    def instruct(self):
+        """Publish the instruction (latched)."""
+        self.text.publish(self._String(data='push the red block to the left'))
+
     def turn_on(self):
         """Wait for the node to activate, publish the instruction and enable actuation."""
         self.wait_running()
-        self.text.publish(self._String(data='push the red block to the left'))
+        self.instruct()
         response = self.set_enabled(True)
         assert response.success, response.message
 

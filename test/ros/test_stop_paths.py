@@ -115,7 +115,7 @@ def test_a_dry_running_node_reports_a_namesake_and_refuses_enable(probe, domain_
     with _policies(domain_id) as start:
         start()
         probe.wait_running()
-        probe.text.publish(probe._String(data='push the red block to the left'))
+        probe.instruct()
         start('autostart:=false')
         _clash_reported(probe, ('DRY_RUN',))
         assert not probe.set_enabled(True).success, 'a node with a namesake accepted enable'
@@ -195,7 +195,7 @@ def test_qvla_ros_enable_switches_actuation_from_another_process(probe, domain_i
     launch = _policy(domain_id, 'image_timeout:=1.0')
     try:
         probe.wait_running()
-        probe.text.publish(probe._String(data='push the red block to the left'))
+        probe.instruct()
         code, out = _qvla_ros(probe, 'enable', 'on', '--domain-id', str(domain_id))
         assert code == 0 and 'actuation on' in out, out
         probe.spin(2.0)
