@@ -117,8 +117,28 @@ def test_a_dry_running_node_reports_a_namesake_and_refuses_enable(probe, domain_
         probe.wait_running()
         probe.instruct()
         start('autostart:=false')
-        _clash_reported(probe, ('DRY_RUN',))
+        _clash_reported(probe, ('ERROR',))
         assert not probe.set_enabled(True).success, 'a node with a namesake accepted enable'
+
+
+@pytest.mark.ros
+def test_an_actuating_node_stops_on_a_namesake_and_stays_in_error(probe, domain_id):
+    with _policies(domain_id) as start:
+        start()
+        probe.drive()
+        since = time.monotonic()
+        start('autostart:=false')  # stays unconfigured: only the first node runs and commands
+        _clash_reported(probe, ('ERROR',))
+        probe.spin(1.0)
+        _assert_stopped_with_zero(probe, since)
+        clashed, seen = time.monotonic(), len(probe.status)
+        probe.spin(3.0)  # three status periods, thirty control ticks
+        # the namesake publishes UNCONFIGURED on the same topic
+        later = [s.state_name for s in probe.status[seen:] if s.state_name != 'UNCONFIGURED']
+        assert len(later) >= 2 and set(later) == {'ERROR'}, \
+            f'the node left ERROR with its namesake still there: {later}'
+        assert all(probe.is_zero(m) for t, m in probe.twists if t > clashed), \
+            'the node commanded motion with a namesake on the graph'
 
 
 @pytest.mark.ros
