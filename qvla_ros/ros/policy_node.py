@@ -5,9 +5,10 @@ configure loads the checkpoint (FP or packed), checks it against the parameters 
 subscribes to its cameras (``~/image`` for one unnamed camera, else ``~/image/<name>``, each
 also as ``.../compressed``; see :mod:`.camera_inputs`); an observation takes one frame per
 camera within ``max_sync_skew``. The chunk schedule is the one the checkpoint records
-(``schedule`` and ``execute_steps`` override it). activate starts the inference and control
-timers in separate callback groups, run by a multi-threaded executor when
-``executor_threads`` > 1. Subscriptions only convert and store.
+(``schedule`` and ``execute_steps`` override it). activate starts the control timer and an
+inference thread (a timer kicks it), so a slow forward pass never delays a control tick; a
+plan whose observation predates a schedule clear (new instruction, watchdog, enable) is
+dropped. Subscriptions only convert and store.
 It starts in dry run: the ActionChunk and status are published, nothing actuates until
 ``~/enable``. Clamps, a stale-input watchdog and NaN/exception handling publish zero twist
 and hold the gripper instead of acting on garbage. Every way actuation ends (``~/enable``
@@ -46,6 +47,7 @@ from qvla_ros.ros.policy_params import declare, read_config
 from qvla_ros.ros.status import control_rate, diagnostics, policy_status
 from qvla_ros.runtime.action_map import EndEffectorMap
 from qvla_ros.runtime.chunking import ActionSchedule, checkpoint_schedule
+from qvla_ros.runtime.worker import Worker
 
 
 def load_for_node(model: str, seed: int, upstream: str = ''):
@@ -83,6 +85,7 @@ class PolicyNode(LifecycleNode):
         self._last_error, self._clashing = '', False
         self._latencies, self._ticks = [], []
         self._loop_timers, self._pubs = [], {}
+        self._worker: Optional[Worker] = None
         self._status_pub = self.create_publisher(PolicyStatus, '~/policy_status',
                                                  qos.commands())
         self._diag_pub = self.create_publisher(DiagnosticArray, '~/status', qos.commands())
@@ -124,15 +127,16 @@ class PolicyNode(LifecycleNode):
         return TransitionCallbackReturn.SUCCESS
 
     def on_activate(self, state) -> TransitionCallbackReturn:
-        """Start the inference and control timers in their own callback groups."""
+        """Start the control timer, and the inference timer that kicks the model's thread."""
         clash = self._name_clash()
         if clash:
             self._health, self._last_error = PolicyStatus.INACTIVE, clash
             self.get_logger().error(f'refusing to activate: {clash}')
             return TransitionCallbackReturn.FAILURE
         period = 1.0 / self.config.control_hz
+        self._worker = Worker(self._on_infer, self._on_worker_error, 'policy-inference')
         self._loop_timers = [
-            self.create_timer(period, self._on_infer, MutuallyExclusiveCallbackGroup()),
+            self.create_timer(period, self._worker.kick, MutuallyExclusiveCallbackGroup()),
             self.create_timer(period, self._on_control, MutuallyExclusiveCallbackGroup())]
         self._health = PolicyStatus.DRY_RUN
         return super().on_activate(state)
@@ -163,12 +167,13 @@ class PolicyNode(LifecycleNode):
         return TransitionCallbackReturn.SUCCESS
 
     def destroy_node(self):
-        """Destroy the node and its lifecycle state machine.
+        """Stop inference, then destroy the node and its lifecycle state machine.
 
         rclpy's LifecycleNode leaves its state machine holding the node handle, so a node
         destroyed in a process that goes on stays on the graph, and a restarted namesake
         would refuse to activate.
         """
+        self._stop_timers()
         super().destroy_node()
         self._state_machine.destroy_when_not_in_use()
 
@@ -203,6 +208,12 @@ class PolicyNode(LifecycleNode):
         for timer in self._loop_timers:
             self.destroy_timer(timer)
         self._loop_timers = []
+        worker, self._worker = self._worker, None
+        if worker is not None and not worker.stop(timeout=10.0):
+            self.get_logger().error('inference still running 10 s after the stop')
+
+    def _on_worker_error(self, err: BaseException):
+        self._fail(f'inference error: {err!r}')
 
     # -- inputs (convert and store only) -----------------------------------------------------
     def _reject(self, message: str):
@@ -262,6 +273,7 @@ class PolicyNode(LifecycleNode):
         return None
 
     def _on_infer(self):
+        """Plan once if the schedule needs it (on the inference thread; the bench calls it)."""
         now = time.time_ns()
         with self._data_lock:
             if self._stale() is not None or not self._schedule.needs_plan(now):
@@ -272,6 +284,7 @@ class PolicyNode(LifecycleNode):
                 return
             proprio = self._proprio if self._proprio is not None else np.zeros(0, np.float32)
             obs = Observation(images, self._instruction, proprio, now)
+            epoch = self._schedule.epoch
         start = time.perf_counter()
         try:
             chunk = self._policy.predict(obs)
@@ -279,9 +292,10 @@ class PolicyNode(LifecycleNode):
             self._fail(f'model error: {err!r}')
             return
         self._latencies = (self._latencies + [time.perf_counter() - start])[-500:]
-        with self._data_lock:
-            self._schedule.add(chunk, now)  # step 0 applies from the observation's time
-        self._pubs['chunk'].publish(self._chunk_msg(chunk))
+        with self._data_lock:  # step 0 applies from the observation's time
+            kept = self._schedule.add(chunk, now, epoch)
+        if kept:  # not planned for an instruction or a stream that changed meanwhile
+            self._pubs['chunk'].publish(self._chunk_msg(chunk))
 
     def _on_control(self):
         self._ticks = (self._ticks + [time.monotonic()])[-100:]

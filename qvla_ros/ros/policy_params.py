@@ -28,8 +28,8 @@ PARAMETERS = {
                   None),
     'discovery_wait': (1.0, 'autostart: seconds to look for another node of the same name on '
                             'the graph before activating', True, (0.0, 10.0)),
-    'executor_threads': (1, 'executor threads; > 1 runs inference and control concurrently',
-                         True, (1, 16)),
+    'executor_threads': (1, 'executor threads for callbacks (the model always runs on a '
+                         'thread of its own)', True, (1, 16)),
     'control_hz': (10.0, 'rate of the control loop and of published commands', True,
                    (0.5, 200.0)),
     'cameras': ([], 'camera names, in the order an unnamed-camera model takes them; subscribed '

@@ -96,17 +96,26 @@ class ActionSchedule:
     def __init__(self, spec: ScheduleSpec):
         self.spec = spec
         self._chunks: Deque[_Entry] = deque()
+        self.epoch = 0  # counts clears: a plan started before one belongs to a dropped past
 
-    def add(self, chunk: ActionChunk, t0_ns: int) -> None:
-        """Register a chunk whose step 0 is due at ``t0_ns``."""
+    def add(self, chunk: ActionChunk, t0_ns: int, epoch: Optional[int] = None) -> bool:
+        """Register a chunk whose step 0 is due at ``t0_ns``; return whether it was kept.
+
+        ``epoch``: the value of ``self.epoch`` when its observation was taken; a chunk
+        planned before a ``clear`` (for an old instruction, before a watchdog trip) is dropped.
+        """
+        if epoch is not None and epoch != self.epoch:
+            return False
         if self.spec.mode == 'replan':
             while len(self._chunks) > 1:
                 self._chunks.popleft()
         self._chunks.append(_Entry(t0_ns, chunk))
+        return True
 
     def clear(self) -> None:
         """Drop every chunk (watchdog trip, new instruction, re-enable)."""
         self._chunks.clear()
+        self.epoch += 1
 
     def needs_plan(self, t_ns: int) -> bool:
         """Return True when a new chunk should be predicted for the tick at ``t_ns``."""

@@ -109,9 +109,9 @@ class Probe:
         assert self.wait_status(lambda s: s.state_name in running, seconds), \
             sorted({(s.state_name, s.last_error) for s in self.status})
 
-    def instruct(self):
+    def instruct(self, text: str = 'push the red block to the left'):
         """Publish the instruction (latched)."""
-        self.text.publish(self._String(data='push the red block to the left'))
+        self.text.publish(self._String(data=text))
 
     def turn_on(self):
         """Wait for the node to activate, publish the instruction and enable actuation."""
@@ -141,3 +141,34 @@ def probe(rclpy_context):
     p = Probe(rclpy_context)
     yield p
     p.close()
+
+
+@pytest.fixture
+def local_policy(request):
+    """Yield an activated PolicyNode spun in this process (its default model), in a context
+    of its own, so a test can reach into it; destroy it on the way out.
+
+    Indirect parametrization passes parameter overrides: {'execute_steps': 3}.
+    """
+    import threading
+    import rclpy
+    from rclpy.executors import SingleThreadedExecutor
+    from rclpy.parameter import Parameter
+    from qvla_ros.ros.policy_node import PolicyNode
+    context = rclpy.Context()
+    rclpy.init(context=context)
+    overrides = [Parameter(k, value=v) for k, v in getattr(request, 'param', {}).items()]
+    node = PolicyNode(context=context, parameter_overrides=overrides)
+    executor = SingleThreadedExecutor(context=context)
+    executor.add_node(node)
+    thread = threading.Thread(target=executor.spin, daemon=True)
+    try:
+        node.trigger_configure()
+        node.trigger_activate()
+        thread.start()
+        yield node
+    finally:
+        executor.shutdown(timeout_sec=2)
+        node.destroy_node()
+        context.try_shutdown()
+        thread.join(5)

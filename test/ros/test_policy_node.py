@@ -93,3 +93,53 @@ def test_serves_a_packed_quantized_checkpoint(rclpy_context, domain_id, quantize
     finally:
         node.destroy_node()
         launch.stop()
+
+
+@pytest.mark.ros
+@pytest.mark.parametrize('local_policy', [{'execute_steps': 3}], indirect=True)
+def test_control_keeps_ticking_while_the_model_plans(probe, local_policy):
+    # 3 of the toy's 8 actions run before each replan: 5 remain to command while it plans
+    probe.drive()
+    real, windows = local_policy._policy.predict, []
+
+    def slow(obs):  # a forward pass of 0.5 s (sleep, like torch's kernels, frees the GIL)
+        start = time.monotonic()
+        time.sleep(0.5)
+        windows.append((start, time.monotonic()))
+        return real(obs)
+    local_policy._policy.predict = slow
+    probe.spin(2.5)
+    assert windows, 'the node did not plan in 2.5 s'
+    ticks = [sum(a < t < b for t in local_policy._ticks) for a, b in windows]
+    assert max(ticks) >= 3, f'control ticks during each 0.5 s plan: {ticks}'
+    commands = [sum(a < t < b for t, _ in probe.twists) for a, b in windows]
+    assert max(commands) >= 2, f'commands received during each 0.5 s plan: {commands}'
+
+
+@pytest.mark.ros
+def test_a_plan_made_for_a_replaced_instruction_is_dropped(probe, local_policy):
+    import threading
+    probe.drive()
+    node, planning, plans, tags = local_policy, threading.Event(), [], {}
+    real, add = node._policy.predict, node._schedule.add
+
+    def slow(obs):
+        planning.set()
+        time.sleep(0.5)
+        chunk = real(obs)
+        tags[id(chunk)] = obs.instruction
+        return chunk
+
+    def record(chunk, t0_ns, epoch=None):
+        plans.append((tags.get(id(chunk)), add(chunk, t0_ns, epoch)))
+        return plans[-1][1]
+    node._policy.predict, node._schedule.add = slow, record
+    end = time.monotonic() + 10
+    while not planning.is_set() and time.monotonic() < end:
+        probe.spin(0.05)
+    probe.instruct('push the blue block to the right')
+    probe.spin(2.0)
+    old = 'push the red block to the left'
+    assert (old, False) in plans, plans  # planned before the change, dropped after it
+    assert all(kept is False for text, kept in plans if text == old), plans
+    assert ('push the blue block to the right', True) in plans, plans

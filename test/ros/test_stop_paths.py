@@ -142,35 +142,16 @@ def test_an_actuating_node_stops_on_a_namesake_and_stays_in_error(probe, domain_
 
 
 @pytest.mark.ros
-def test_an_inference_error_ends_with_a_zero_twist(probe):
-    import threading
-    import rclpy
-    from rclpy.executors import SingleThreadedExecutor
-    from qvla_ros.ros.policy_node import PolicyNode
-    context = rclpy.Context()
-    rclpy.init(context=context)
-    node = PolicyNode(context=context)
-    executor = SingleThreadedExecutor(context=context)
-    executor.add_node(node)
-    thread = threading.Thread(target=executor.spin, daemon=True)
-    try:
-        node.trigger_configure()
-        node.trigger_activate()
-        thread.start()
-        probe.drive()
+def test_an_inference_error_ends_with_a_zero_twist(probe, local_policy):
+    probe.drive()
 
-        def broken(obs):
-            raise RuntimeError('CUDA error: an illegal memory access was encountered')
-        node._policy.predict = broken
-        since = time.monotonic()
-        probe.spin(1.5)
-        _assert_stopped_with_zero(probe, since)
-        assert probe.wait_status(lambda s: 'model error' in s.last_error, 3)
-    finally:
-        executor.shutdown(timeout_sec=2)
-        node.destroy_node()
-        context.try_shutdown()
-        thread.join(5)
+    def broken(obs):
+        raise RuntimeError('CUDA error: an illegal memory access was encountered')
+    local_policy._policy.predict = broken
+    since = time.monotonic()
+    probe.spin(1.5)
+    _assert_stopped_with_zero(probe, since)
+    assert probe.wait_status(lambda s: 'model error' in s.last_error, 3)
 
 
 @pytest.mark.ros

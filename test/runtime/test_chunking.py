@@ -108,3 +108,15 @@ def test_a_slow_plan_skips_the_steps_whose_time_has_passed():
     assert s.action_at(2 * DT + DT // 4)[0] == 2.0  # 225 ms after its observation
     assert s.action_at(3 * DT + DT // 4)[0] == 3.0
     assert s.action_at(5 * DT + DT // 4)[0] == 5.0  # a missed tick is skipped, not delayed
+
+
+@pytest.mark.parametrize('mode', ['replan', 'ensemble'])
+def test_a_plan_started_before_a_clear_is_dropped(mode):
+    s = ActionSchedule(ScheduleSpec(mode, execute_steps=3))
+    s.add(_chunk(0.0), 0)
+    started = s.epoch  # an observation is taken, the model runs ...
+    s.clear()  # ... and meanwhile the instruction changes
+    assert not s.add(_chunk(5.0), 0, started)
+    assert s.action_at(0) is None and s.needs_plan(0)
+    assert s.add(_chunk(7.0), DT, s.epoch)
+    assert s.action_at(DT)[0] == 7.0
