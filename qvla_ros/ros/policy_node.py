@@ -305,7 +305,7 @@ class PolicyNode(LifecycleNode):
                 self._schedule.clear()
             action = None if reason else self._schedule.action_at(time.time_ns())
         if reason is not None:
-            self._health, self._last_error = self._running_health(PolicyStatus.WARN), reason
+            self._health, self._last_error = PolicyStatus.WARN, reason
             self._publish_hold()
             return
         if action is None:
@@ -314,13 +314,8 @@ class PolicyNode(LifecycleNode):
         if safe is None:
             self._fail('non-finite action from the model')
             return
-        self._health = self._running_health(
-            PolicyStatus.ACTIVE if self._enabled else PolicyStatus.DRY_RUN)
+        self._health = PolicyStatus.ACTIVE if self._enabled else PolicyStatus.DRY_RUN
         self._publish(safe, dt=1.0 / self.config.control_hz)
-
-    def _running_health(self, state: int) -> int:
-        # A namesake on the graph keeps the node in ERROR until it leaves: ~/enable refuses.
-        return PolicyStatus.ERROR if self._clashing else state
 
     def _fail(self, message: str):
         self._health, self._last_error = PolicyStatus.ERROR, message
@@ -375,10 +370,10 @@ class PolicyNode(LifecycleNode):
         if clash and not self._clashing:
             self.get_logger().error(clash)
         self._clashing = bool(clash)
-        if clash and self._loop_timers:
-            self._health = PolicyStatus.ERROR
         self._last_error = clash or self._last_error
-        status = policy_status(self._health, self._model_id, self._plan_id, self._latencies,
+        # a running node with a namesake reports ERROR until it leaves: ~/enable refuses
+        health = PolicyStatus.ERROR if clash and self._loop_timers else self._health
+        status = policy_status(health, self._model_id, self._plan_id, self._latencies,
                                control_rate(self._ticks[-50:]), self._dropped(),
                                self._last_error)
         status.header.stamp = self.get_clock().now().to_msg()

@@ -1,9 +1,9 @@
 # Copyright 2026 qvla_ros authors. Apache-2.0.
 """One background thread that runs a job on request, so a slow model never delays control.
 
-The policy node's control timer must tick at ``control_hz`` while a plan is computed; with
-inference inside the executor, a 250 ms forward pass delayed every tick behind it. The job
-runs here instead; torch releases the GIL inside its kernels, so the executor keeps ticking.
+The policy node's control timer must tick at ``control_hz`` while a plan is computed, and a
+forward pass inside the executor would hold every tick back behind it. The job runs here
+instead; torch releases the GIL inside its kernels, so the executor keeps ticking.
 """
 
 import threading

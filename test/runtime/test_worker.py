@@ -2,6 +2,7 @@
 """The background worker that runs the policy's inference off the executor."""
 
 import threading
+import time
 
 from qvla_ros.runtime.worker import Worker
 
@@ -33,24 +34,21 @@ def test_a_kick_while_running_is_dropped_not_queued():
 
 
 def test_an_error_is_reported_and_the_thread_lives_on():
-    errors, done = [], threading.Event()
-    calls = []
+    errors, reported, done, calls = [], threading.Event(), threading.Event(), []
 
     def job():
         calls.append(1)
         if len(calls) == 1:
             raise RuntimeError('CUDA error')
         done.set()
-    worker = Worker(job, on_error=errors.append)
+    worker = Worker(job, on_error=lambda err: (errors.append(err), reported.set()))
     try:
         worker.kick()
-        deadline = threading.Event()
-        while not errors and not deadline.wait(0.01):
-            pass
-        assert [str(e) for e in errors] == ['CUDA error']
-        while worker.busy:
-            deadline.wait(0.01)
-        assert worker.kick() and done.wait(5), 'the worker died with its first error'
+        assert reported.wait(5) and [str(e) for e in errors] == ['CUDA error']
+        end = time.monotonic() + 5  # the first run ends just after its error is reported
+        while not worker.kick() and time.monotonic() < end:
+            time.sleep(0.01)
+        assert done.wait(5), 'the worker died with its first error'
     finally:
         worker.stop(5)
 
